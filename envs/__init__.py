@@ -1,0 +1,35 @@
+"""Gymnasium environments for the tasks of "Recurrent Models of Visual Attention" (Mnih et al., 2014).
+
+``import envs`` registers, in the ``ram`` namespace (gymnasium 1.x has no plugin discovery):
+
+- ``ram/ClutteredMNIST-v0``: any task, chosen with ``task=`` (default ``cluttered60``) and overrides;
+- one id per preset: ``ram/MNIST28-v0``, ``ram/Translated60-v0``, ``ram/Cluttered60-v0``, ``ram/Cluttered100-v0``.
+
+Every id has a native vector env: ``gymnasium.make_vec(id, num_envs=B)``.
+"""
+
+from gymnasium.envs.registration import register, registry
+
+from envs.cluttered_mnist import ClutteredMNISTEnv, ClutteredMNISTVectorEnv
+from envs.mnist import MNIST, DataError, load_mnist
+from envs.tasks import TASKS, Task, get_task
+
+__all__ = ["ENV_IDS", "TASKS", "ClutteredMNISTEnv", "ClutteredMNISTVectorEnv", "DataError", "MNIST", "Task",
+           "get_task", "load_mnist"]
+
+ENV_IDS = {
+    "ram/ClutteredMNIST-v0": None,
+    "ram/MNIST28-v0": "mnist28",
+    "ram/Translated60-v0": "translated60",
+    "ram/Cluttered60-v0": "cluttered60",
+    "ram/Cluttered100-v0": "cluttered100",
+}
+
+for _id, _task in ENV_IDS.items():
+    if _id not in registry:
+        register(
+            id=_id,
+            entry_point="envs.cluttered_mnist:ClutteredMNISTEnv",
+            vector_entry_point="envs.cluttered_mnist:ClutteredMNISTVectorEnv",
+            kwargs={} if _task is None else {"task": _task},
+        )

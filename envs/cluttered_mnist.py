@@ -1,0 +1,340 @@
+"""Gymnasium environments for the tasks of Mnih et al. (2014): a single env and a natively batched vector env."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.mnist import MNIST, load_mnist
+from envs.tasks import BLOCK, Canvases, Task, fixed, get_task, integers, sample, split_size
+from ram.retina import Retina, integral_image
+
+N_CLASSES = 10
+OBSERVATIONS = ("glimpse", "image")
+STARTS = ("random", "center")
+
+
+def uniform_locations(bitgen: np.random.BitGenerator, n: int) -> np.ndarray:
+    """n locations uniform in [-1, 1)^2 from the raw 64-bit stream (53-bit floats)."""
+    return ((bitgen.random_raw((n, 2)) >> np.uint64(11)) * 2.0**-53 * 2.0 - 1.0).astype(np.float32)
+
+
+def check_location(location: Any, n: int) -> np.ndarray:
+    """Actions' locations as a float32 (n, 2) array clipped to [-1, 1]; ValueError for a wrong shape or NaN."""
+    location = np.asarray(location, dtype=np.float32)
+    expected = (2,) if n == 1 else (n, 2)
+    if location.shape != expected and not (n == 1 and location.shape == (1, 2)):
+        raise ValueError(f"action 'location' must have shape {expected}, got {location.shape}")
+    location = location.reshape(n, 2)
+    if not np.isfinite(location).all():
+        raise ValueError(f"action 'location' must be finite, got {location.tolist()}")
+    # Out-of-range locations are clipped by the retina's rule, the same for every caller.
+    return np.clip(location, -1.0, 1.0)
+
+
+def check_label(label: Any, n: int) -> np.ndarray:
+    label = np.asarray(label)
+    if label.size != n or not np.issubdtype(label.dtype, np.integer) or ((label < 0) | (label >= N_CLASSES)).any():
+        raise ValueError(f"action 'label' must be {n} integer(s) in 0..{N_CLASSES - 1}, got {label.tolist()}")
+    return label.reshape(n).astype(np.int64)
+
+
+class _Episodes:
+    """The batched state of n episodes (canvases, their integral images, locations, step counts): the shared
+    mechanics of the single and the vector environment, so the two cannot drift apart."""
+
+    def __init__(self, *, task: Task, split: str, mnist: MNIST, start: str, observation: str, n: int):
+        if start not in STARTS:
+            raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+        if observation not in OBSERVATIONS:
+            raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
+        if split != "train":
+            split_size(mnist, split)  # validates the split name
+        self.task, self.split, self.mnist, self.start, self.observation, self.n = task, split, mnist, start, observation, n
+        self.retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
+        C = task.canvas_size
+        self.images = np.zeros((n, C, C), np.uint8)
+        self.S = integral_image(torch.from_numpy(self.images))
+        self.labels = np.zeros(n, np.int64)
+        self.index = np.full(n, -1, np.int64)  # canvas index in a fixed split, -1 for train
+        self.location = np.zeros((n, 2), np.float32)
+        self.path = np.zeros((n, task.n_glimpses, 2), np.float32)  # locations glimpsed so far
+        self.t = np.zeros(n, np.int64)  # glimpses taken in the current episode
+        self.cursor = 0
+        self._blocks: dict[int, Canvases] = {}
+
+    def spaces(self) -> tuple[spaces.Dict, spaces.Dict]:
+        C = self.task.canvas_size
+        if self.observation == "glimpse":
+            obs = spaces.Dict({
+                "glimpse": spaces.Box(0.0, 1.0, self.retina.shape, np.float32),
+                "location": spaces.Box(-1.0, 1.0, (2,), np.float32),
+            })
+        else:
+            obs = spaces.Dict({"image": spaces.Box(0.0, 1.0, (C, C), np.float32)})
+        act = spaces.Dict({
+            "location": spaces.Box(-1.0, 1.0, (2,), np.float32),
+            "label": spaces.Discrete(N_CLASSES),
+        })
+        return obs, act
+
+    def _fixed(self, index: np.ndarray) -> Canvases:
+        out = []
+        for i in index:
+            block = int(i) // BLOCK
+            if block not in self._blocks:
+                if len(self._blocks) >= 2:  # keep at most two blocks of a fixed set in memory
+                    self._blocks.pop(next(iter(self._blocks)))
+                lo = block * BLOCK
+                hi = min(lo + BLOCK, split_size(self.mnist, self.split))
+                self._blocks[block] = fixed(self.mnist, self.task, self.split, lo, hi)
+            part = self._blocks[block]
+            j = int(i) - block * BLOCK
+            out.append((part.images[j], part.labels[j], part.positions[j]))
+        images, labels, positions = zip(*out)
+        return Canvases(np.stack(images), np.array(labels), np.stack(positions))
+
+    def new(self, rows: np.ndarray, bitgen: np.random.BitGenerator, index: np.ndarray | None = None) -> None:
+        """Start new episodes in ``rows``: train draws fresh canvases, val/test take the next fixed ones (or ``index``)."""
+        if self.split == "train":
+            if index is not None:
+                raise ValueError("option 'index' only applies to the fixed splits val and test")
+            canvases = sample(self.mnist, self.task, bitgen, len(rows))
+            self.index[rows] = -1
+        else:
+            size = split_size(self.mnist, self.split)
+            if index is None:
+                index = (self.cursor + np.arange(len(rows))) % size
+                self.cursor = int((self.cursor + len(rows)) % size)
+            index = np.asarray(index, np.int64).reshape(len(rows))
+            if ((index < 0) | (index >= size)).any():
+                raise ValueError(f"option 'index' must be in 0..{size - 1}, got {index.tolist()}")
+            canvases = self._fixed(index)
+            self.index[rows] = index
+        self.images[rows] = canvases.images
+        self.labels[rows] = canvases.labels
+        self.S[rows] = integral_image(torch.from_numpy(canvases.images))
+        if self.start == "random":
+            self.location[rows] = uniform_locations(bitgen, len(rows))
+        else:
+            self.location[rows] = 0.0
+        self.t[rows] = 1
+        self.path[rows] = 0.0
+        self.path[rows, 0] = self.location[rows]
+
+    def observe(self) -> dict[str, np.ndarray]:
+        if self.observation == "image":
+            return {"image": self.images.astype(np.float32) / 255.0}
+        glimpse = self.retina.read(self.S, torch.from_numpy(self.location)).numpy()
+        return {"glimpse": glimpse, "location": self.location.copy()}
+
+    def act(self, rows: np.ndarray, location: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Apply actions to ``rows``: move there, and at the last glimpse score the label. Returns (reward, terminated)."""
+        terminated = self.t[rows] >= self.task.n_glimpses
+        reward = np.where(terminated, (label == self.labels[rows]).astype(np.float32), 0.0).astype(np.float32)
+        self.location[rows] = location
+        going = rows[~terminated]
+        self.path[going, self.t[going]] = location[~terminated]
+        self.t[rows] += 1
+        return reward, terminated
+
+
+def _make_episodes(task, split, mnist, data_dir, start, observation, n, **overrides) -> _Episodes:
+    if isinstance(task, str):
+        task = get_task(task, **overrides)
+    elif any(v is not None for v in overrides.values()):
+        task = task.with_(**{k: v for k, v in overrides.items() if v is not None})
+    mnist = mnist if mnist is not None else load_mnist(data_dir)
+    return _Episodes(task=task, split=split, mnist=mnist, start=start, observation=observation, n=n)
+
+
+class ClutteredMNISTEnv(gym.Env):
+    """
+    ## Description
+    Classify the MNIST digit on a (possibly cluttered) canvas by looking at it through T glimpses of a
+    multi-resolution retina (Mnih et al. 2014). One episode is one canvas and T glimpses.
+
+    ## Action Space
+    ``Dict(location=Box(-1, 1, (2,), float32), label=Discrete(10))``: where to take the next glimpse
+    ((x, y), (-1, -1) top-left, see ``ram.retina``) and the predicted class. Locations outside [-1, 1] are
+    clipped; NaN or a wrong shape raises ValueError. The label counts only at the last step.
+
+    ## Observation Space
+    ``observation="glimpse"`` (default): ``Dict(glimpse=Box(0, 1, (k, g, g), float32), location=Box(-1, 1, (2,)))``,
+    the retina's reading and where it was taken. ``observation="image"``: ``Dict(image=Box(0, 1, (C, C)))``, the
+    whole canvas, for models without a glimpse sensor (same tasks and splits).
+
+    ## Rewards
+    1 at the last step if ``label`` is the digit's class, else 0; 0 at every other step.
+
+    ## Starting State
+    A new canvas (fresh for ``split="train"``, the next one of the fixed set for ``val``/``test``) and the first
+    glimpse at a uniformly random location (``start="random"``, the paper) or the centre (``start="center"``).
+
+    ## Episode End
+    ``terminated`` at the T-th step: the agent has seen T glimpses (the first from ``reset``, T - 1 from its
+    location actions) and its T-th action's label is scored. ``info["label"]`` (true class) and
+    ``info["correct"]`` are set at that step. Never truncated.
+
+    ## Arguments
+    ``task`` (a name from ``envs.TASKS`` or a ``Task``), overrides ``canvas_size``, ``n_clutter``,
+    ``clutter_size``, ``glimpse_size``, ``n_scales``, ``scale``, ``n_glimpses``; ``split`` ("train", "val",
+    "test"); ``start``; ``observation``; ``data_dir`` (MNIST cache) or ``mnist`` (arrays); ``render_mode``
+    ("rgb_array"). ``reset(options={"index": i})`` shows canvas i of a fixed split; ``reset(seed=...)`` on a fixed
+    split also rewinds it to canvas 0.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+
+    def __init__(self, task: str | Task = "cluttered60", *, split: str = "train", start: str = "random",
+                 observation: str = "glimpse", data_dir: str | None = None, mnist: MNIST | None = None,
+                 render_mode: str | None = None, canvas_size: int | None = None, n_clutter: int | None = None,
+                 clutter_size: int | None = None, glimpse_size: int | None = None, n_scales: int | None = None,
+                 scale: int | None = None, n_glimpses: int | None = None):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
+        self._episodes = _make_episodes(task, split, mnist, data_dir, start, observation, 1,
+                                        canvas_size=canvas_size, n_clutter=n_clutter, clutter_size=clutter_size,
+                                        glimpse_size=glimpse_size, n_scales=n_scales, scale=scale,
+                                        n_glimpses=n_glimpses)
+        self.task = self._episodes.task
+        self.retina = self._episodes.retina
+        self.observation_space, self.action_space = self._episodes.spaces()
+        self._rows = np.zeros(1, np.int64)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {k: v[0] for k, v in self._episodes.observe().items()}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._episodes.cursor = 0
+        index = None if not options or "index" not in options else [options["index"]]
+        self._episodes.new(self._rows, self.np_random.bit_generator, index)
+        return self._obs(), {}
+
+    def step(self, action: dict):
+        if self._episodes.t[0] == 0:
+            raise RuntimeError("call reset() before step()")
+        if self._episodes.t[0] > self.task.n_glimpses:
+            raise RuntimeError("the episode has ended: call reset()")
+        location = check_location(action["location"], 1)
+        label = check_label(action["label"], 1)
+        reward, terminated = self._episodes.act(self._rows, location, label)
+        info = {}
+        if terminated[0]:
+            info = {"label": int(self._episodes.labels[0]), "correct": bool(reward[0] > 0)}
+        return self._obs(), float(reward[0]), bool(terminated[0]), False, info
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        e = self._episodes
+        steps = int(min(e.t[0], self.task.n_glimpses))
+        from envs.render import draw_glimpses
+
+        return draw_glimpses(e.images[0], e.path[0, :steps], self.retina)
+
+
+class ClutteredMNISTVectorEnv(VectorEnv):
+    """``num_envs`` episodes of ``ClutteredMNISTEnv`` stepped as one batch (one retina call per step).
+
+    Same arguments, spaces per sub-env, rewards and infos as the single env; infos follow the vector convention
+    (``infos["label"]`` with mask ``infos["_label"]``). All episodes last exactly T steps, so sub-envs start and
+    end together. Autoreset (``autoreset_mode``): ``NEXT_STEP`` (default) resets an ended sub-env at the next
+    ``step``, whose actions for it are ignored and which returns its first observation with reward 0;
+    ``SAME_STEP`` resets at the ending step, returning the new first observation and the last one in
+    ``infos["final_obs"]``; ``DISABLED`` never resets by itself (call ``reset``, optionally with
+    ``options={"reset_mask": mask}``). On ``val``/``test`` the sub-envs take consecutive canvases of the fixed
+    set, so ``ceil(N / num_envs)`` resets cover it in order; ``reset(seed=...)`` rewinds to canvas 0.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, task: str | Task = "cluttered60", *, split: str = "train",
+                 start: str = "random", observation: str = "glimpse", data_dir: str | None = None,
+                 mnist: MNIST | None = None, render_mode: str | None = None,
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, canvas_size: int | None = None,
+                 n_clutter: int | None = None, clutter_size: int | None = None, glimpse_size: int | None = None,
+                 n_scales: int | None = None, scale: int | None = None, n_glimpses: int | None = None):
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.autoreset_mode = AutoresetMode(autoreset_mode)
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
+        self.num_envs = int(num_envs)
+        self.render_mode = render_mode
+        self._episodes = _make_episodes(task, split, mnist, data_dir, start, observation, self.num_envs,
+                                        canvas_size=canvas_size, n_clutter=n_clutter, clutter_size=clutter_size,
+                                        glimpse_size=glimpse_size, n_scales=n_scales, scale=scale,
+                                        n_glimpses=n_glimpses)
+        self.task = self._episodes.task
+        self.retina = self._episodes.retina
+        self.single_observation_space, self.single_action_space = self._episodes.spaces()
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._all = np.arange(self.num_envs)
+        self._autoreset = np.zeros(self.num_envs, bool)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)  # seeds self.np_random
+        if seed is not None:
+            self._episodes.cursor = 0
+        options = options or {}
+        rows = self._all
+        if "reset_mask" in options:
+            rows = self._all[np.asarray(options["reset_mask"], bool)]
+        self._episodes.new(rows, self.np_random.bit_generator, options.get("index"))
+        self._autoreset[rows] = False
+        return self._episodes.observe(), {}
+
+    def step(self, actions: dict):
+        e, n = self._episodes, self.num_envs
+        if (e.t == 0).any():
+            raise RuntimeError("call reset() before step()")
+        location = check_location(actions["location"], n)
+        label = check_label(actions["label"], n)
+        reward = np.zeros(n, np.float32)
+        terminated = np.zeros(n, bool)
+        restart = self._all[self._autoreset]
+        going = self._all[~self._autoreset]
+        if self.autoreset_mode == AutoresetMode.DISABLED and (e.t[going] > self.task.n_glimpses).any():
+            raise RuntimeError("an episode has ended and autoreset is disabled: call reset()")
+        if len(restart):
+            e.new(restart, self.np_random.bit_generator)
+        reward[going], terminated[going] = e.act(going, location[going], label[going])
+        ended = self._all[terminated]
+        infos: dict[str, Any] = {}
+        if len(ended):
+            mask = terminated.copy()
+            infos = {"label": np.where(mask, e.labels, 0), "_label": mask,
+                     "correct": np.where(mask, reward > 0, False), "_correct": mask}
+        if self.autoreset_mode == AutoresetMode.SAME_STEP and len(ended):
+            infos["final_obs"] = e.observe()
+            infos["_final_obs"] = terminated.copy()
+            e.new(ended, self.np_random.bit_generator)
+            self._autoreset[:] = False
+        elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._autoreset = terminated.copy()
+        obs = e.observe()
+        return obs, reward, terminated, np.zeros(n, bool), infos
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        from envs.render import draw_glimpses
+
+        e = self._episodes
+        steps = int(min(e.t.max(), self.task.n_glimpses))
+        return [draw_glimpses(e.images[i], e.path[i, :steps], self.retina) for i in range(self.num_envs)]

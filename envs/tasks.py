@@ -1,0 +1,173 @@
+"""The tasks of Mnih et al. (2014) and the one generator of their canvases.
+
+A canvas is a square uint8 image: one MNIST digit pasted at a uniformly random position, plus
+``n_clutter`` pieces of clutter (random ``clutter_size`` square crops of *other* digits) at uniformly
+random positions; overlaps keep the brighter pixel. Generation is vectorised over the batch: the only
+Python loop runs over the clutter pieces.
+
+Splits: ``train`` draws fresh canvases every episode from MNIST train digits 0..54,999; ``val`` is a
+fixed set of 5,000 canvases, one per train digit 55,000..59,999; ``test`` a fixed set of 10,000 canvases,
+one per MNIST test digit. Fixed sets are generated in blocks of ``BLOCK`` canvases, each from its own
+seed derived from ``PUBLISHED_SEED``, the split and the geometry, with the PCG64 bit stream only (its
+output is fixed by numpy's stability promise), so they are bit-identical on every machine and run.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import numpy as np
+
+from envs.mnist import MNIST
+
+PUBLISHED_SEED = 20140611
+BLOCK = 1000
+SPLITS = ("train", "val", "test")
+TRAIN_DIGITS = 55000
+DIGIT = 28
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: the canvas it draws and the paper's sensor for it."""
+
+    name: str
+    canvas_size: int
+    n_clutter: int = 0
+    clutter_size: int = 8
+    glimpse_size: int = 12
+    n_scales: int = 3
+    scale: int = 2
+    n_glimpses: int = 6
+
+    def __post_init__(self) -> None:
+        checks = (
+            (self.canvas_size >= DIGIT, f"canvas_size must be >= {DIGIT}, got {self.canvas_size}"),
+            (self.n_clutter >= 0, f"n_clutter must be >= 0, got {self.n_clutter}"),
+            (1 <= self.clutter_size <= DIGIT, f"clutter_size must be in 1..{DIGIT}, got {self.clutter_size}"),
+            (self.clutter_size <= self.canvas_size, "clutter_size must not exceed canvas_size"),
+            (self.glimpse_size >= 1, f"glimpse_size must be >= 1, got {self.glimpse_size}"),
+            (self.glimpse_size <= self.canvas_size,
+             f"glimpse_size {self.glimpse_size} is larger than the {self.canvas_size}x{self.canvas_size} canvas"),
+            (self.n_scales >= 1, f"n_scales must be >= 1, got {self.n_scales}"),
+            (self.scale >= 1, f"scale must be >= 1, got {self.scale}"),
+            (self.n_glimpses >= 1, f"n_glimpses must be >= 1, got {self.n_glimpses}"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def with_(self, **changes) -> Task:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+
+TASKS = {
+    "mnist28": Task("mnist28", canvas_size=28, glimpse_size=8, n_scales=1),
+    "translated60": Task("translated60", canvas_size=60, glimpse_size=12, n_scales=3),
+    "cluttered60": Task("cluttered60", canvas_size=60, n_clutter=4, glimpse_size=12, n_scales=3),
+    "cluttered100": Task("cluttered100", canvas_size=100, n_clutter=8, glimpse_size=12, n_scales=4, n_glimpses=8),
+}
+
+
+def get_task(name: str, **overrides) -> Task:
+    """A preset by name with fields overridden (``None`` values are ignored). Raises ValueError for unknown names."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return TASKS[name].with_(**changes) if changes else TASKS[name]
+
+
+def integers(bitgen: np.random.BitGenerator, high: int, size: int | tuple[int, ...]) -> np.ndarray:
+    """Integers in [0, high) from the raw 64-bit stream (stable across numpy versions; bias < high / 2**64)."""
+    return (bitgen.random_raw(size) % np.uint64(high)).astype(np.int64)
+
+
+class Canvases(NamedTuple):
+    images: np.ndarray  # (N, C, C) uint8
+    labels: np.ndarray  # (N,) int64
+    positions: np.ndarray  # (N, 2) int64: (x, y) of the digit's top-left pixel
+
+
+def compose(
+    digits: np.ndarray,
+    labels: np.ndarray,
+    index: np.ndarray,
+    task: Task,
+    bitgen: np.random.BitGenerator,
+) -> Canvases:
+    """Canvases of ``task`` for ``digits[index]``, with clutter cut from other digits of ``digits``.
+
+    Draws, in this order: digit positions (x then y), then per clutter piece its source digit, crop corner
+    (x, y) and canvas position (x, y).
+    """
+    n, C, c = len(index), task.canvas_size, task.clutter_size
+    canvas = np.zeros((n, C, C), dtype=np.uint8)
+    rows = np.arange(n)[:, None, None]
+
+    # Clutter first; the digit is maxed in last so it is never hidden by the bookkeeping order.
+    pos = integers(bitgen, C - DIGIT + 1, (n, 2))
+    ar_c = np.arange(c)
+    for _ in range(task.n_clutter):
+        # A different digit: shift by 1..N-1 so the piece never comes from the digit being classified.
+        source = (index + 1 + integers(bitgen, max(len(digits) - 1, 1), n)) % len(digits)
+        corner = integers(bitgen, DIGIT - c + 1, (n, 2))
+        at = integers(bitgen, C - c + 1, (n, 2))
+        piece = digits[source[:, None, None], corner[:, 1, None, None] + ar_c[:, None], corner[:, 0, None, None] + ar_c]
+        ys, xs = at[:, 1, None, None] + ar_c[:, None], at[:, 0, None, None] + ar_c
+        canvas[rows, ys, xs] = np.maximum(canvas[rows, ys, xs], piece)
+
+    ar = np.arange(DIGIT)
+    ys, xs = pos[:, 1, None, None] + ar[:, None], pos[:, 0, None, None] + ar
+    canvas[rows, ys, xs] = np.maximum(canvas[rows, ys, xs], digits[index])
+    return Canvases(canvas, labels[index].astype(np.int64), pos)
+
+
+def pool(mnist: MNIST, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The digits and labels a split draws from."""
+    if split == "train":
+        return mnist.train_images[:TRAIN_DIGITS], mnist.train_labels[:TRAIN_DIGITS]
+    if split == "val":
+        return mnist.train_images[TRAIN_DIGITS:], mnist.train_labels[TRAIN_DIGITS:]
+    if split == "test":
+        return mnist.test_images, mnist.test_labels
+    raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+
+
+def split_size(mnist: MNIST, split: str) -> int:
+    """Number of canvases in a fixed split (the number of digits in its pool)."""
+    return len(pool(mnist, split)[0])
+
+
+def sample(mnist: MNIST, task: Task, bitgen: np.random.BitGenerator, n: int) -> Canvases:
+    """``n`` fresh training canvases: digits drawn uniformly with replacement from the train pool."""
+    digits, labels = pool(mnist, "train")
+    return compose(digits, labels, integers(bitgen, len(digits), n), task, bitgen)
+
+
+def _block_seed(task: Task, split: str, block: int) -> np.random.SeedSequence:
+    # The geometry (not the sensor) decides the set: the same canvases serve every sensor and every model.
+    geometry = f"{split}:{task.canvas_size}:{task.n_clutter}:{task.clutter_size}"
+    return np.random.SeedSequence([PUBLISHED_SEED, zlib.crc32(geometry.encode()), block])
+
+
+def fixed(mnist: MNIST, task: Task, split: str, start: int = 0, stop: int | None = None) -> Canvases:
+    """Canvases ``start:stop`` of the fixed ``val`` or ``test`` set: canvas i shows digit i of the split's pool."""
+    if split not in ("val", "test"):
+        raise ValueError(f"only val and test are fixed sets, got {split!r}")
+    digits, labels = pool(mnist, split)
+    stop = len(digits) if stop is None else stop
+    if not 0 <= start <= stop <= len(digits):
+        raise ValueError(f"range {start}:{stop} outside the {len(digits)} canvases of {split}")
+    parts = []
+    for block in range(start // BLOCK, -(-stop // BLOCK)):
+        lo, hi = block * BLOCK, min((block + 1) * BLOCK, len(digits))
+        part = compose(digits, labels, np.arange(lo, hi), task, np.random.PCG64(_block_seed(task, split, block)))
+        a, b = max(start, lo) - lo, min(stop, hi) - lo
+        parts.append(Canvases(*(x[a:b] for x in part)))
+    if not parts:
+        C = task.canvas_size
+        return Canvases(np.zeros((0, C, C), np.uint8), np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
+    return Canvases(*(np.concatenate(x) for x in zip(*parts)))

@@ -1,0 +1,110 @@
+"""The glimpse sensor rho(x, l) of Mnih et al. (2014): the one owner of glimpse geometry.
+
+Coordinate convention (used everywhere in the project, written down only here):
+a location l = (x, y) lies in [-1, 1]^2; (-1, -1) is the top-left corner of the image, (1, 1) the
+bottom-right corner and (0, 0) its centre. x runs along image columns, y along image rows. Locations
+outside [-1, 1] are clipped to it (``clip_location``). A location maps to the pixel grid line
+``c = round((l + 1) / 2 * size)``; the patch of side p at that location covers pixels
+``[c - p // 2, c - p // 2 + p)``, so all scales share one centre.
+
+Scale i (0-based) is a square of side ``g * s**i`` average-pooled down to ``g x g`` (cells of
+``s**i x s**i`` pixels). Pixels outside the image count as zero.
+
+Pooling is computed from an integral image (summed-area table): every pooled cell is four look-ups,
+so a glimpse costs ``k * (g + 1)**2`` gathers whatever the scale, and a whole batch is one ``gather``
+call. For uint8 images the table is integer, so the pooled values are exact means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def clip_location(l: Tensor) -> Tensor:
+    """Clip locations to [-1, 1]^2, the one clipping rule of the project (environments, model, plots)."""
+    return l.clamp(-1.0, 1.0)
+
+
+def integral_image(images: Tensor) -> Tensor:
+    """Summed-area table S of (B, H, W) images, shape (B, H + 1, W + 1), S[:, i, j] = sum of images[:, :i, :j].
+
+    uint8 images give an exact int64 table (values read back as pixel / 255); floating images a float64 one.
+    """
+    if images.dim() != 3:
+        raise ValueError(f"images must have shape (B, H, W), got {tuple(images.shape)}")
+    dtype = torch.int64 if images.dtype == torch.uint8 else torch.float64
+    S = torch.zeros(images.shape[0], images.shape[1] + 1, images.shape[2] + 1, dtype=dtype)
+    S[:, 1:, 1:] = images.to(dtype).cumsum(1).cumsum(2)
+    return S
+
+
+@dataclass(frozen=True)
+class Retina:
+    """rho(x, l): k concentric square patches, the first g x g, each next s times wider, all pooled to g x g."""
+
+    g: int = 8
+    """Side of the smallest patch and of every pooled patch, in pixels."""
+    k: int = 1
+    """Number of scales."""
+    s: int = 2
+    """Each scale is s times wider than the previous one."""
+
+    def __post_init__(self) -> None:
+        for name, value, low in (("g", self.g, 1), ("k", self.k, 1), ("s", self.s, 1)):
+            if not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"retina {name} must be an integer >= {low}, got {value!r}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape of one glimpse: (k, g, g)."""
+        return (self.k, self.g, self.g)
+
+    @property
+    def widest(self) -> int:
+        """Side in pixels of the largest patch."""
+        return self.g * self.s ** (self.k - 1)
+
+    def centre(self, l: Tensor, size: int) -> Tensor:
+        """Integer pixel grid line of each coordinate of clipped locations l: (..., 2) -> (..., 2) int64 (x, y)."""
+        return torch.round((clip_location(l).double() + 1.0) / 2.0 * size).long()
+
+    def boxes(self, l: Tensor, size: int) -> Tensor:
+        """Pixel boxes (x0, y0, x1, y1), end exclusive, of every scale: l (..., 2) -> (..., k, 4) int64.
+
+        Boxes may reach outside the image; that part of a glimpse reads as zero.
+        """
+        c = self.centre(l, size)
+        sides = torch.tensor([self.g * self.s**i for i in range(self.k)], dtype=torch.int64)
+        x0 = c[..., None, 0] - sides // 2
+        y0 = c[..., None, 1] - sides // 2
+        return torch.stack([x0, y0, x0 + sides, y0 + sides], dim=-1)
+
+    def read(self, S: Tensor, l: Tensor) -> Tensor:
+        """Glimpses from a summed-area table S (B, H+1, W+1) at locations l (B, 2): (B, k, g, g) float32 in [0, 1]."""
+        B, H1, W1 = S.shape
+        if H1 != W1:
+            raise ValueError(f"the retina reads square images, got {H1 - 1}x{W1 - 1}")
+        if l.shape != (B, 2):
+            raise ValueError(f"locations must have shape ({B}, 2), got {tuple(l.shape)}")
+        size = H1 - 1
+        x0y0 = self.boxes(l, size)[..., :2]  # (B, k, 2)
+        cell = torch.tensor([self.s**i for i in range(self.k)], dtype=torch.int64)  # (k,)
+        steps = torch.arange(self.g + 1, dtype=torch.int64)
+        # Cell edges of every scale, clamped to the image: clamping the corners of a box gives the sum of its
+        # part inside the image, i.e. zero padding outside it.
+        edges = (x0y0[..., None] + cell[None, :, None, None] * steps).clamp(0, size)  # (B, k, 2, g+1)
+        cols, rows = edges[:, :, 0], edges[:, :, 1]
+        idx = rows[:, :, :, None] * W1 + cols[:, :, None, :]  # (B, k, g+1, g+1)
+        corners = S.reshape(B, -1).gather(1, idx.reshape(B, -1)).reshape(idx.shape)
+        sums = corners[..., 1:, 1:] - corners[..., :-1, 1:] - corners[..., 1:, :-1] + corners[..., :-1, :-1]
+        area = (cell * cell).to(S.dtype)[None, :, None, None]
+        scale = 255.0 if S.dtype == torch.int64 else 1.0
+        return (sums.double() / (area * scale)).float()
+
+    def __call__(self, images: Tensor, l: Tensor) -> Tensor:
+        """Glimpses of (B, H, W) images (uint8 in 0..255, or float in [0, 1]) at l (B, 2): (B, k, g, g) float32."""
+        return self.read(integral_image(images), l)
