@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.mnist import MNIST, load_mnist
-from envs.tasks import BLOCK, Canvases, Task, fixed, get_task, integers, sample, split_size
+from envs.tasks import BLOCK, Canvases, Task, fixed, get_task, sample, split_size
 from ram.retina import Retina, integral_image
 
 N_CLASSES = 10
@@ -45,6 +45,16 @@ def check_label(label: Any, n: int) -> np.ndarray:
     return label.reshape(n).astype(np.int64)
 
 
+def _autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
+    """An AutoresetMode from itself, its value ("NextStep") or its name ("NEXT_STEP")."""
+    if isinstance(mode, AutoresetMode):
+        return mode
+    for m in AutoresetMode:
+        if mode in (m.value, m.name):
+            return m
+    raise ValueError(f"autoreset_mode must be one of {[m.name for m in AutoresetMode]}, got {mode!r}")
+
+
 class _Episodes:
     """The batched state of n episodes (canvases, their integral images, locations, step counts): the shared
     mechanics of the single and the vector environment, so the two cannot drift apart."""
@@ -56,7 +66,8 @@ class _Episodes:
             raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
         if split != "train":
             split_size(mnist, split)  # validates the split name
-        self.task, self.split, self.mnist, self.start, self.observation, self.n = task, split, mnist, start, observation, n
+        self.task, self.split, self.mnist, self.n = task, split, mnist, n
+        self.start, self.observation = start, observation
         self.retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
         C = task.canvas_size
         self.images = np.zeros((n, C, C), np.uint8)
@@ -101,7 +112,7 @@ class _Episodes:
         return Canvases(np.stack(images), np.array(labels), np.stack(positions))
 
     def new(self, rows: np.ndarray, bitgen: np.random.BitGenerator, index: np.ndarray | None = None) -> None:
-        """Start new episodes in ``rows``: train draws fresh canvases, val/test take the next fixed ones (or ``index``)."""
+        """Start episodes in ``rows``: fresh canvases on train, the next fixed ones (or ``index``) on val/test."""
         if self.split == "train":
             if index is not None:
                 raise ValueError("option 'index' only applies to the fixed splits val and test")
@@ -135,7 +146,7 @@ class _Episodes:
         return {"glimpse": glimpse, "location": self.location.copy()}
 
     def act(self, rows: np.ndarray, location: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Apply actions to ``rows``: move there, and at the last glimpse score the label. Returns (reward, terminated)."""
+        """Apply actions to ``rows``: move there; at the last glimpse score the label. Returns (reward, terminated)."""
         terminated = self.t[rows] >= self.task.n_glimpses
         reward = np.where(terminated, (label == self.labels[rows]).astype(np.float32), 0.0).astype(np.float32)
         self.location[rows] = location
@@ -271,7 +282,7 @@ class ClutteredMNISTVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.autoreset_mode = AutoresetMode(autoreset_mode)
+        self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.num_envs = int(num_envs)
         self.render_mode = render_mode

@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="Fetch and verify the MNIST IDX files.")
-    parser.add_argument("--data-dir", type=Path, default=None, help="cache folder (default: $RAM_DATA_DIR or ~/.cache/ram/mnist)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="cache folder (default: $RAM_DATA_DIR, else ~/.cache/ram/mnist)")
     args = parser.parse_args(argv)
     try:
         data_dir = ensure(args.data_dir, quiet=False)

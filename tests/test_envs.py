@@ -1,0 +1,188 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from gymnasium.vector import AutoresetMode
+from gymnasium.wrappers import RecordEpisodeStatistics
+
+import envs
+from envs.cluttered_mnist import ClutteredMNISTEnv, ClutteredMNISTVectorEnv
+
+
+def rollout(env, seed, actions):
+    obs, _ = env.reset(seed=seed)
+    frames = [obs]
+    for a in actions:
+        obs, reward, terminated, truncated, info = env.step(a)
+        frames.append((obs, reward, terminated, truncated, info))
+        if terminated:
+            break
+    return frames
+
+
+def fixed_actions(T, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"location": rng.uniform(-1.2, 1.2, 2).astype(np.float32), "label": int(rng.integers(10))}
+            for _ in range(T)]
+
+
+@pytest.mark.parametrize("env_id", list(envs.ENV_IDS))
+def test_check_env_for_every_registered_id(mnist, env_id):
+    env = gym.make(env_id, render_mode="rgb_array")
+    check_env(env.unwrapped, skip_render_check=False)
+    vec = gym.make_vec(env_id, num_envs=3)
+    assert isinstance(vec, ClutteredMNISTVectorEnv) and vec.num_envs == 3
+    obs, _ = vec.reset(seed=0)
+    assert vec.observation_space.contains(obs)
+
+
+@pytest.mark.parametrize("observation", ["glimpse", "image"])
+def test_check_env_image_observation_and_custom_task(mnist, observation):
+    env = gym.make("ram/ClutteredMNIST-v0", observation=observation, canvas_size=80, n_clutter=6, n_glimpses=3,
+                   mnist=mnist)
+    check_env(env.unwrapped)
+    obs, _ = env.reset(seed=0)
+    key = "glimpse" if observation == "glimpse" else "image"
+    assert obs[key].shape == ((3, 12, 12) if key == "glimpse" else (80, 80))
+
+
+def test_same_seed_same_episode_different_seed_different(tiny_mnist):
+    env = ClutteredMNISTEnv("cluttered60", mnist=tiny_mnist)
+    actions = fixed_actions(6)
+    a, b, c = rollout(env, 3, actions), rollout(env, 3, actions), rollout(env, 4, actions)
+    np.testing.assert_array_equal(a[0]["glimpse"], b[0]["glimpse"])
+    for x, y in zip(a[1:], b[1:]):
+        np.testing.assert_array_equal(x[0]["glimpse"], y[0]["glimpse"])
+        assert x[1:] == y[1:]
+    assert not np.array_equal(a[0]["glimpse"], c[0]["glimpse"])
+
+
+def test_episode_structure_reward_and_info(tiny_mnist):
+    env = ClutteredMNISTEnv("translated60", mnist=tiny_mnist, n_glimpses=4, start="center")
+    obs, info = env.reset(seed=0)
+    assert info == {} and np.array_equal(obs["location"], [0, 0])
+    label = int(env.unwrapped._episodes.labels[0])
+    for _ in range(3):  # wrong labels before the last step do not count
+        obs, reward, terminated, truncated, info = env.step({"location": np.array([0.5, -0.5], np.float32),
+                                                             "label": (label + 1) % 10})
+        assert (reward, terminated, truncated, info) == (0.0, False, False, {})
+        np.testing.assert_array_equal(obs["location"], [0.5, -0.5])
+    obs, reward, terminated, truncated, info = env.step({"location": np.zeros(2, np.float32), "label": label})
+    assert (reward, terminated, truncated) == (1.0, True, False)
+    assert info == {"label": label, "correct": True}
+    assert type(terminated) is bool and type(truncated) is bool and type(reward) is float
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step({"location": np.zeros(2, np.float32), "label": 0})
+
+
+def test_bad_actions_raise_and_out_of_range_is_clipped(tiny_mnist):
+    env = ClutteredMNISTEnv("cluttered60", mnist=tiny_mnist)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="finite"):
+        env.step({"location": np.array([np.nan, 0], np.float32), "label": 0})
+    with pytest.raises(ValueError, match="shape"):
+        env.step({"location": np.zeros(3, np.float32), "label": 0})
+    with pytest.raises(ValueError, match="label"):
+        env.step({"location": np.zeros(2, np.float32), "label": 10})
+    obs, *_ = env.step({"location": np.array([5.0, -7.0], np.float32), "label": 0})
+    np.testing.assert_array_equal(obs["location"], [1.0, -1.0])
+
+
+def test_record_episode_statistics(tiny_mnist):
+    env = RecordEpisodeStatistics(ClutteredMNISTEnv("cluttered60", mnist=tiny_mnist, n_glimpses=5))
+    env.reset(seed=0)
+    for _ in range(5):
+        _, _, terminated, _, info = env.step(env.action_space.sample())
+    assert terminated and info["episode"]["l"] == 5 and info["episode"]["r"] in (0.0, 1.0)
+
+
+def test_render_draws_canvas_and_glimpses(tiny_mnist):
+    env = ClutteredMNISTEnv("cluttered60", mnist=tiny_mnist, render_mode="rgb_array", start="center")
+    env.reset(seed=0)
+    before = env.render()
+    env.step({"location": np.array([0.5, 0.5], np.float32), "label": 0})
+    after = env.render()
+    assert before.shape == (240, 240, 3) and before.dtype == np.uint8
+    coloured = (after[..., 0] != after[..., 1]) | (after[..., 1] != after[..., 2])  # boxes are coloured
+    assert coloured.sum() > coloured.size * 0.01 and not np.array_equal(before, after)
+
+
+def test_vector_env_matches_single_env_on_the_same_seed(tiny_mnist):
+    single = ClutteredMNISTEnv("cluttered60", mnist=tiny_mnist)
+    vec = ClutteredMNISTVectorEnv(1, "cluttered60", mnist=tiny_mnist)
+    actions = fixed_actions(6, seed=9)
+    frames = rollout(single, 11, actions)
+    obs, _ = vec.reset(seed=11)
+    np.testing.assert_array_equal(obs["glimpse"][0], frames[0]["glimpse"])
+    for a, (s_obs, s_reward, s_term, _, _) in zip(actions, frames[1:]):
+        batch = {"location": a["location"][None], "label": np.array([a["label"]])}
+        obs, reward, terminated, truncated, infos = vec.step(batch)
+        np.testing.assert_array_equal(obs["glimpse"][0], s_obs["glimpse"])
+        assert (reward[0], terminated[0]) == (s_reward, s_term)
+    assert infos["label"][0] == frames[-1][4]["label"] and infos["_label"][0]
+
+
+def test_vector_env_walks_the_fixed_set_in_order(tiny_mnist):
+    vec = ClutteredMNISTVectorEnv(16, "cluttered60", split="test", mnist=tiny_mnist, start="center",
+                                  autoreset_mode="DISABLED")
+    single = ClutteredMNISTEnv("cluttered60", split="test", mnist=tiny_mnist, start="center")
+    obs, _ = vec.reset(seed=0)
+    obs2, _ = vec.reset()  # the next 16 canvases
+    single.reset(seed=0)
+    for i in range(32):
+        o, _ = single.reset() if i else single.reset(seed=0)
+        want = obs if i < 16 else obs2
+        np.testing.assert_array_equal(want["glimpse"][i % 16], o["glimpse"])
+    o, _ = single.reset(options={"index": 20})
+    np.testing.assert_array_equal(obs2["glimpse"][4], o["glimpse"])
+
+
+@pytest.mark.parametrize("mode", ["NEXT_STEP", "SAME_STEP", "DISABLED"])
+def test_vector_env_autoreset(tiny_mnist, mode):
+    T = 3
+    vec = ClutteredMNISTVectorEnv(4, "cluttered60", mnist=tiny_mnist, n_glimpses=T, autoreset_mode=mode)
+    assert vec.metadata["autoreset_mode"] == AutoresetMode[mode]
+    vec.reset(seed=0)
+    labels_1 = vec._episodes.labels.copy()
+    actions = vec.action_space.sample()
+    for _ in range(T - 1):
+        _, _, terminated, _, _ = vec.step(actions)
+        assert not terminated.any()
+    obs, reward, terminated, _, infos = vec.step(actions)
+    assert terminated.all() and set(reward.tolist()) <= {0.0, 1.0}
+    np.testing.assert_array_equal(infos["label"], labels_1)
+    if mode == "NEXT_STEP":
+        obs, reward, terminated, _, infos = vec.step(actions)  # the reset step: actions ignored, reward 0
+        assert not terminated.any() and (reward == 0).all() and infos == {}
+        assert (vec._episodes.t == 1).all()
+    elif mode == "SAME_STEP":
+        assert infos["_final_obs"].all() and (vec._episodes.t == 1).all()
+        assert not np.array_equal(infos["final_obs"]["glimpse"], obs["glimpse"])
+    else:
+        with pytest.raises(RuntimeError, match="reset"):
+            vec.step(actions)
+        vec.reset(options={"reset_mask": np.array([True, False, True, False])})
+        assert vec._episodes.t.tolist() == [1, T + 1, 1, T + 1]
+
+
+def test_vector_record_episode_statistics(tiny_mnist):
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics as VecStats
+
+    vec = VecStats(ClutteredMNISTVectorEnv(8, "cluttered60", mnist=tiny_mnist, n_glimpses=2))
+    vec.reset(seed=0)
+    vec.step(vec.action_space.sample())
+    _, _, terminated, _, infos = vec.step(vec.action_space.sample())
+    assert terminated.all() and (infos["episode"]["l"] == 2).all() and infos["_episode"].all()
+
+
+def test_bad_constructor_arguments(tiny_mnist):
+    with pytest.raises(ValueError, match="split"):
+        ClutteredMNISTEnv("cluttered60", split="dev", mnist=tiny_mnist)
+    with pytest.raises(ValueError, match="start"):
+        ClutteredMNISTEnv("cluttered60", start="left", mnist=tiny_mnist)
+    with pytest.raises(ValueError, match="larger than"):
+        ClutteredMNISTEnv("mnist28", glimpse_size=40, mnist=tiny_mnist)
+    with pytest.raises(ValueError, match="num_envs"):
+        ClutteredMNISTVectorEnv(0, mnist=tiny_mnist)
+    with pytest.raises(ValueError, match="index"):
+        ClutteredMNISTEnv("cluttered60", mnist=tiny_mnist).reset(options={"index": 3})

@@ -1,0 +1,136 @@
+import hashlib
+
+import numpy as np
+import pytest
+
+from envs.mnist import MNIST
+from envs.tasks import TASKS, Task, compose, fixed, get_task, integers, sample
+
+
+def digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+# The fixed test sets, pinned: any change to the generator, the seeds or the data breaks these on purpose.
+# (The val sets are pinned the same way below.) Sensor fields do not enter: only the canvas geometry does.
+TEST_SET_SHA256 = {
+    "mnist28": "a0863a96c44e5666",
+    "translated60": "66054b8c234fa879",
+    "cluttered60": "6ef7078f80672b42",
+    "cluttered100": "4422fb00bac4256c",
+}
+VAL_SET_SHA256 = {
+    "mnist28": "61640d2a6035ca5e",
+    "translated60": "20ae3f48fe682517",
+    "cluttered60": "3d5625716879b52d",
+    "cluttered100": "a2ba603a28eab44b",
+}
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_fixed_test_set_is_pinned(mnist, name):
+    test = fixed(mnist, TASKS[name], "test")
+    assert test.images.shape == (10000, TASKS[name].canvas_size, TASKS[name].canvas_size)
+    np.testing.assert_array_equal(test.labels, mnist.test_labels)  # canvas i shows test digit i
+    assert digest(test.images, test.labels) == TEST_SET_SHA256[name]
+    if name == "mnist28":
+        np.testing.assert_array_equal(test.images, mnist.test_images)  # the digit as is
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_fixed_val_set_is_pinned(mnist, name):
+    val = fixed(mnist, TASKS[name], "val")
+    assert len(val.images) == 5000
+    np.testing.assert_array_equal(val.labels, mnist.train_labels[55000:])
+    assert digest(val.images, val.labels) == VAL_SET_SHA256[name]
+
+
+def test_fixed_ranges_agree_with_the_whole_set(tiny_mnist):
+    task = get_task("cluttered60")
+    whole = fixed(tiny_mnist, task, "test")
+    part = fixed(tiny_mnist, task, "test", 7, 31)
+    np.testing.assert_array_equal(part.images, whole.images[7:31])
+    assert fixed(tiny_mnist, task.with_(glimpse_size=8, n_scales=2), "test").images.tobytes() == whole.images.tobytes()
+    with pytest.raises(ValueError, match="outside"):
+        fixed(tiny_mnist, task, "test", 0, 51)
+
+
+def constant_digits(values: list[int]) -> MNIST:
+    digits = np.stack([np.full((28, 28), v, np.uint8) for v in values])
+    labels = np.arange(len(values), dtype=np.uint8) % 10
+    return MNIST(digits, labels, digits, labels)
+
+
+def test_digit_is_pasted_whole_at_its_position():
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    task = Task("t", canvas_size=60, n_clutter=0)
+    out = compose(digits, np.arange(20) % 10, np.arange(20), task, np.random.PCG64(1))
+    for i, (x, y) in enumerate(out.positions):
+        assert 0 <= x <= 32 and 0 <= y <= 32
+        np.testing.assert_array_equal(out.images[i, y : y + 28, x : x + 28], digits[i])
+        rest = out.images[i].copy()
+        rest[y : y + 28, x : x + 28] = 0
+        assert rest.sum() == 0  # nothing else on the canvas without clutter
+
+
+def test_positions_cover_the_whole_canvas():
+    task = Task("t", canvas_size=60)
+    out = sample(constant_digits([255] * 4), task, np.random.PCG64(2), 4000)
+    assert out.positions.min() == 0 and out.positions.max() == 60 - 28
+    assert abs(out.positions.mean() - 16) < 0.5  # uniform on 0..32
+    assert (out.positions[:, 0] != out.positions[:, 1]).any()  # x and y drawn independently
+
+
+@pytest.mark.parametrize("n_clutter", [1, 4, 8])
+def test_clutter_count_and_source(n_clutter):
+    # Digit 0 is dark (100), digit 1 bright (200): canvases of digit 0 must carry clutter of digit 1 only.
+    mnist = constant_digits([100, 200])
+    task = Task("t", canvas_size=400, n_clutter=n_clutter)
+    out = compose(mnist.train_images, mnist.train_labels, np.zeros(300, np.int64), task, np.random.PCG64(3))
+    for image, (x, y) in zip(out.images, out.positions):
+        assert set(np.unique(image)) <= {0, 100, 200}
+        digit = image[y : y + 28, x : x + 28]
+        assert (digit >= 100).all()
+        outside = image.copy()
+        outside[y : y + 28, x : x + 28] = 0
+        assert set(np.unique(outside)) <= {0, 200}  # clutter comes from the other digit
+        assert (outside > 0).sum() <= 64 * n_clutter  # at most n pieces of 8x8
+    # On a 400x400 canvas pieces rarely overlap or hit the digit: the mean area is close to n * 64.
+    areas = [(img == 200).sum() for img in out.images]
+    assert np.mean(areas) > 0.93 * 64 * n_clutter
+
+
+def test_train_sampling_is_seeded(tiny_mnist):
+    task = get_task("cluttered100")
+    a = sample(tiny_mnist, task, np.random.PCG64(5), 64)
+    b = sample(tiny_mnist, task, np.random.PCG64(5), 64)
+    c = sample(tiny_mnist, task, np.random.PCG64(6), 64)
+    np.testing.assert_array_equal(a.images, b.images)
+    assert not np.array_equal(a.images, c.images)
+    assert a.images.dtype == np.uint8 and a.images.shape == (64, 100, 100)
+
+
+def test_integers_are_in_range():
+    x = integers(np.random.PCG64(0), 7, 10000)
+    assert x.min() == 0 and x.max() == 6 and x.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "changes,match",
+    [({"canvas_size": 20}, "canvas_size"), ({"n_clutter": -1}, "n_clutter"), ({"glimpse_size": 80}, "larger than"),
+     ({"n_glimpses": 0}, "n_glimpses"), ({"n_scales": 0}, "n_scales")],
+)
+def test_bad_tasks_are_refused(changes, match):
+    with pytest.raises(ValueError, match=match):
+        get_task("cluttered60", **changes)
+    with pytest.raises(ValueError, match="unknown task"):
+        get_task("cluttered61")
+
+
+def test_presets_match_the_paper():
+    assert [(t.canvas_size, t.n_clutter, t.glimpse_size, t.n_scales) for t in TASKS.values()] == [
+        (28, 0, 8, 1), (60, 0, 12, 3), (60, 4, 12, 3), (100, 8, 12, 4)]
