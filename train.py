@@ -1,0 +1,372 @@
+"""Train the Recurrent Attention Model (Mnih et al. 2014) with REINFORCE, from the command line.
+
+    python train.py --task cluttered60 --glimpses 6           # train; writes runs/cluttered60-6g-s0/
+    python train.py --run-dir runs/cluttered60-6g-s0 --resume # continue a stopped run
+    python train.py evaluate RUN                              # test error of RUN's best checkpoint
+    python train.py visualize RUN                             # glimpse trajectories: PNG grid + GIF
+
+Reads top to bottom: seed -> envs -> model and optimiser -> writer -> loop {rollout, loss, step, log,
+evaluate, checkpoint} -> test. Episodes are collected through the batched gymnasium environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Training defaults: the paper's tasks and sensors come from envs.TASKS; everything else is here.
+TASK_CHOICES = ("mnist28", "translated60", "cluttered60", "cluttered100")
+
+
+def _flag(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class Args:
+    """Every hyperparameter of a run; saved with it (config.json) and with every checkpoint."""
+
+    task: str = _flag("cluttered60", "task preset (sets the canvas, clutter and the paper's sensor)",
+                      choices=TASK_CHOICES)
+    glimpses: int | None = _flag(None, "glimpses per image, T (default: the task's, 6 or 8)")
+    glimpse_size: int | None = _flag(None, "side g of the smallest glimpse patch in pixels (default: the task's)")
+    scales: int | None = _flag(None, "number of scales k of the retina (default: the task's)")
+    canvas_size: int | None = _flag(None, "canvas side in pixels (default: the task's)")
+    clutter: int | None = _flag(None, "pieces of clutter per canvas (default: the task's)")
+    start: str = _flag("random", "first glimpse: at a random location (the paper) or the centre",
+                       choices=("random", "center"))
+    core: str = _flag("rnn", "core network: the paper's ReLU RNN, or an LSTM", choices=("rnn", "lstm"))
+    hidden_size: int = _flag(256, "units of the core network h_t")
+    std: float = _flag(0.1, "standard deviation of the Gaussian location policy (canvas spans [-1, 1])")
+    batch_size: int = _flag(128, "episodes per training step")
+    samples: int = _flag(6_000_000, "training budget in images (episodes) seen")
+    lr: float = _flag(1e-3, "Adam learning rate, decayed to lr * lr_final by a cosine schedule")
+    lr_final: float = _flag(0.02, "final learning rate as a fraction of --lr")
+    reinforce_weight: float = _flag(1.0, "weight of the REINFORCE term in the hybrid loss")
+    clip_grad: float = _flag(5.0, "clip the gradient norm to this (0: off)")
+    eval_every: int = _flag(300_000, "evaluate on the validation set every this many samples")
+    eval_batch: int = _flag(1000, "episodes per batch when evaluating")
+    mc_samples: int = _flag(10, "rollouts averaged for the Monte-Carlo test error")
+    seed: int = _flag(0, "random seed")
+    threads: int = _flag(2, "torch CPU threads")
+    run_dir: str | None = _flag(None, "run folder (default: runs/TASK-Tg-sSEED)")
+    resume: bool = _flag(False, "continue the run in --run-dir from its last checkpoint")
+    data_dir: str | None = _flag(None, "MNIST cache folder (default: $RAM_DATA_DIR or ~/.cache/ram/mnist)")
+    progress: bool = _flag(True, "show a progress bar (--no-progress for logs)")
+
+
+class UsageError(Exception):
+    """A mistake in the command line: reported in one line, exit code 2."""
+
+
+def parse_args(argv: list[str]) -> Args:
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train the Recurrent Attention Model (Mnih et al. 2014) on a cluttered-MNIST task. "
+        "Subcommands: `train.py evaluate RUN`, `train.py visualize RUN` (see `train.py evaluate --help`).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for f in dataclasses.fields(Args):
+        name = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+            continue
+        kind = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
+        parser.add_argument(name, type=kind, default=f.default, help=f.metadata["help"],
+                            choices=f.metadata.get("choices"))
+    args = Args(**vars(parser.parse_args(argv)))
+    positive = ("glimpses", "glimpse_size", "scales", "canvas_size", "batch_size", "samples", "eval_every",
+                "eval_batch", "mc_samples", "threads", "hidden_size")
+    for name in positive:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.clutter is not None and args.clutter < 0:
+        raise UsageError(f"--clutter must be >= 0, got {args.clutter}")
+    if not args.std > 0 or not args.lr > 0:
+        raise UsageError("--std and --lr must be > 0")
+    if args.resume and args.run_dir is None:
+        raise UsageError("--resume needs --run-dir RUN (the run to continue)")
+    return args
+
+
+def task_of(args: Args):
+    from envs import get_task
+
+    try:
+        return get_task(args.task, n_glimpses=args.glimpses, glimpse_size=args.glimpse_size, n_scales=args.scales,
+                        canvas_size=args.canvas_size, n_clutter=args.clutter)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_episodes(model, env, *, greedy: bool, index=None, seed=None):
+    """One batch of episodes through a vector env (autoreset disabled): returns the classifier's logits, the
+    labels, the glimpse locations (B, T, 2) and, for training, log_pi and b (B, T - 1)."""
+    T = env.task.n_glimpses
+    options = None if index is None else {"index": index}
+    obs, _ = env.reset(seed=seed, options=options)
+    state = model.initial_state(env.num_envs)
+    log_pis, bs, locations = [], [], []
+    no_label = np.zeros(env.num_envs, np.int64)
+    for t in range(T):
+        l = torch.from_numpy(obs["location"])
+        locations.append(l)
+        step = model.step(torch.from_numpy(obs["glimpse"]), l, state, greedy=greedy)
+        state = step.state
+        if t < T - 1:
+            log_pis.append(step.log_pi)
+            bs.append(step.b_t)
+            obs, _, _, _, infos = env.step({"location": step.l_t.numpy(), "label": no_label})
+        else:
+            logits = model.classifier(step.h_t)
+            # The env scores the final label; its reward must equal the one the loss computes.
+            _, reward, terminated, _, infos = env.step(
+                {"location": np.zeros((env.num_envs, 2), np.float32), "label": logits.detach().argmax(-1).numpy()})
+    assert terminated.all()
+    empty = torch.zeros(env.num_envs, 0)
+    return (logits, torch.from_numpy(infos["label"]), torch.stack(locations, 1),
+            torch.stack(log_pis, 1) if log_pis else empty, torch.stack(bs, 1) if bs else empty, reward)
+
+
+@torch.no_grad()
+def evaluate(model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[str, float]:
+    """Error on the first n canvases of env's fixed split: greedy (mean locations, one pass) and, if mc_samples,
+    Monte-Carlo (class probabilities averaged over mc_samples sampled rollouts)."""
+    model.eval()
+    greedy_errors = mc_errors = 0
+    B = env.num_envs
+    env.reset(seed=seed)  # rewinds the fixed split and seeds the random first glimpses
+    for start in range(0, n, B):
+        index = (start + np.arange(B)) % n
+        count = min(B, n - start)
+        logits, labels, *_ = run_episodes(model, env, greedy=True, index=index)
+        greedy_errors += (logits.argmax(-1) != labels)[:count].sum().item()
+        if mc_samples:
+            probs = sum(run_episodes(model, env, greedy=False, index=index)[0].softmax(-1) for _ in range(mc_samples))
+            mc_errors += (probs.argmax(-1) != labels)[:count].sum().item()
+    model.train()
+    out = {"greedy_error": 100.0 * greedy_errors / n}
+    if mc_samples:
+        out["mc_error"] = 100.0 * mc_errors / n
+    return out
+
+
+@torch.no_grad()
+def glimpse_figure(model, env, n: int, seed: int = 0):
+    """Greedy glimpse trajectories on the first n canvases of env's fixed split."""
+    from ram.plots import trajectory_figure
+
+    model.eval()
+    episodes = env.unwrapped._episodes
+    env.reset(seed=seed)
+    logits, labels, locations, *_ = run_episodes(model, env, greedy=True, index=np.arange(env.num_envs))
+    model.train()
+    return trajectory_figure(episodes.images[:n], locations[:n].numpy(), logits[:n].argmax(-1).numpy(),
+                             labels[:n].numpy(), env.unwrapped.retina)
+
+
+def make_env(args: Args, task, split: str, num_envs: int):
+    import gymnasium as gym
+
+    import envs  # noqa: F401 - registers the ram/ environments
+
+    return gym.make_vec("ram/ClutteredMNIST-v0", num_envs=num_envs, task=task, split=split, start=args.start,
+                        data_dir=args.data_dir, autoreset_mode="DISABLED")
+
+
+def train(args: Args) -> dict:
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    from envs.tasks import split_size
+    from ram import checkpoint
+    from ram.model import RAMConfig, RecurrentAttention, hybrid_loss
+
+    task = task_of(args)
+    run_dir = Path(args.run_dir or f"runs/{args.task}-{task.n_glimpses}g-s{args.seed}")
+    resumed = None
+    if args.resume:
+        if not (run_dir / "last.pt").exists():
+            raise UsageError(f"nothing to resume: {run_dir / 'last.pt'} does not exist")
+        resumed = checkpoint.load(run_dir / "last.pt")
+        saved = resumed["args"]
+        # A resumed run keeps its own hyperparameters; only the bookkeeping flags may change.
+        args = Args(**{**saved, "resume": True, "run_dir": str(run_dir), "progress": args.progress,
+                       "data_dir": args.data_dir, "threads": args.threads})
+        task = task_of(args)
+    elif (run_dir / "last.pt").exists():
+        raise UsageError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
+
+    # seed
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+
+    # envs: fresh canvases for training, the fixed validation set for model selection
+    env = make_env(args, task, "train", args.batch_size)
+    env.reset(seed=args.seed)
+    val_env = make_env(args, task, "val", args.eval_batch)
+    n_val = split_size(val_env.unwrapped._episodes.mnist, "val")
+
+    # model and optimiser
+    config = RAMConfig(glimpse_shape=env.single_observation_space["glimpse"].shape,
+                       n_classes=int(env.single_action_space["label"].n), hidden_size=args.hidden_size,
+                       core=args.core, std=args.std)
+    model = RecurrentAttention(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    total_steps = math.ceil(args.samples / args.batch_size)
+
+    def lr_factor(step: int) -> float:  # cosine from 1 to lr_final over the run
+        return args.lr_final + (1 - args.lr_final) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    step, best_val, elapsed, history = 0, float("inf"), 0.0, []
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        step, best_val, elapsed = resumed["step"], resumed["best_val_error"], resumed["elapsed"]
+        history = resumed["history"]
+        torch.set_rng_state(resumed["rng"]["torch"])
+        env.np_random.bit_generator.state = resumed["rng"]["env"]
+    n_params = sum(p.numel() for p in model.parameters())
+
+    # writer
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_text(json.dumps({"args": asdict(args), "model_config": asdict(config)}, indent=2),
+                          run_dir / "config.json")
+    writer = SummaryWriter(str(run_dir / "tb"))
+    if resumed is None:
+        writer.add_text("config", "```\n" + json.dumps(asdict(args), indent=2) + "\n```")
+
+    def state_dict(val_error: float) -> dict:
+        return {"args": asdict(args), "model_config": asdict(config), "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                "samples": step * args.batch_size, "elapsed": elapsed, "best_val_error": best_val,
+                "val_error": val_error, "history": history,
+                "rng": {"torch": torch.get_rng_state(), "env": env.np_random.bit_generator.state}}
+
+    # loop
+    bar = tqdm(total=total_steps, initial=step, disable=not args.progress, unit="step", dynamic_ncols=True,
+               desc=f"{args.task} T={task.n_glimpses}")
+    eval_steps = max(1, args.eval_every // args.batch_size)
+    tic, window, window_samples = time.perf_counter(), time.perf_counter(), 0
+    while step < total_steps:
+        # rollout
+        logits, labels, _, log_pi, b, env_reward = run_episodes(model, env, greedy=False)
+        # loss
+        losses = hybrid_loss(logits, labels, log_pi, b, reinforce_weight=args.reinforce_weight)
+        # step
+        optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        if args.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        window_samples += args.batch_size
+        bar.update(1)
+
+        # log, on the clock of samples seen
+        samples = step * args.batch_size
+        if step % 50 == 0 or step == total_steps:
+            now = time.perf_counter()
+            speed = window_samples / (now - window)
+            window, window_samples = now, 0
+            for name in ("total", "classification", "reinforce", "baseline", "accuracy"):
+                writer.add_scalar(f"train/{name}", getattr(losses, name).item(), samples)
+            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], samples)
+            writer.add_scalar("perf/samples_per_s", speed, samples)
+            bar.set_postfix(loss=f"{losses.total.item():.3f}", acc=f"{losses.accuracy.item():.3f}",
+                            sps=f"{speed:,.0f}", best_val=f"{best_val:.2f}%")
+
+        # evaluate and checkpoint
+        if step % eval_steps == 0 or step == total_steps:
+            elapsed += time.perf_counter() - tic
+            val = evaluate(model, val_env, n_val, seed=args.seed)
+            tic = time.perf_counter()
+            val_error = val["greedy_error"]
+            writer.add_scalar("val/error", val_error, samples)
+            writer.add_scalar("val/accuracy", 100.0 - val_error, samples)
+            writer.add_scalar("perf/minutes", elapsed / 60, samples)
+            history.append({"samples": samples, "minutes": elapsed / 60, "val_error": val_error})
+            writer.add_figure("val/glimpses", glimpse_figure(model, val_env, 8), samples)
+            if val_error < best_val:
+                best_val = val_error
+                checkpoint.save(state_dict(val_error), run_dir / "best.pt")
+            checkpoint.save(state_dict(val_error), run_dir / "last.pt")
+            bar.write(f"samples {samples:,}  val error {val_error:.2f}%  best {best_val:.2f}%  "
+                      f"{elapsed / 60:.1f} min")
+    bar.close()
+    elapsed += time.perf_counter() - tic
+
+    # test: the best checkpoint by validation error, measured once, never used for selection
+    best = checkpoint.load(run_dir / "best.pt")
+    model.load_state_dict(best["model"])
+    results = test(model, args, task, best, elapsed)
+    results["params"] = n_params
+    checkpoint.write_text(json.dumps(results, indent=2), run_dir / "results.json")
+    writer.add_hparams({k: v for k, v in asdict(args).items() if isinstance(v, (int, float, str, bool))},
+                       {"hparam/test_greedy_error": results["test"]["greedy_error"],
+                        "hparam/val_error": best["val_error"]}, run_name="hparams")
+    writer.close()
+    return results
+
+
+def test(model, args: Args, task, best: dict, elapsed: float) -> dict:
+    from envs.tasks import split_size
+
+    test_env = make_env(args, task, "test", args.eval_batch)
+    n_test = split_size(test_env.unwrapped._episodes.mnist, "test")
+    tic = time.perf_counter()
+    errors = evaluate(model, test_env, n_test, mc_samples=args.mc_samples, seed=args.seed)
+    return {
+        "task": asdict(task), "checkpoint": "best.pt", "samples": best["samples"],
+        "val_error": best["val_error"], "test": {**errors, "mc_samples": args.mc_samples, "n": n_test},
+        "train_minutes": elapsed / 60, "test_minutes": (time.perf_counter() - tic) / 60,
+        "history": best["history"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    from envs.mnist import DataError
+    from ram.checkpoint import CheckpointError
+
+    try:
+        if argv and argv[0] in ("evaluate", "visualize"):
+            from ram import cli
+
+            return cli.main(argv)
+        args = parse_args(argv)
+        results = train(args)
+        print(json.dumps({k: results[k] for k in ("test", "val_error", "train_minutes")}, indent=2))
+        return 0
+    except (UsageError, DataError, CheckpointError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, UsageError) else 1
+    except KeyboardInterrupt:
+        print("train.py: interrupted; continue with --resume (the last checkpoint is intact)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    sys.exit(main())

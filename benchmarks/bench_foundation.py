@@ -177,30 +177,40 @@ def main() -> None:
 
     mnist = load_mnist()
     meta = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count(), "repeats": repeats, "quick": args.quick}
+            "machine": platform.machine(), "cpus": os.cpu_count(), "repeats": repeats, "quick": args.quick,
+            "load_1min_before": round(os.getloadavg()[0], 2)}
     print("bench_foundation: " + ", ".join(f"{k} {v}" for k, v in meta.items()))
     print(f"medians of {repeats} timed repeats, each after one warm-up")
 
-    generation = bench_generation(mnist, repeats, images_per_repeat=8192 // scale)
-    print_table("1. Generation, envs.tasks.sample (1 torch thread; numpy single-threaded), 8192 images per repeat"
-                if not args.quick else "1. Generation, envs.tasks.sample (1 thread), 2048 images per repeat",
-                generation, [("task", "task", "s"), ("batch", "batch", "d"),
-                             ("images_per_s", "images/s", ",.0f"), ("us_per_image", "us/image", ".1f")])
+    images_per_repeat, calls_per_repeat, episodes_per_repeat = 8192 // scale, 200 // scale, 20 // scale
 
-    retina = bench_retina(mnist, repeats, calls_per_repeat=200 // scale)
-    print_table(f"2. Retina, B={RETINA_BATCH}, uint8 canvases ({RETINA_THREADS} torch threads)", retina,
+    generation = bench_generation(mnist, repeats, images_per_repeat)
+    print_table(f"1. Generation, envs.tasks.sample, 1 torch thread (numpy single-threaded), "
+                f"{images_per_repeat} images per repeat", generation,
+                [("task", "task", "s"), ("batch", "batch", "d"),
+                 ("images_per_s", "images/s", ",.0f"), ("us_per_image", "us/image", ".1f")])
+
+    retina = bench_retina(mnist, repeats, calls_per_repeat)
+    print_table(f"2. Retina, B={RETINA_BATCH} uint8 canvases, {RETINA_THREADS} torch threads, "
+                f"{calls_per_repeat} calls per repeat", retina,
                 [("canvas", "canvas", "d"), ("scales", "k", "d"), ("glimpse", "g", "d"), ("case", "case", "s"),
                  ("us_per_call", "us/call", ",.0f"), ("glimpses_per_s", "glimpses/s", ",.0f")])
+    print("(a) retina(images, l) builds the integral image every call; (b) retina.read(S, l) reuses one, as the env")
 
-    env = bench_env(mnist, repeats, episodes_per_repeat=20 // scale)
-    print_table(f"3. ClutteredMNISTVectorEnv(num_envs={NUM_ENVS}, task='cluttered60'), random actions, "
-                f"resets included ({ENV_THREADS} torch threads)", env,
+    env = bench_env(mnist, repeats, episodes_per_repeat)
+    print_table(f"3. ClutteredMNISTVectorEnv(num_envs={NUM_ENVS}, task='cluttered60'), random actions, resets "
+                f"included, {ENV_THREADS} torch threads, {episodes_per_repeat} episodes per repeat", env,
                 [("autoreset", "autoreset", "s"), ("steps_per_episode", "steps/ep", "d"),
                  ("step_calls_per_s", "step calls/s", ",.0f"), ("ms_per_step_call", "ms/call", ".2f"),
                  ("env_steps_per_s", "env steps/s", ",.0f"), ("glimpses_per_s", "glimpses/s", ",.0f"),
                  ("episodes_per_s", "episodes/s", ",.0f")])
-    print("\nenv steps/s = step calls/s x num_envs; glimpses/s counts the T=6 glimpses of each completed episode; "
-          "episodes/s = samples/s.")
+    print("env steps/s = step calls/s x num_envs; glimpses/s counts the T glimpses of each completed episode; "
+          "episodes/s = samples/s")
+
+    # Other processes on the machine skew every figure: the load average tells whether the numbers can be trusted.
+    meta["load_1min_after"] = round(os.getloadavg()[0], 2)
+    print(f"\nload average (1 min): {meta['load_1min_before']} before, {meta['load_1min_after']} after "
+          f"on {meta['cpus']} cpus")
 
     if args.json is not None:
         write_json(args.json, {"meta": meta, "generation": generation, "retina": retina, "env": env})

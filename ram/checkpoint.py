@@ -1,0 +1,55 @@
+"""Checkpoints: the only module of ``ram`` that touches files. Atomic writes; tensors and plain types only, so
+``torch.load(weights_only=True)`` reads them."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or not a RAM checkpoint."""
+
+
+def save(obj: dict[str, Any], path: str | Path) -> None:
+    """Write ``obj`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by ``save``; CheckpointError with a one-line reason otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(obj, dict) or "model" not in obj or "model_config" not in obj:
+        raise CheckpointError(f"{path} is not a RAM checkpoint")
+    return obj
+
+
+def write_text(text: str, path: str | Path) -> None:
+    """Write a text file atomically (configs, results JSON)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,234 @@
+"""The Recurrent Attention Model (RAM) of Mnih, Heess, Graves and Kavukcuoglu, NIPS 2014.
+
+One step t of the model, written with the paper's names:
+
+    g_t   = GlimpseNetwork(rho(x, l_{t-1}), l_{t-1})     what was seen, and where
+    h_t   = CoreNetwork(h_{t-1}, g_t)                     the recurrent state
+    l_t   ~ N(mu(h_t), std^2)                             LocationPolicy: where to look next
+    b_t   = Baseline(h_t)                                 expected reward, for variance reduction
+    a_T   = Classifier(h_T)                               the class, after the last glimpse
+
+Gradient routing (the design; tests pin it, see tests/test_model.py):
+- the cross-entropy of a_T trains Classifier, CoreNetwork and GlimpseNetwork, never the LocationPolicy;
+- REINFORCE trains the LocationPolicy only (its input h_t is detached);
+- the baseline's regression trains the Baseline only (its input h_t is detached too).
+
+The sensor rho lives in ``ram.retina``; the model takes glimpses as input, so it runs as well behind the
+gymnasium environments (which call the retina) as on raw images (``RecurrentAttention.rollout``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ram.retina import Retina, clip_location, integral_image
+
+CORES = ("rnn", "lstm")
+
+
+@dataclass(frozen=True)
+class RAMConfig:
+    """Sizes of the model. Sensor sizes come from the environment's observation space."""
+
+    glimpse_shape: tuple[int, int, int] = (3, 12, 12)  # (k, g, g)
+    n_classes: int = 10
+    hg_size: int = 128  # h_g: what-pathway of the glimpse network
+    hl_size: int = 128  # h_l: where-pathway of the glimpse network
+    g_size: int = 256  # g_t
+    hidden_size: int = 256  # h_t
+    core: str = "rnn"  # "rnn" (the paper's ReLU RNN) or "lstm"
+    std: float = 0.1  # fixed standard deviation of the location policy, in units of the [-1, 1] canvas
+
+    def __post_init__(self) -> None:
+        if self.core not in CORES:
+            raise ValueError(f"core must be one of {CORES}, got {self.core!r}")
+        if not self.std > 0:
+            raise ValueError(f"std must be > 0, got {self.std}")
+        for name in ("n_classes", "hg_size", "hl_size", "g_size", "hidden_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class GlimpseNetwork(nn.Module):
+    """g_t = ReLU(Linear(h_g) + Linear(h_l)), h_g = ReLU(Linear(rho(x, l))), h_l = ReLU(Linear(l))."""
+
+    def __init__(self, *, glimpse_size: int, hg_size: int, hl_size: int, g_size: int):
+        super().__init__()
+        self.fc_rho = nn.Linear(glimpse_size, hg_size)
+        self.fc_l = nn.Linear(2, hl_size)
+        self.fc_hg = nn.Linear(hg_size, g_size)
+        self.fc_hl = nn.Linear(hl_size, g_size)
+
+    def forward(self, rho: Tensor, l: Tensor) -> Tensor:
+        # rho: (B, k, g, g), l: (B, 2) -> g_t: (B, g_size)
+        h_g = F.relu(self.fc_rho(rho.flatten(1)))
+        h_l = F.relu(self.fc_l(l))
+        return F.relu(self.fc_hg(h_g) + self.fc_hl(h_l))
+
+
+class CoreNetwork(nn.Module):
+    """h_t = ReLU(Linear(h_{t-1}) + Linear(g_t)) (the paper), or an LSTM cell. The state is (h, c) for both;
+    the ReLU core carries c = h."""
+
+    def __init__(self, *, g_size: int, hidden_size: int, core: str):
+        super().__init__()
+        self.core = core
+        if core == "lstm":
+            self.cell = nn.LSTMCell(g_size, hidden_size)
+        else:
+            self.fc_h = nn.Linear(hidden_size, hidden_size)
+            self.fc_g = nn.Linear(g_size, hidden_size)
+
+    def forward(self, g_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        if self.core == "lstm":
+            return self.cell(g_t, state)
+        h_t = F.relu(self.fc_h(state[0]) + self.fc_g(g_t))
+        return h_t, h_t
+
+
+class LocationPolicy(nn.Module):
+    """l_t ~ N(mu, std^2 I), mu = tanh(Linear(h_t)): a Gaussian policy with fixed std over [-1, 1]^2."""
+
+    def __init__(self, *, hidden_size: int, std: float):
+        super().__init__()
+        self.fc = nn.Linear(hidden_size, 2)
+        self.std = std
+
+    def forward(self, h_t: Tensor, *, greedy: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """(mu, l_t, log_pi): mean, the location drawn (mu itself if greedy), and the log-density of l_t."""
+        mu = torch.tanh(self.fc(h_t))
+        # The draw itself carries no gradient: REINFORCE reaches mu through log_pi alone.
+        l_t = mu.detach() if greedy else (mu.detach() + self.std * torch.randn_like(mu))
+        # Exact log-density of the unclipped draw; the env (and the retina) clip what they receive.
+        log_pi = log_normal(l_t, mu, self.std)
+        return mu, l_t, log_pi
+
+
+def log_normal(x: Tensor, mu: Tensor, std: float) -> Tensor:
+    """Sum over the last dimension of log N(x; mu, std^2)."""
+    return (-0.5 * ((x - mu) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+class Classifier(nn.Module):
+    """a_T = softmax(Linear(h_T)): the action network; returns logits."""
+
+    def __init__(self, *, hidden_size: int, n_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(hidden_size, n_classes)
+
+    def forward(self, h_t: Tensor) -> Tensor:
+        return self.fc(h_t)
+
+
+class Baseline(nn.Module):
+    """b_t = Linear(h_t): the expected reward, regressed on the reward."""
+
+    def __init__(self, *, hidden_size: int):
+        super().__init__()
+        self.fc = nn.Linear(hidden_size, 1)
+
+    def forward(self, h_t: Tensor) -> Tensor:
+        return self.fc(h_t).squeeze(-1)
+
+
+class Step(NamedTuple):
+    state: tuple[Tensor, Tensor]  # recurrent state to pass to the next step
+    h_t: Tensor  # (B, hidden)
+    mu: Tensor  # (B, 2) mean of the next location
+    l_t: Tensor  # (B, 2) the next location drawn, unclipped, no gradient
+    log_pi: Tensor  # (B,) log-density of l_t, differentiable w.r.t. the LocationPolicy only
+    b_t: Tensor  # (B,) baseline, differentiable w.r.t. the Baseline only
+
+
+class Rollout(NamedTuple):
+    logits: Tensor  # (B, n_classes) of the classifier after the last glimpse
+    locations: Tensor  # (B, T, 2) where each glimpse was taken (clipped)
+    log_pi: Tensor  # (B, T - 1) log-densities of the chosen locations 2..T
+    b: Tensor  # (B, T - 1) baselines at the steps that chose them
+
+
+class RecurrentAttention(nn.Module):
+    """RAM: GlimpseNetwork -> CoreNetwork -> (LocationPolicy, Baseline) each step; Classifier at the end."""
+
+    def __init__(self, config: RAMConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        k, g, _ = c.glimpse_shape
+        self.glimpse = GlimpseNetwork(glimpse_size=k * g * g, hg_size=c.hg_size, hl_size=c.hl_size, g_size=c.g_size)
+        self.core = CoreNetwork(g_size=c.g_size, hidden_size=c.hidden_size, core=c.core)
+        self.location = LocationPolicy(hidden_size=c.hidden_size, std=c.std)
+        self.classifier = Classifier(hidden_size=c.hidden_size, n_classes=c.n_classes)
+        self.baseline = Baseline(hidden_size=c.hidden_size)
+
+    def initial_state(self, batch_size: int) -> tuple[Tensor, Tensor]:
+        h_0 = torch.zeros(batch_size, self.config.hidden_size, device=self.classifier.fc.weight.device)
+        return h_0, h_0
+
+    def step(self, rho: Tensor, l: Tensor, state: tuple[Tensor, Tensor], *, greedy: bool = False) -> Step:
+        """One glimpse: rho (B, k, g, g) taken at l (B, 2) -> the new state and the next location."""
+        # l is data (where the env looked), never a path for gradients back into an earlier LocationPolicy step.
+        g_t = self.glimpse(rho, l.detach())
+        state = self.core(g_t, state)
+        h_t = state[0]
+        # Detached: REINFORCE trains the LocationPolicy alone, not the core or the glimpse network.
+        mu, l_t, log_pi = self.location(h_t.detach(), greedy=greedy)
+        # Detached: the baseline's regression trains the Baseline alone.
+        b_t = self.baseline(h_t.detach())
+        return Step(state, h_t, mu, l_t, log_pi, b_t)
+
+    def rollout(self, images: Tensor, l_0: Tensor, retina: Retina, n_glimpses: int, *, greedy: bool = False) -> Rollout:
+        """T glimpses of raw (B, H, W) images starting at l_0 (B, 2), outside any environment.
+
+        Sees exactly what the environments would: same retina, same clipping."""
+        S = integral_image(images)
+        state = self.initial_state(images.shape[0])
+        l = clip_location(l_0)
+        locations, log_pis, bs = [l], [], []
+        for t in range(n_glimpses):
+            step = self.step(retina.read(S, l).to(l.dtype), l, state, greedy=greedy)
+            state = step.state
+            if t < n_glimpses - 1:
+                l = clip_location(step.l_t)
+                locations.append(l)
+                log_pis.append(step.log_pi)
+                bs.append(step.b_t)
+        empty = images.new_zeros((images.shape[0], 0), dtype=torch.float32)
+        return Rollout(
+            self.classifier(state[0]),
+            torch.stack(locations, 1),
+            torch.stack(log_pis, 1) if log_pis else empty,
+            torch.stack(bs, 1) if bs else empty,
+        )
+
+
+class Losses(NamedTuple):
+    total: Tensor
+    classification: Tensor  # cross-entropy of the final prediction
+    reinforce: Tensor  # -E[sum_t log_pi_t (R - b_t)]
+    baseline: Tensor  # E[sum_t (b_t - R)^2] / (T - 1)
+    reward: Tensor  # (B,) 1 for a correct final prediction
+    accuracy: Tensor
+
+
+def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *,
+                reinforce_weight: float = 1.0, baseline_weight: float = 1.0) -> Losses:
+    """The paper's hybrid loss: supervised cross-entropy + REINFORCE with a learned baseline + its regression.
+
+    logits (B, C), labels (B,), log_pi and b (B, T - 1) over the steps that chose a location.
+    """
+    classification = F.cross_entropy(logits, labels)
+    # The reward is a count, not a function of any parameter: no gradient through the argmax.
+    reward = (logits.detach().argmax(-1) == labels).float()
+    # Detached baseline: the REINFORCE term must not train the Baseline (its own regression does).
+    advantage = reward[:, None] - b.detach()
+    reinforce = -(log_pi * advantage).sum(1).mean()
+    baseline = F.mse_loss(b, reward[:, None].expand_as(b)) if b.numel() else b.sum()
+    total = classification + reinforce_weight * reinforce + baseline_weight * baseline
+    return Losses(total, classification, reinforce, baseline, reward, reward.mean())

@@ -1,0 +1,57 @@
+"""Figures of where an agent looked. Functions return matplotlib Figures; saving them is the caller's business."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen needed; pyplot is never used, figures are built directly
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from ram.retina import Retina
+
+CMAP = matplotlib.colormaps["plasma"]
+
+
+def trajectory_figure(images: np.ndarray, locations: np.ndarray, predictions: np.ndarray, labels: np.ndarray,
+                      retina: Retina, *, steps: int | None = None, columns: int = 4, panel: float = 2.2) -> Figure:
+    """A grid of canvases (N, C, C) with glimpses (N, T, 2): a box per scale for every glimpse, coloured from the
+    first (dark) to the last (bright), numbered in order and joined by the path; the title gives prediction and
+    label (red when wrong). ``steps`` draws only the first steps glimpses (frames of an animation)."""
+    N, T = locations.shape[:2]
+    steps = T if steps is None else steps
+    C = images.shape[-1]
+    rows = -(-N // columns)
+    fig = Figure(figsize=(panel * min(columns, N), panel * rows + 0.3), layout="constrained")
+    boxes = retina.boxes(torch.as_tensor(np.asarray(locations, np.float32)), C).numpy()  # (N, T, k, 4)
+    for i in range(N):
+        ax = fig.add_subplot(rows, min(columns, N), i + 1)
+        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, extent=(0, C, C, 0))
+        centres = (boxes[i, :steps, 0, :2] + boxes[i, :steps, 0, 2:]) / 2
+        ax.plot(centres[:, 0], centres[:, 1], "-", color="white", lw=0.8, alpha=0.7)
+        for t in range(steps):
+            colour = CMAP(0.15 + 0.8 * t / max(T - 1, 1))
+            for x0, y0, x1, y1 in boxes[i, t]:
+                ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colour,
+                                       lw=1.6 if t == steps - 1 else 0.7))
+            ax.text(*centres[t], str(t + 1), color=colour, fontsize=7, ha="center", va="center", weight="bold")
+        ax.set_xlim(0, C)
+        ax.set_ylim(C, 0)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        done = steps == T
+        wrong = done and predictions[i] != labels[i]
+        title = f"pred {predictions[i]} / true {labels[i]}" if done else f"glimpse {steps}/{T}, true {labels[i]}"
+        ax.set_title(title, fontsize=8, color="red" if wrong else "black")
+    return fig
+
+
+def figure_to_array(fig: Figure) -> np.ndarray:
+    """RGB uint8 pixels of a figure (for GIF frames and TensorBoard images)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
