@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import math
 import os
@@ -64,14 +65,23 @@ class Args:
     resume: bool = _flag(False, "continue the run in --run-dir from its last checkpoint")
     data_dir: str | None = _flag(None, "MNIST cache folder (default: $RAM_DATA_DIR or ~/.cache/ram/mnist)")
     progress: bool = _flag(True, "show a progress bar (--no-progress for logs)")
+    stop_after: int | None = _flag(None, "end this invocation after this many samples (checkpointed; --resume "
+                                   "continues), e.g. to fit a job into a time slot")
 
 
 class UsageError(Exception):
     """A mistake in the command line: reported in one line, exit code 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage dump), raised as UsageError."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def parse_args(argv: list[str]) -> Args:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="train.py",
         description="Train the Recurrent Attention Model (Mnih et al. 2014) on a cluttered-MNIST task. "
         "Subcommands: `train.py evaluate RUN`, `train.py visualize RUN` (see `train.py evaluate --help`).",
@@ -87,7 +97,7 @@ def parse_args(argv: list[str]) -> Args:
                             choices=f.metadata.get("choices"))
     args = Args(**vars(parser.parse_args(argv)))
     positive = ("glimpses", "glimpse_size", "scales", "canvas_size", "batch_size", "samples", "eval_every",
-                "eval_batch", "mc_samples", "threads", "hidden_size")
+                "eval_batch", "mc_samples", "threads", "hidden_size", "stop_after")
     for name in positive:
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -153,15 +163,17 @@ def evaluate(model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[
     model.eval()
     greedy_errors = mc_errors = 0
     B = env.num_envs
+    batches = [((start + np.arange(B)) % n, min(B, n - start)) for start in range(0, n, B)]
     env.reset(seed=seed)  # rewinds the fixed split and seeds the random first glimpses
-    for start in range(0, n, B):
-        index = (start + np.arange(B)) % n
-        count = min(B, n - start)
+    for index, count in batches:
         logits, labels, *_ = run_episodes(model, env, greedy=True, index=index)
         greedy_errors += (logits.argmax(-1) != labels)[:count].sum().item()
-        if mc_samples:
-            probs = sum(run_episodes(model, env, greedy=False, index=index)[0].softmax(-1) for _ in range(mc_samples))
-            mc_errors += (probs.argmax(-1) != labels)[:count].sum().item()
+    if mc_samples:  # after the greedy pass, so the greedy error does not depend on mc_samples
+        env.reset(seed=seed + 1)
+        for index, count in batches:
+            rollouts = [run_episodes(model, env, greedy=False, index=index) for _ in range(mc_samples)]
+            probs = sum(r[0].softmax(-1) for r in rollouts)
+            mc_errors += (probs.argmax(-1) != rollouts[0][1])[:count].sum().item()
     model.train()
     out = {"greedy_error": 100.0 * greedy_errors / n}
     if mc_samples:
@@ -210,7 +222,7 @@ def train(args: Args) -> dict:
         saved = resumed["args"]
         # A resumed run keeps its own hyperparameters; only the bookkeeping flags may change.
         args = Args(**{**saved, "resume": True, "run_dir": str(run_dir), "progress": args.progress,
-                       "data_dir": args.data_dir, "threads": args.threads})
+                       "data_dir": args.data_dir, "threads": args.threads, "stop_after": args.stop_after})
         task = task_of(args)
     elif (run_dir / "last.pt").exists():
         raise UsageError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
@@ -257,7 +269,7 @@ def train(args: Args) -> dict:
         writer.add_text("config", "```\n" + json.dumps(asdict(args), indent=2) + "\n```")
 
     def state_dict(val_error: float) -> dict:
-        return {"args": asdict(args), "model_config": asdict(config), "model": model.state_dict(),
+        return {"args": asdict(args), "task": asdict(task), "model_config": asdict(config), "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                 "samples": step * args.batch_size, "elapsed": elapsed, "best_val_error": best_val,
                 "val_error": val_error, "history": history,
@@ -298,7 +310,8 @@ def train(args: Args) -> dict:
                             sps=f"{speed:,.0f}", best_val=f"{best_val:.2f}%")
 
         # evaluate and checkpoint
-        if step % eval_steps == 0 or step == total_steps:
+        stopping = args.stop_after is not None and samples >= args.stop_after
+        if step % eval_steps == 0 or step == total_steps or stopping:
             elapsed += time.perf_counter() - tic
             val = evaluate(model, val_env, n_val, seed=args.seed)
             tic = time.perf_counter()
@@ -314,6 +327,10 @@ def train(args: Args) -> dict:
             checkpoint.save(state_dict(val_error), run_dir / "last.pt")
             bar.write(f"samples {samples:,}  val error {val_error:.2f}%  best {best_val:.2f}%  "
                       f"{elapsed / 60:.1f} min")
+            if stopping and step < total_steps:
+                bar.close()
+                writer.close()
+                return {"stopped": True, "samples": samples, "val_error": val_error, "run_dir": str(run_dir)}
     bar.close()
     elapsed += time.perf_counter() - tic
 
@@ -345,18 +362,102 @@ def test(model, args: Args, task, best: dict, elapsed: float) -> dict:
     }
 
 
+def _run_args(run: str) -> tuple[Path, dict]:
+    """The checkpoint file of RUN (a run folder: its best.pt; or a .pt file) and its contents."""
+    from ram import checkpoint
+
+    path = Path(run)
+    path = path / "best.pt" if path.is_dir() else path
+    return path, checkpoint.load(path)
+
+
+def evaluate_command(argv: list[str]) -> int:
+    parser = Parser(prog="train.py evaluate", description="Test error of a trained agent, "
+                                     "greedy and Monte-Carlo, on the fixed test (or validation) set.")
+    parser.add_argument("run", help="run folder (uses its best.pt) or checkpoint file")
+    parser.add_argument("--split", default="test", choices=("test", "val"), help="fixed set to evaluate on")
+    parser.add_argument("--mc-samples", type=int, default=10, help="rollouts averaged for the Monte-Carlo error")
+    parser.add_argument("--data-dir", default=None, help="MNIST cache folder")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    opts = parser.parse_args(argv)
+    if opts.mc_samples < 0:
+        raise UsageError("--mc-samples must be >= 0")
+    from envs.tasks import Task, split_size
+    from ram.model import RAMConfig, RecurrentAttention
+
+    torch.set_num_threads(opts.threads)
+    path, state = _run_args(opts.run)
+    args = Args(**{**state["args"], "data_dir": opts.data_dir})
+    task = Task(**state["task"])
+    model_config = {**state["model_config"], "glimpse_shape": tuple(state["model_config"]["glimpse_shape"])}
+    model = RecurrentAttention(RAMConfig(**model_config))
+    model.load_state_dict(state["model"])
+    env = make_env(args, task, opts.split, args.eval_batch)
+    n = split_size(env.unwrapped._episodes.mnist, opts.split)
+    errors = evaluate(model, env, n, mc_samples=opts.mc_samples, seed=args.seed)
+    print(json.dumps({"checkpoint": str(path), "split": opts.split, "n": n, **errors,
+                      "mc_samples": opts.mc_samples}, indent=2))
+    return 0
+
+
+def visualize_command(argv: list[str]) -> int:
+    parser = Parser(prog="train.py visualize", description="Draw where a trained agent looks: "
+                                     "a PNG grid and an animated GIF of its glimpses on test canvases.")
+    parser.add_argument("run", help="run folder (uses its best.pt) or checkpoint file")
+    parser.add_argument("--n", type=int, default=8, help="number of canvases")
+    parser.add_argument("--first", type=int, default=0, help="index of the first test canvas shown")
+    parser.add_argument("--out", default=None, help="output path without extension (default: RUN/glimpses)")
+    parser.add_argument("--data-dir", default=None, help="MNIST cache folder")
+    opts = parser.parse_args(argv)
+    if not 1 <= opts.n <= 64:
+        raise UsageError("--n must be in 1..64")
+    from PIL import Image
+
+    from envs import load_mnist
+    from envs.tasks import Task, fixed
+    from ram.agent import Agent
+    from ram.checkpoint import write_bytes
+    from ram.plots import figure_to_array, trajectory_figure
+
+    path, state = _run_args(opts.run)
+    agent = Agent.from_checkpoint(path)
+    task = Task(**state["task"])
+    canvases = fixed(load_mnist(opts.data_dir), task, "test", opts.first, opts.first + opts.n)
+    pred = agent.predict(canvases.images)
+    out = Path(opts.out) if opts.out else (path.parent / "glimpses")
+    frames = []
+    for steps in range(1, task.n_glimpses + 1):
+        fig = trajectory_figure(canvases.images, pred.locations, pred.labels, canvases.labels, agent.retina,
+                                steps=steps)
+        frames.append(Image.fromarray(figure_to_array(fig)))
+        if steps == task.n_glimpses:
+            png = io.BytesIO()
+            fig.savefig(png, format="png", dpi=110)
+            write_bytes(png.getvalue(), out.with_suffix(".png"))
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:] + [frames[-1]] * 3, duration=600,
+                   loop=0)
+    write_bytes(gif.getvalue(), out.with_suffix(".gif"))
+    print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.gif')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     from envs.mnist import DataError
     from ram.checkpoint import CheckpointError
 
     try:
-        if argv and argv[0] in ("evaluate", "visualize"):
-            from ram import cli
-
-            return cli.main(argv)
+        if argv and argv[0] == "evaluate":
+            return evaluate_command(argv[1:])
+        if argv and argv[0] == "visualize":
+            return visualize_command(argv[1:])
         args = parse_args(argv)
         results = train(args)
+        if results.get("stopped"):
+            print(f"stopped at {results['samples']:,} samples; continue with: "
+                  f"python train.py --run-dir {results['run_dir']} --resume")
+            return 0
         print(json.dumps({k: results[k] for k in ("test", "val_error", "train_minutes")}, indent=2))
         return 0
     except (UsageError, DataError, CheckpointError) as e:

@@ -45,11 +45,20 @@ def load(path: str | Path) -> dict[str, Any]:
     return obj
 
 
-def write_text(text: str, path: str | Path) -> None:
-    """Write a text file atomically (configs, results JSON)."""
+def write_bytes(data: bytes, path: str | Path) -> None:
+    """Write a file atomically (figures, GIFs)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(text: str, path: str | Path) -> None:
+    """Write a text file atomically (configs, results JSON)."""
+    write_bytes(text.encode(), path)

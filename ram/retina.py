@@ -18,6 +18,7 @@ call. For uint8 images the table is integer, so the pooled values are exact mean
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -68,6 +69,12 @@ class Retina:
         """Side in pixels of the largest patch."""
         return self.g * self.s ** (self.k - 1)
 
+    @cached_property
+    def _geometry(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Constants of every read: patch sides (k,), cell sides (k,), cell edge steps (g + 1,), cell areas (k,)."""
+        cell = torch.tensor([self.s**i for i in range(self.k)], dtype=torch.int64)
+        return cell * self.g, cell, torch.arange(self.g + 1, dtype=torch.int64), (cell * cell).float()
+
     def centre(self, l: Tensor, size: int) -> Tensor:
         """Integer pixel grid line of each coordinate of clipped locations l: (..., 2) -> (..., 2) int64 (x, y)."""
         return torch.round((clip_location(l).double() + 1.0) / 2.0 * size).long()
@@ -77,11 +84,9 @@ class Retina:
 
         Boxes may reach outside the image; that part of a glimpse reads as zero.
         """
-        c = self.centre(l, size)
-        sides = torch.tensor([self.g * self.s**i for i in range(self.k)], dtype=torch.int64)
-        x0 = c[..., None, 0] - sides // 2
-        y0 = c[..., None, 1] - sides // 2
-        return torch.stack([x0, y0, x0 + sides, y0 + sides], dim=-1)
+        sides = self._geometry[0]
+        x0y0 = self.centre(l, size)[..., None, :] - (sides // 2)[:, None]  # (..., k, 2)
+        return torch.cat([x0y0, x0y0 + sides[:, None]], dim=-1)
 
     def read(self, S: Tensor, l: Tensor) -> Tensor:
         """Glimpses from a summed-area table S (B, H+1, W+1) at locations l (B, 2): (B, k, g, g) float32 in [0, 1]."""
@@ -91,19 +96,19 @@ class Retina:
         if l.shape != (B, 2):
             raise ValueError(f"locations must have shape ({B}, 2), got {tuple(l.shape)}")
         size = H1 - 1
-        x0y0 = self.boxes(l, size)[..., :2]  # (B, k, 2)
-        cell = torch.tensor([self.s**i for i in range(self.k)], dtype=torch.int64)  # (k,)
-        steps = torch.arange(self.g + 1, dtype=torch.int64)
+        sides, cell, steps, area = self._geometry
+        x0y0 = self.centre(l, size)[:, None, :] - (sides // 2)[:, None]  # (B, k, 2): top-left (x, y) per scale
         # Cell edges of every scale, clamped to the image: clamping the corners of a box gives the sum of its
         # part inside the image, i.e. zero padding outside it.
-        edges = (x0y0[..., None] + cell[None, :, None, None] * steps).clamp(0, size)  # (B, k, 2, g+1)
+        edges = (x0y0[..., None] + cell[None, :, None, None] * steps).clamp_(0, size)  # (B, k, 2, g+1)
         cols, rows = edges[:, :, 0], edges[:, :, 1]
         idx = rows[:, :, :, None] * W1 + cols[:, :, None, :]  # (B, k, g+1, g+1)
         corners = S.reshape(B, -1).gather(1, idx.reshape(B, -1)).reshape(idx.shape)
         sums = corners[..., 1:, 1:] - corners[..., :-1, 1:] - corners[..., 1:, :-1] + corners[..., :-1, :-1]
-        area = (cell * cell).to(S.dtype)[None, :, None, None]
-        scale = 255.0 if S.dtype == torch.int64 else 1.0
-        return (sums.double() / (area * scale)).float()
+        # Integer sums are exact; one float32 division by the cell area (times 255 for uint8) rounds once.
+        if S.dtype == torch.int64:
+            return sums.float() / (area * 255.0)[None, :, None, None]
+        return (sums / area.double()[None, :, None, None]).float()
 
     def __call__(self, images: Tensor, l: Tensor) -> Tensor:
         """Glimpses of (B, H, W) images (uint8 in 0..255, or float in [0, 1]) at l (B, 2): (B, k, g, g) float32."""

@@ -1,0 +1,82 @@
+"""A trained agent as a Python object: load a checkpoint, classify your own canvases, see where it looked.
+
+    from ram.agent import Agent
+    agent = Agent.from_checkpoint("checkpoints/cluttered60-6g.pt")
+    pred = agent.predict(images)          # images: (N, 60, 60) uint8, or float in [0, 1]
+    pred.labels, pred.locations, pred.probs   # (N,), (N, T, 2) in [-1, 1], (N, 10)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ram import checkpoint
+from ram.model import RAMConfig, RecurrentAttention
+from ram.retina import Retina
+
+
+class Prediction(NamedTuple):
+    labels: np.ndarray  # (N,) int64
+    locations: np.ndarray  # (N, T, 2) float32: where each glimpse was taken, (x, y) in [-1, 1]
+    probs: np.ndarray  # (N, n_classes) float32 (averaged over rollouts for samples > 1)
+
+
+class Agent:
+    """A RecurrentAttention model with the sensor and episode length it was trained with."""
+
+    def __init__(self, model: RecurrentAttention, *, canvas_size: int, retina: Retina, n_glimpses: int, start: str):
+        self.model = model.eval()
+        self.canvas_size, self.retina, self.n_glimpses, self.start = canvas_size, retina, n_glimpses, start
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> Agent:
+        """Load ``path`` (a .pt file, or a run folder: its best.pt)."""
+        state = checkpoint.load(path)
+        config = RAMConfig(**{**state["model_config"], "glimpse_shape": tuple(state["model_config"]["glimpse_shape"])})
+        model = RecurrentAttention(config)
+        model.load_state_dict(state["model"])
+        task = state["task"]
+        retina = Retina(g=task["glimpse_size"], k=task["n_scales"], s=task["scale"])
+        return cls(model, canvas_size=task["canvas_size"], retina=retina, n_glimpses=task["n_glimpses"],
+                   start=state["args"]["start"])
+
+    @torch.no_grad()
+    def predict(self, images: np.ndarray, *, samples: int = 1, seed: int = 0, batch_size: int = 1000) -> Prediction:
+        """Classify (N, C, C) canvases. ``samples=1``: the greedy policy (mean locations); ``samples=M > 1``:
+        M sampled rollouts, probabilities averaged (locations are those of the first). The first glimpse is
+        where the agent was trained to start: the centre, or a random location drawn from ``seed``."""
+        images = np.asarray(images)
+        C = self.canvas_size
+        if images.ndim == 2:
+            images = images[None]
+        if images.ndim != 3 or images.shape[1:] != (C, C):
+            raise ValueError(f"images must have shape (N, {C}, {C}) for this agent, got {images.shape}")
+        is_float = np.issubdtype(images.dtype, np.floating)
+        if images.dtype != np.uint8 and not (is_float and images.min(initial=0) >= 0 and images.max(initial=0) <= 1):
+            raise ValueError("images must be uint8 in 0..255 or floats in [0, 1]")
+        generator = torch.Generator().manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        labels, locations, probs = [], [], []
+        for lo in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[lo : lo + batch_size]))
+            n = x.shape[0]
+            l_0 = (torch.zeros(n, 2) if self.start == "center"
+                   else torch.from_numpy(rng.uniform(-1, 1, (n, 2)).astype(np.float32)))
+            p, where = 0, None
+            for m in range(samples):
+                state = torch.get_rng_state()
+                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+                roll = self.model.rollout(x, l_0, self.retina, self.n_glimpses, greedy=samples == 1)
+                torch.set_rng_state(state)
+                p = p + roll.logits.softmax(-1)
+                where = roll.locations if m == 0 else where
+            p = p / samples
+            labels.append(p.argmax(-1).numpy())
+            locations.append(where.numpy())
+            probs.append(p.numpy())
+        return Prediction(np.concatenate(labels), np.concatenate(locations).astype(np.float32),
+                          np.concatenate(probs).astype(np.float32))

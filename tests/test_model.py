@@ -1,0 +1,108 @@
+import math
+
+import pytest
+import torch
+
+from ram.model import RAMConfig, RecurrentAttention, hybrid_loss, log_normal
+from ram.retina import Retina
+
+
+def make(core="rnn", glimpse_shape=(2, 6, 6)):
+    torch.manual_seed(0)
+    return RecurrentAttention(RAMConfig(glimpse_shape=glimpse_shape, hg_size=8, hl_size=8, g_size=16,
+                                        hidden_size=16, core=core, std=0.2))
+
+
+def roll(model, B=5, T=4, size=30):
+    torch.manual_seed(1)
+    images = torch.randint(0, 256, (B, size, size), dtype=torch.uint8)
+    retina = Retina(g=6, k=2)
+    out = model.rollout(images, torch.zeros(B, 2), retina, T)
+    labels = torch.arange(B) % 10
+    return out, labels
+
+
+def grads(model, loss):
+    model.zero_grad(set_to_none=True)
+    loss.backward(retain_graph=True)
+    return {name: p.grad for name, p in model.named_parameters()}
+
+
+def touched(g, prefix):
+    return any(v is not None and v.abs().sum() > 0 for k, v in g.items() if k.startswith(prefix))
+
+
+@pytest.mark.parametrize("core", ["rnn", "lstm"])
+def test_shapes(core):
+    model = make(core)
+    out, _ = roll(model, B=5, T=4)
+    assert out.logits.shape == (5, 10) and out.locations.shape == (5, 4, 2)
+    assert out.log_pi.shape == (5, 3) and out.b.shape == (5, 3)
+    assert (out.locations.abs() <= 1).all()  # what the sensor saw is clipped
+
+
+@pytest.mark.parametrize("core", ["rnn", "lstm"])
+def test_gradient_routing(core):
+    model = make(core)
+    out, labels = roll(model)
+    losses = hybrid_loss(out.logits, labels, out.log_pi, out.b)
+    # Cross-entropy: classifier, core and glimpse networks; never the location policy or the baseline.
+    g = grads(model, losses.classification)
+    assert touched(g, "classifier") and touched(g, "core") and touched(g, "glimpse")
+    assert not touched(g, "location") and not touched(g, "baseline")
+    # REINFORCE: the location policy only; in particular nothing into the classifier.
+    g = grads(model, losses.reinforce)
+    assert touched(g, "location")
+    assert not touched(g, "classifier") and not touched(g, "core") and not touched(g, "glimpse")
+    assert not touched(g, "baseline")
+    # Baseline regression: the baseline only.
+    g = grads(model, losses.baseline)
+    assert touched(g, "baseline")
+    assert not any(touched(g, p) for p in ("classifier", "core", "glimpse", "location"))
+
+
+def test_reinforce_known_answer():
+    # B=2, T-1=2 chosen locations. Sample 0 is correct (R=1), sample 1 wrong (R=0).
+    logits = torch.tensor([[5.0, 0.0], [5.0, 0.0]], requires_grad=True)
+    labels = torch.tensor([0, 1])
+    log_pi = torch.tensor([[-1.0, -2.0], [-0.5, -1.5]], requires_grad=True)
+    b = torch.tensor([[0.25, 0.5], [0.5, 0.25]], requires_grad=True)
+    losses = hybrid_loss(logits, labels, log_pi, b)
+    # -(1/B) sum_i sum_t log_pi (R_i - b_it)
+    # i=0: -1*(1-.25) + -2*(1-.5) = -0.75 - 1.0 = -1.75; i=1: -0.5*(0-.5) + -1.5*(0-.25) = 0.25 + 0.375 = 0.625
+    expected = -(-1.75 + 0.625) / 2
+    assert losses.reinforce.item() == pytest.approx(expected)
+    assert losses.reward.tolist() == [1.0, 0.0] and losses.accuracy.item() == 0.5
+    # Baseline: mean of (b - R)^2 = ((.75)^2 + (.5)^2 + (.5)^2 + (.25)^2) / 4
+    assert losses.baseline.item() == pytest.approx((0.5625 + 0.25 + 0.25 + 0.0625) / 4)
+    losses.reinforce.backward()
+    # d/dlog_pi = -(R - b) / B, and no gradient reaches the baseline through the advantage.
+    torch.testing.assert_close(log_pi.grad, torch.tensor([[-0.375, -0.25], [0.25, 0.125]]))
+    assert b.grad is None and logits.grad is None
+
+
+def test_log_pi_is_the_exact_gaussian_density():
+    mu = torch.tensor([[0.1, -0.3]])
+    x = torch.tensor([[1.3, -0.2]])  # outside [-1, 1]: still the unclipped draw's density
+    expected = sum(-0.5 * ((a - m) / 0.2) ** 2 - math.log(0.2 * math.sqrt(2 * math.pi))
+                   for a, m in zip(x[0].tolist(), mu[0].tolist()))
+    assert log_normal(x, mu, 0.2).item() == pytest.approx(expected, rel=1e-6)
+    dist = torch.distributions.Normal(mu, 0.2)
+    assert log_normal(x, mu, 0.2).item() == pytest.approx(dist.log_prob(x).sum().item(), rel=1e-6)
+
+
+def test_policy_samples_around_the_mean_and_greedy_is_the_mean():
+    model = make()
+    h = torch.randn(20000, 16)
+    mu, l, log_pi = model.location(h)
+    assert (l - mu).std().item() == pytest.approx(0.2, rel=0.03)
+    mu_g, l_g, _ = model.location(h, greedy=True)
+    torch.testing.assert_close(l_g, mu_g.detach())
+    assert not l.requires_grad and log_pi.requires_grad
+
+
+def test_sizes_come_from_the_glimpse_shape():
+    model = RecurrentAttention(RAMConfig(glimpse_shape=(4, 12, 12), n_classes=7))
+    assert model.glimpse.fc_rho.in_features == 4 * 12 * 12 and model.classifier.fc.out_features == 7
+    with pytest.raises(ValueError, match="core"):
+        RAMConfig(core="gru")

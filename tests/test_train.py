@@ -1,0 +1,108 @@
+"""End to end: tiny runs of train.py into a temporary folder (real MNIST, a few steps)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from envs.tasks import fixed, get_task
+from ram import checkpoint
+from ram.agent import Agent
+
+TINY = ["--task", "mnist28", "--glimpses", "3", "--batch-size", "16", "--hidden-size", "32", "--eval-batch", "1000",
+        "--mc-samples", "2", "--threads", "1", "--no-progress"]
+
+
+def run(tmp_path, name, *extra):
+    return train.main([*TINY, "--run-dir", str(tmp_path / name), *extra])
+
+
+def test_tiny_run_writes_config_checkpoints_tensorboard_and_results(mnist, tmp_path):
+    assert run(tmp_path, "a", "--samples", "64", "--eval-every", "32") == 0
+    folder = tmp_path / "a"
+    assert {"config.json", "last.pt", "best.pt", "results.json", "tb"} <= {p.name for p in folder.iterdir()}
+    results = json.loads((folder / "results.json").read_text())
+    assert 0 <= results["test"]["greedy_error"] <= 100 and 0 <= results["test"]["mc_error"] <= 100
+    assert results["test"]["n"] == 10000 and results["samples"] in (32, 64)
+    assert [h["samples"] for h in results["history"]][0] == 32
+    state = checkpoint.load(folder / "last.pt")
+    assert state["step"] == 4 and state["samples"] == 64 and state["args"]["glimpses"] == 3
+    assert not list(folder.glob("*.tmp"))  # atomic writes leave no temporaries
+    tags = set()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder / "tb")).Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/classification", "train/reinforce", "train/baseline", "val/error", "perf/samples_per_s"} <= tags
+
+
+def test_resume_continues_exactly_where_it_stopped(mnist, tmp_path):
+    assert run(tmp_path, "full", "--samples", "96", "--eval-every", "32") == 0
+    assert run(tmp_path, "split", "--samples", "96", "--eval-every", "32", "--stop-after", "48") == 0
+    stopped = checkpoint.load(tmp_path / "split" / "last.pt")
+    assert stopped["samples"] == 48 and not (tmp_path / "split" / "results.json").exists()
+    assert train.main(["--run-dir", str(tmp_path / "split"), "--resume", "--no-progress", "--threads", "1"]) == 0
+    a = checkpoint.load(tmp_path / "full" / "last.pt")
+    b = checkpoint.load(tmp_path / "split" / "last.pt")
+    assert a["step"] == b["step"] == 6
+    for name in a["model"]:
+        torch.testing.assert_close(a["model"][name], b["model"][name], rtol=0, atol=0)
+    assert json.loads((tmp_path / "split" / "results.json").read_text())["test"] == \
+        json.loads((tmp_path / "full" / "results.json").read_text())["test"]
+
+
+def test_agent_api_round_trip(mnist, tmp_path):
+    assert run(tmp_path, "api", "--samples", "32", "--eval-every", "32") == 0
+    agent = Agent.from_checkpoint(tmp_path / "api")
+    canvases = fixed(mnist, get_task("mnist28"), "test", 0, 50)
+    pred = agent.predict(canvases.images)
+    assert pred.labels.shape == (50,) and pred.locations.shape == (50, 3, 2) and pred.probs.shape == (50, 10)
+    assert np.abs(pred.locations).max() <= 1 and np.allclose(pred.probs.sum(1), 1, atol=1e-5)
+    # The same images as floats give the same answer; the API agrees with the environment-based evaluation.
+    again = agent.predict(canvases.images.astype(np.float32) / 255)
+    np.testing.assert_array_equal(again.labels, pred.labels)
+    np.testing.assert_allclose(again.locations, pred.locations, atol=1e-6)
+    full = agent.predict(fixed(mnist, get_task("mnist28"), "test").images)
+    results = json.loads((tmp_path / "api" / "results.json").read_text())
+    assert 100.0 * (full.labels != mnist.test_labels).mean() == pytest.approx(results["test"]["greedy_error"], abs=0.5)
+    with pytest.raises(ValueError, match="shape"):
+        agent.predict(np.zeros((2, 60, 60), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        agent.predict(np.full((2, 28, 28), 3.0))
+
+
+def test_visualize_and_evaluate_commands(mnist, tmp_path, capsys):
+    assert run(tmp_path, "vis", "--samples", "32", "--eval-every", "32") == 0
+    assert train.main(["visualize", str(tmp_path / "vis"), "--n", "4"]) == 0
+    png, gif = tmp_path / "vis" / "glimpses.png", tmp_path / "vis" / "glimpses.gif"
+    from PIL import Image
+
+    assert Image.open(png).size[0] > 300
+    with Image.open(gif) as im:
+        assert im.n_frames >= 3
+    capsys.readouterr()
+    assert train.main(["evaluate", str(tmp_path / "vis"), "--mc-samples", "0", "--threads", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    saved = json.loads((tmp_path / "vis" / "results.json").read_text())
+    assert out["greedy_error"] == saved["test"]["greedy_error"] and out["n"] == 10000
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [(["--task", "cluttered61"], "invalid choice"), (["--glimpse-size", "80"], "larger than"),
+     (["--glimpses", "-1"], "positive"), (["--batch-size", "0"], "positive"), (["--resume"], "--run-dir"),
+     (["--lr", "abc"], "invalid float"), (["evaluate", "/no/such/run"], "no checkpoint"),
+     (["visualize", "/no/such/run"], "no checkpoint")],
+)
+def test_cli_errors_are_one_line_and_non_zero(argv, message, capsys):
+    code = train.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_refuses_to_overwrite_a_run(mnist, tmp_path, capsys):
+    assert run(tmp_path, "once", "--samples", "16", "--eval-every", "16") == 0
+    assert run(tmp_path, "once", "--samples", "16") == 2
+    assert "already holds a run" in capsys.readouterr().err
