@@ -134,7 +134,7 @@ def run_episodes(model, env, *, greedy: bool, index=None, seed=None):
     options = None if index is None else {"index": index}
     obs, _ = env.reset(seed=seed, options=options)
     state = model.initial_state(env.num_envs)
-    log_pis, bs, locations = [], [], []
+    steps, locations = [], []
     no_label = np.zeros(env.num_envs, np.int64)
     for t in range(T):
         l = torch.from_numpy(obs["location"])
@@ -142,8 +142,7 @@ def run_episodes(model, env, *, greedy: bool, index=None, seed=None):
         step = model.step(torch.from_numpy(obs["glimpse"]), l, state, greedy=greedy)
         state = step.state
         if t < T - 1:
-            log_pis.append(step.log_pi)
-            bs.append(step.b_t)
+            steps.append(step)
             obs, _, _, _, infos = env.step({"location": step.l_t.numpy(), "label": no_label})
         else:
             logits = model.classifier(step.h_t)
@@ -151,9 +150,8 @@ def run_episodes(model, env, *, greedy: bool, index=None, seed=None):
             _, reward, terminated, _, infos = env.step(
                 {"location": np.zeros((env.num_envs, 2), np.float32), "label": logits.detach().argmax(-1).numpy()})
     assert terminated.all()
-    empty = torch.zeros(env.num_envs, 0)
-    return (logits, torch.from_numpy(infos["label"]), torch.stack(locations, 1),
-            torch.stack(log_pis, 1) if log_pis else empty, torch.stack(bs, 1) if bs else empty, reward)
+    log_pi, b = model.stacked_terms(steps, env.num_envs)
+    return logits, torch.from_numpy(infos["label"]), torch.stack(locations, 1), log_pi, b, reward
 
 
 @torch.no_grad()
@@ -242,7 +240,7 @@ def train(args: Args) -> dict:
                        n_classes=int(env.single_action_space["label"].n), hidden_size=args.hidden_size,
                        core=args.core, std=args.std)
     model = RecurrentAttention(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, foreach=True)
     total_steps = math.ceil(args.samples / args.batch_size)
 
     def lr_factor(step: int) -> float:  # cosine from 1 to lr_final over the run

@@ -28,7 +28,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -46,17 +46,24 @@ RETINA_BATCH = 128
 RETINA_THREADS = 2
 ENV_THREADS = 2
 NUM_ENVS = 128
+SPREAD = ("spread", "spread", ".0%")  # the table column of Timing.spread
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls, after one untimed warm-up call."""
+class Timing(NamedTuple):
+    seconds: float  # median wall time of one repeat
+    spread: float  # (slowest - fastest) / median: large when something else shared the CPU
+
+
+def time_repeats(fn: Callable[[], Any], repeats: int) -> Timing:
+    """Wall time of ``fn()`` over ``repeats`` calls, after one untimed warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    median = statistics.median(times)
+    return Timing(median, (max(times) - min(times)) / median)
 
 
 def bench_generation(mnist: MNIST, repeats: int, images_per_repeat: int) -> list[dict[str, Any]]:
@@ -73,9 +80,9 @@ def bench_generation(mnist: MNIST, repeats: int, images_per_repeat: int) -> list
                 for _ in range(calls):
                     sample(mnist, task, bitgen, batch)
 
-            seconds = median_seconds(run, repeats)
+            seconds, spread = time_repeats(run, repeats)
             rows.append({"task": name, "batch": batch, "images_per_s": calls * batch / seconds,
-                         "us_per_image": seconds / (calls * batch) * 1e6})
+                         "us_per_image": seconds / (calls * batch) * 1e6, "spread": spread})
     return rows
 
 
@@ -100,9 +107,11 @@ def bench_retina(mnist: MNIST, repeats: int, calls_per_repeat: int) -> list[dict
                 for _ in range(calls_per_repeat):
                     fn()
 
-            seconds = median_seconds(run, repeats) / calls_per_repeat
+            seconds, spread = time_repeats(run, repeats)
+            seconds /= calls_per_repeat
             rows.append({"canvas": task.canvas_size, "scales": task.n_scales, "glimpse": task.glimpse_size,
-                         "case": case, "us_per_call": seconds * 1e6, "glimpses_per_s": RETINA_BATCH / seconds})
+                         "case": case, "us_per_call": seconds * 1e6, "glimpses_per_s": RETINA_BATCH / seconds,
+                         "spread": spread})
     return rows
 
 
@@ -130,14 +139,14 @@ def bench_env(mnist: MNIST, repeats: int, episodes_per_repeat: int) -> list[dict
                 episodes += int(terminated.sum())
             completed.append(episodes)
 
-        seconds = median_seconds(run, repeats)
+        seconds, spread = time_repeats(run, repeats)
         episodes = statistics.median(completed)
         rows.append({"autoreset": mode.value, "num_envs": NUM_ENVS, "steps_per_episode": steps_per_episode,
                      "step_calls_per_s": n_steps / seconds,
                      "env_steps_per_s": n_steps * NUM_ENVS / seconds,
                      "glimpses_per_s": episodes * T / seconds,
                      "episodes_per_s": episodes / seconds,
-                     "ms_per_step_call": seconds / n_steps * 1e3})
+                     "ms_per_step_call": seconds / n_steps * 1e3, "spread": spread})
         env.close()
     return rows
 
@@ -180,7 +189,7 @@ def main() -> None:
             "machine": platform.machine(), "cpus": os.cpu_count(), "repeats": repeats, "quick": args.quick,
             "load_1min_before": round(os.getloadavg()[0], 2)}
     print("bench_foundation: " + ", ".join(f"{k} {v}" for k, v in meta.items()))
-    print(f"medians of {repeats} timed repeats, each after one warm-up")
+    print(f"medians of {repeats} timed repeats after one warm-up; spread = (slowest - fastest) / median")
 
     images_per_repeat, calls_per_repeat, episodes_per_repeat = 8192 // scale, 200 // scale, 20 // scale
 
@@ -188,13 +197,13 @@ def main() -> None:
     print_table(f"1. Generation, envs.tasks.sample, 1 torch thread (numpy single-threaded), "
                 f"{images_per_repeat} images per repeat", generation,
                 [("task", "task", "s"), ("batch", "batch", "d"),
-                 ("images_per_s", "images/s", ",.0f"), ("us_per_image", "us/image", ".1f")])
+                 ("images_per_s", "images/s", ",.0f"), ("us_per_image", "us/image", ".1f"), SPREAD])
 
     retina = bench_retina(mnist, repeats, calls_per_repeat)
     print_table(f"2. Retina, B={RETINA_BATCH} uint8 canvases, {RETINA_THREADS} torch threads, "
                 f"{calls_per_repeat} calls per repeat", retina,
                 [("canvas", "canvas", "d"), ("scales", "k", "d"), ("glimpse", "g", "d"), ("case", "case", "s"),
-                 ("us_per_call", "us/call", ",.0f"), ("glimpses_per_s", "glimpses/s", ",.0f")])
+                 ("us_per_call", "us/call", ",.0f"), ("glimpses_per_s", "glimpses/s", ",.0f"), SPREAD])
     print("(a) retina(images, l) builds the integral image every call; (b) retina.read(S, l) reuses one, as the env")
 
     env = bench_env(mnist, repeats, episodes_per_repeat)
@@ -203,7 +212,7 @@ def main() -> None:
                 [("autoreset", "autoreset", "s"), ("steps_per_episode", "steps/ep", "d"),
                  ("step_calls_per_s", "step calls/s", ",.0f"), ("ms_per_step_call", "ms/call", ".2f"),
                  ("env_steps_per_s", "env steps/s", ",.0f"), ("glimpses_per_s", "glimpses/s", ",.0f"),
-                 ("episodes_per_s", "episodes/s", ",.0f")])
+                 ("episodes_per_s", "episodes/s", ",.0f"), SPREAD])
     print("env steps/s = step calls/s x num_envs; glimpses/s counts the T glimpses of each completed episode; "
           "episodes/s = samples/s")
 

@@ -100,14 +100,17 @@ class LocationPolicy(nn.Module):
         self.fc = nn.Linear(hidden_size, 2)
         self.std = std
 
-    def forward(self, h_t: Tensor, *, greedy: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        """(mu, l_t, log_pi): mean, the location drawn (mu itself if greedy), and the log-density of l_t."""
+    def forward(self, h_t: Tensor, *, greedy: bool = False) -> tuple[Tensor, Tensor]:
+        """(mu, l_t): the mean and the location drawn (mu itself if greedy)."""
         mu = torch.tanh(self.fc(h_t))
-        # The draw itself carries no gradient: REINFORCE reaches mu through log_pi alone.
+        # The draw itself carries no gradient: REINFORCE reaches mu through log_prob alone.
         l_t = mu.detach() if greedy else (mu.detach() + self.std * torch.randn_like(mu))
-        # Exact log-density of the unclipped draw; the env (and the retina) clip what they receive.
-        log_pi = log_normal(l_t, mu, self.std)
-        return mu, l_t, log_pi
+        return mu, l_t
+
+    def log_prob(self, l: Tensor, mu: Tensor) -> Tensor:
+        """log pi(l | mu): the exact log-density of the unclipped draws (the env and the retina clip what they
+        receive). Shapes (..., 2) -> (...); called once on all steps stacked, for a smaller autograd graph."""
+        return log_normal(l, mu, self.std)
 
 
 def log_normal(x: Tensor, mu: Tensor, std: float) -> Tensor:
@@ -140,10 +143,8 @@ class Baseline(nn.Module):
 class Step(NamedTuple):
     state: tuple[Tensor, Tensor]  # recurrent state to pass to the next step
     h_t: Tensor  # (B, hidden)
-    mu: Tensor  # (B, 2) mean of the next location
+    mu: Tensor  # (B, 2) mean of the next location, differentiable w.r.t. the LocationPolicy only
     l_t: Tensor  # (B, 2) the next location drawn, unclipped, no gradient
-    log_pi: Tensor  # (B,) log-density of l_t, differentiable w.r.t. the LocationPolicy only
-    b_t: Tensor  # (B,) baseline, differentiable w.r.t. the Baseline only
 
 
 class Rollout(NamedTuple):
@@ -178,10 +179,14 @@ class RecurrentAttention(nn.Module):
         state = self.core(g_t, state)
         h_t = state[0]
         # Detached: REINFORCE trains the LocationPolicy alone, not the core or the glimpse network.
-        mu, l_t, log_pi = self.location(h_t.detach(), greedy=greedy)
+        mu, l_t = self.location(h_t.detach(), greedy=greedy)
+        return Step(state, h_t, mu, l_t)
+
+    def reinforce_terms(self, h: Tensor, mu: Tensor, l: Tensor) -> tuple[Tensor, Tensor]:
+        """(log_pi, b), each (B, T - 1), from the stacked h_t (B, T - 1, hidden), mu_t and l_t (B, T - 1, 2) of the
+        steps that chose a location."""
         # Detached: the baseline's regression trains the Baseline alone.
-        b_t = self.baseline(h_t.detach())
-        return Step(state, h_t, mu, l_t, log_pi, b_t)
+        return self.location.log_prob(l, mu), self.baseline(h.detach())
 
     def rollout(self, images: Tensor, l_0: Tensor, retina: Retina, n_glimpses: int, *, greedy: bool = False) -> Rollout:
         """T glimpses of raw (B, H, W) images starting at l_0 (B, 2), outside any environment.
@@ -190,22 +195,24 @@ class RecurrentAttention(nn.Module):
         S = integral_image(images)
         state = self.initial_state(images.shape[0])
         l = clip_location(l_0)
-        locations, log_pis, bs = [l], [], []
+        locations, steps = [l], []
         for t in range(n_glimpses):
             step = self.step(retina.read(S, l).to(l.dtype), l, state, greedy=greedy)
             state = step.state
             if t < n_glimpses - 1:
                 l = clip_location(step.l_t)
                 locations.append(l)
-                log_pis.append(step.log_pi)
-                bs.append(step.b_t)
-        empty = images.new_zeros((images.shape[0], 0), dtype=torch.float32)
-        return Rollout(
-            self.classifier(state[0]),
-            torch.stack(locations, 1),
-            torch.stack(log_pis, 1) if log_pis else empty,
-            torch.stack(bs, 1) if bs else empty,
-        )
+                steps.append(step)
+        log_pi, b = self.stacked_terms(steps, images.shape[0])
+        return Rollout(self.classifier(state[0]), torch.stack(locations, 1), log_pi, b)
+
+    def stacked_terms(self, steps: list[Step], batch_size: int) -> tuple[Tensor, Tensor]:
+        """``reinforce_terms`` of the steps that chose a location ((B, 0) each when there are none)."""
+        if not steps:
+            empty = torch.zeros(batch_size, 0)
+            return empty, empty
+        h, mu, l = (torch.stack(x, 1) for x in zip(*[(s.h_t, s.mu, s.l_t) for s in steps]))
+        return self.reinforce_terms(h, mu, l)
 
 
 class Losses(NamedTuple):

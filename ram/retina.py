@@ -33,13 +33,17 @@ def clip_location(l: Tensor) -> Tensor:
 def integral_image(images: Tensor) -> Tensor:
     """Summed-area table S of (B, H, W) images, shape (B, H + 1, W + 1), S[:, i, j] = sum of images[:, :i, :j].
 
-    uint8 images give an exact int64 table (values read back as pixel / 255); floating images a float64 one.
+    uint8 images give an exact integer table (int32 up to 2,896 x 2,896 pixels, where 255 * H * W < 2**31; int64
+    beyond), read back as pixel / 255; floating images a float64 one.
     """
     if images.dim() != 3:
         raise ValueError(f"images must have shape (B, H, W), got {tuple(images.shape)}")
-    dtype = torch.int64 if images.dtype == torch.uint8 else torch.float64
+    if images.dtype == torch.uint8:
+        dtype = torch.int32 if 255 * images.shape[1] * images.shape[2] < 2**31 else torch.int64
+    else:
+        dtype = torch.float64
     S = torch.zeros(images.shape[0], images.shape[1] + 1, images.shape[2] + 1, dtype=dtype)
-    S[:, 1:, 1:] = images.to(dtype).cumsum(1).cumsum(2)
+    S[:, 1:, 1:] = images.cumsum(1, dtype=dtype).cumsum(2, dtype=dtype)
     return S
 
 
@@ -106,7 +110,7 @@ class Retina:
         corners = S.reshape(B, -1).gather(1, idx.reshape(B, -1)).reshape(idx.shape)
         sums = corners[..., 1:, 1:] - corners[..., :-1, 1:] - corners[..., 1:, :-1] + corners[..., :-1, :-1]
         # Integer sums are exact; one float32 division by the cell area (times 255 for uint8) rounds once.
-        if S.dtype == torch.int64:
+        if not S.dtype.is_floating_point:
             return sums.float() / (area * 255.0)[None, :, None, None]
         return (sums / area.double()[None, :, None, None]).float()
 

@@ -89,7 +89,7 @@ def test_float_images_match_uint8_images():
 def test_integral_image_and_clipping():
     image = torch.arange(12, dtype=torch.uint8).reshape(1, 3, 4)
     S = integral_image(image)
-    assert S.shape == (1, 4, 5) and S.dtype == torch.int64
+    assert S.shape == (1, 4, 5) and S.dtype == torch.int32
     assert S[0, 3, 4] == image.sum() and S[0, 2, 3] == image[0, :2, :3].sum() and S[0, 0].abs().sum() == 0
     torch.testing.assert_close(clip_location(torch.tensor([[1.5, -3.0]])), torch.tensor([[1.0, -1.0]]))
 
