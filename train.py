@@ -49,9 +49,9 @@ class Args:
                        choices=("random", "center"))
     core: str = _flag("rnn", "core network: the paper's ReLU RNN, or an LSTM", choices=("rnn", "lstm"))
     hidden_size: int = _flag(256, "units of the core network h_t")
-    std: float = _flag(0.1, "standard deviation of the Gaussian location policy (canvas spans [-1, 1])")
+    std: float = _flag(0.2, "standard deviation of the Gaussian location policy (canvas spans [-1, 1])")
     batch_size: int = _flag(128, "episodes per training step")
-    samples: int = _flag(6_000_000, "training budget in images (episodes) seen")
+    samples: int = _flag(3_000_000, "training budget in images (episodes) seen")
     lr: float = _flag(1e-3, "Adam learning rate, decayed to lr * lr_final by a cosine schedule")
     lr_final: float = _flag(0.02, "final learning rate as a fraction of --lr")
     reinforce_weight: float = _flag(1.0, "weight of the REINFORCE term in the hybrid loss")
@@ -342,6 +342,7 @@ def train(args: Args) -> dict:
                        {"hparam/test_greedy_error": results["test"]["greedy_error"],
                         "hparam/val_error": best["val_error"]}, run_name="hparams")
     writer.close()
+    visualize_command([str(run_dir), *(["--data-dir", args.data_dir] if args.data_dir else [])])
     return results
 
 

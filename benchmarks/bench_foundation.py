@@ -15,7 +15,9 @@ Three parts, each reported as the median over ``--repeats`` timed repeats after 
    episode, T reads).
 3. Vector env: ``ClutteredMNISTVectorEnv(num_envs=128)`` stepped with random actions, resets included, 2 threads.
 
-A benchmark, not a test: it asserts nothing and numbers depend on the machine and its load.
+A benchmark, not a test: it asserts nothing and numbers depend on the machine and its load. Each row also shows
+its spread, (slowest - fastest) / median, and the run ends with the load average: a large spread or a load above
+what this script uses (about 1-2) means other processes shared the CPU and the figures are low.
 """
 
 from __future__ import annotations

@@ -91,6 +91,13 @@ class Canvases(NamedTuple):
     positions: np.ndarray  # (N, 2) int64: (x, y) of the digit's top-left pixel
 
 
+def _square(image: np.ndarray, xy: np.ndarray, w: int, side: int) -> np.ndarray:
+    """Flat indices (n, w * w) of the w x w squares at top-left (x, y) = xy (n, 2) of images ``image`` (n,) in a
+    flattened (N, side, side) array. One flat index is about 3x faster than three broadcast index arrays."""
+    offsets = (np.arange(w)[:, None] * side + np.arange(w)).reshape(-1)
+    return (image * side * side + xy[:, 1] * side + xy[:, 0])[:, None] + offsets
+
+
 def compose(
     digits: np.ndarray,
     labels: np.ndarray,
@@ -105,23 +112,21 @@ def compose(
     """
     n, C, c = len(index), task.canvas_size, task.clutter_size
     canvas = np.zeros((n, C, C), dtype=np.uint8)
-    rows = np.arange(n)[:, None, None]
-
+    flat, flat_digits = canvas.reshape(-1), digits.reshape(-1)
     # Clutter first; the digit is maxed in last so it is never hidden by the bookkeeping order.
     pos = integers(bitgen, C - DIGIT + 1, (n, 2))
-    ar_c = np.arange(c)
+    images = np.arange(n)
     for _ in range(task.n_clutter):
         # A different digit: shift by 1..N-1 so the piece never comes from the digit being classified.
         source = (index + 1 + integers(bitgen, max(len(digits) - 1, 1), n)) % len(digits)
         corner = integers(bitgen, DIGIT - c + 1, (n, 2))
         at = integers(bitgen, C - c + 1, (n, 2))
-        piece = digits[source[:, None, None], corner[:, 1, None, None] + ar_c[:, None], corner[:, 0, None, None] + ar_c]
-        ys, xs = at[:, 1, None, None] + ar_c[:, None], at[:, 0, None, None] + ar_c
-        canvas[rows, ys, xs] = np.maximum(canvas[rows, ys, xs], piece)
+        piece = flat_digits[_square(source, corner, c, DIGIT)]
+        where = _square(images, at, c, C)
+        flat[where] = np.maximum(flat[where], piece)
 
-    ar = np.arange(DIGIT)
-    ys, xs = pos[:, 1, None, None] + ar[:, None], pos[:, 0, None, None] + ar
-    canvas[rows, ys, xs] = np.maximum(canvas[rows, ys, xs], digits[index])
+    where = _square(images, pos, DIGIT, C)
+    flat[where] = np.maximum(flat[where], digits[index].reshape(n, -1))
     return Canvases(canvas, labels[index].astype(np.int64), pos)
 
 

@@ -43,7 +43,7 @@ class RAMConfig:
     g_size: int = 256  # g_t
     hidden_size: int = 256  # h_t
     core: str = "rnn"  # "rnn" (the paper's ReLU RNN) or "lstm"
-    std: float = 0.1  # fixed standard deviation of the location policy, in units of the [-1, 1] canvas
+    std: float = 0.2  # fixed standard deviation of the location policy, in units of the [-1, 1] canvas
 
     def __post_init__(self) -> None:
         if self.core not in CORES:
