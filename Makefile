@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 ARGS ?=
+RUN ?= runs/cluttered60-6g-s0
 
 .PHONY: setup data train test lint bench clean
 setup: $(VENV)/.installed
@@ -22,14 +23,15 @@ $(VENV)/.installed: pyproject.toml
 data: setup
 	$(PY) -m envs
 
+# A second `make train` continues (or, when finished, re-tests) the same run.
 train: data
-	$(PY) train.py $(ARGS)
+	$(PY) train.py --run-dir $(RUN) $(if $(wildcard $(RUN)/last.pt),--resume) $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
 test: data lint
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q
 
 bench: data
 	$(PY) benchmarks/bench_foundation.py

@@ -85,16 +85,17 @@ def parse_args(argv: list[str]) -> Args:
         prog="train.py",
         description="Train the Recurrent Attention Model (Mnih et al. 2014) on a cluttered-MNIST task. "
         "Subcommands: `train.py evaluate RUN`, `train.py visualize RUN` (see `train.py evaluate --help`).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for f in dataclasses.fields(Args):
         name = "--" + f.name.replace("_", "-")
+        help = f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})")
         if f.type in ("bool", bool):
-            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help)
             continue
         kind = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
-        parser.add_argument(name, type=kind, default=f.default, help=f.metadata["help"],
-                            choices=f.metadata.get("choices"))
+        metavar = None if "choices" in f.metadata else {int: "N", float: "X"}.get(kind, f.name.split("_")[-1].upper())
+        parser.add_argument(name, type=kind, default=f.default, help=help, choices=f.metadata.get("choices"),
+                            metavar=metavar)
     args = Args(**vars(parser.parse_args(argv)))
     positive = ("glimpses", "glimpse_size", "scales", "canvas_size", "batch_size", "samples", "eval_every",
                 "eval_batch", "mc_samples", "threads", "hidden_size", "stop_after")
@@ -338,6 +339,8 @@ def train(args: Args) -> dict:
     results = test(model, args, task, best, elapsed)
     results["params"] = n_params
     checkpoint.write_text(json.dumps(results, indent=2), run_dir / "results.json")
+    # The trained agent alone (no optimiser state): small enough to ship, loadable by ram.agent.Agent.
+    checkpoint.save(checkpoint.agent_only(best), run_dir / "agent.pt")
     writer.add_hparams({k: v for k, v in asdict(args).items() if isinstance(v, (int, float, str, bool))},
                        {"hparam/test_greedy_error": results["test"]["greedy_error"],
                         "hparam/val_error": best["val_error"]}, run_name="hparams")

@@ -102,6 +102,7 @@ def _install(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make a shared cache unreadable to others
     try:
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)

@@ -15,12 +15,20 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable or not a RAM checkpoint."""
 
 
-def save(obj: dict[str, Any], path: str | Path) -> None:
-    """Write ``obj`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
+def _temporary(path: Path) -> str:
+    """A temporary file beside ``path``, with the permissions a plain ``open`` would give (mkstemp gives 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
+def save(obj: dict[str, Any], path: str | Path) -> None:
+    """Write ``obj`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``."""
+    tmp = _temporary(Path(path))
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
@@ -45,13 +53,19 @@ def load(path: str | Path) -> dict[str, Any]:
     return obj
 
 
+AGENT_KEYS = ("args", "task", "model_config", "model", "samples", "val_error")
+
+
+def agent_only(state: dict[str, Any]) -> dict[str, Any]:
+    """The part of a training checkpoint that a trained agent needs (no optimiser, RNG or history)."""
+    return {k: state[k] for k in AGENT_KEYS}
+
+
 def write_bytes(data: bytes, path: str | Path) -> None:
     """Write a file atomically (figures, GIFs)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temporary(Path(path))
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     finally:

@@ -22,7 +22,8 @@ def run(tmp_path, name, *extra):
 def test_tiny_run_writes_config_checkpoints_tensorboard_and_results(mnist, tmp_path):
     assert run(tmp_path, "a", "--samples", "64", "--eval-every", "32") == 0
     folder = tmp_path / "a"
-    assert {"config.json", "last.pt", "best.pt", "results.json", "tb"} <= {p.name for p in folder.iterdir()}
+    assert {"config.json", "last.pt", "best.pt", "agent.pt", "results.json", "tb", "glimpses.png", "glimpses.gif"} <= {
+        p.name for p in folder.iterdir()}
     results = json.loads((folder / "results.json").read_text())
     assert 0 <= results["test"]["greedy_error"] <= 100 and 0 <= results["test"]["mc_error"] <= 100
     assert results["test"]["n"] == 10000 and results["samples"] in (32, 64)
@@ -56,6 +57,9 @@ def test_resume_continues_exactly_where_it_stopped(mnist, tmp_path):
 def test_agent_api_round_trip(mnist, tmp_path):
     assert run(tmp_path, "api", "--samples", "32", "--eval-every", "32") == 0
     agent = Agent.from_checkpoint(tmp_path / "api")
+    slim = Agent.from_checkpoint(tmp_path / "api" / "agent.pt")  # the shippable file gives the same agent
+    assert all(torch.equal(a, b) for a, b in zip(agent.model.state_dict().values(),
+                                                 slim.model.state_dict().values()))
     canvases = fixed(mnist, get_task("mnist28"), "test", 0, 50)
     pred = agent.predict(canvases.images)
     assert pred.labels.shape == (50,) and pred.locations.shape == (50, 3, 2) and pred.probs.shape == (50, 10)
