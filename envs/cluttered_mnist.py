@@ -96,20 +96,23 @@ class _Episodes:
         return obs, act
 
     def _fixed(self, index: np.ndarray) -> Canvases:
-        out = []
-        for i in index:
-            block = int(i) // BLOCK
+        """Canvases ``index`` of the fixed split, generated a block at a time (at most two blocks kept)."""
+        C = self.task.canvas_size
+        out = Canvases(np.empty((len(index), C, C), np.uint8), np.empty(len(index), np.int64),
+                       np.empty((len(index), 2), np.int64))
+        blocks = index // BLOCK
+        for block in np.unique(blocks):
+            block = int(block)
             if block not in self._blocks:
-                if len(self._blocks) >= 2:  # keep at most two blocks of a fixed set in memory
+                if len(self._blocks) >= 2:
                     self._blocks.pop(next(iter(self._blocks)))
                 lo = block * BLOCK
                 hi = min(lo + BLOCK, split_size(self.mnist, self.split))
                 self._blocks[block] = fixed(self.mnist, self.task, self.split, lo, hi)
-            part = self._blocks[block]
-            j = int(i) - block * BLOCK
-            out.append((part.images[j], part.labels[j], part.positions[j]))
-        images, labels, positions = zip(*out)
-        return Canvases(np.stack(images), np.array(labels), np.stack(positions))
+            rows = blocks == block
+            for target, source in zip(out, self._blocks[block]):
+                target[rows] = source[index[rows] - block * BLOCK]
+        return out
 
     def new(self, rows: np.ndarray, bitgen: np.random.BitGenerator, index: np.ndarray | None = None) -> None:
         """Start episodes in ``rows``: fresh canvases on train, the next fixed ones (or ``index``) on val/test."""

@@ -33,9 +33,11 @@ def trajectory_figure(images: np.ndarray, locations: np.ndarray, predictions: np
         ax.plot(centres[:, 0], centres[:, 1], "-", color="white", lw=0.8, alpha=0.7)
         for t in range(steps):
             colour = CMAP(0.15 + 0.8 * t / max(T - 1, 1))
+            last = t == steps - 1
             for x0, y0, x1, y1 in boxes[i, t]:
-                ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colour,
-                                       lw=1.6 if t == steps - 1 else 0.7))
+                # Earlier glimpses faint, the latest one bold: every scale of every glimpse stays visible.
+                ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colour, lw=1.6 if last else 0.6,
+                                       alpha=1.0 if last else 0.45))
             ax.text(*centres[t], str(t + 1), color=colour, fontsize=7, ha="center", va="center", weight="bold")
         ax.set_xlim(0, C)
         ax.set_ylim(C, 0)
