@@ -17,6 +17,7 @@ call. For uint8 images the table is integer, so the pooled values are exact mean
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -117,3 +118,33 @@ class Retina:
     def __call__(self, images: Tensor, l: Tensor) -> Tensor:
         """Glimpses of (B, H, W) images (uint8 in 0..255, or float in [0, 1]) at l (B, 2): (B, k, g, g) float32."""
         return self.read(integral_image(images), l)
+
+
+def gaussian_read(images: Tensor, centre: Tensor, stride: Tensor, sigma: Tensor, gamma: Tensor, *, n: int,
+                  k: int = 1, s: int = 2) -> Tensor:
+    """The differentiable glimpse of DRAW (Gregor et al. 2015), with the retina's scales and coordinates.
+
+    images (B, H, W) float; centre (B, 2) in [-1, 1] (the convention above, not rounded); stride (B,) pixels between
+    filter centres at scale 0; sigma (B,) filter width in pixels (clamped to >= 0.5); gamma (B,) intensity.
+    Scale i multiplies stride and sigma by s**i. Filter j of a scale is centred at centre + (j - (n - 1) / 2) *
+    stride; each filter is a Gaussian normalised to unit mass over the infinite pixel grid (to within 1.5% at sigma
+    = 0.5, far less above), so pixels outside the image count as zero, as in the hard retina.
+    Returns (B, k, n, n): gamma * F_Y x F_X^T per scale.
+    """
+    B, H, W = images.shape
+    dtype = images.dtype
+    scale = (s ** torch.arange(k, dtype=dtype))[None, :, None]  # (1, k, 1)
+    size = torch.tensor([W, H], dtype=dtype)
+    c = (clip_location(centre).to(dtype) + 1) / 2 * size  # (B, 2) in pixels
+    offsets = torch.arange(n, dtype=dtype) - (n - 1) / 2  # (n,)
+    sig = sigma.to(dtype).clamp(min=0.5)[:, None, None] * scale  # (B, k, 1)
+    step = stride.to(dtype)[:, None, None] * scale  # (B, k, 1)
+
+    def filterbank(axis: int, length: int) -> Tensor:  # (B, k, n, length)
+        mu = c[:, axis, None, None] + step * offsets  # (B, k, n)
+        pixels = torch.arange(length, dtype=dtype) + 0.5
+        z = (pixels - mu[..., None]) / sig[..., None]
+        return torch.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * sig[..., None])
+
+    F_x, F_y = filterbank(0, W), filterbank(1, H)
+    return gamma.to(dtype)[:, None, None, None] * (F_y @ images[:, None] @ F_x.transpose(-1, -2))

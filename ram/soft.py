@@ -1,0 +1,211 @@
+"""Soft attention beside hard attention: the models every RAM result is compared with.
+
+- ``SoftAttention``: the general attention model. A feature model (a small CNN over the whole canvas) gives one
+  feature vector f_i per spatial cell; a query model (a recurrent state h_t) gives q_t; the attention model
+  scores q_t against keys W_K f_i, normalises the scores with a softmax into weights a_t and averages the values
+  W_V f_i into a context c_t; the output model classifies from h_T. T attention steps, trained end to end by
+  backpropagation. Score functions: additive (Bahdanau), dot, scaled dot, general (bilinear); multi-head.
+- ``SoftGlimpseRAM``: RAM's architecture with the hard crop replaced by a differentiable Gaussian-filterbank read
+  (DRAW) whose centre, stride, width and intensity come from the state: hard versus soft at the glimpse itself.
+- ``FullyConnected`` and ``Convolutional``: the paper's no-attention rows, two layers each, on the whole canvas.
+
+Every model maps a batch of canvases (B, C, C) in [0, 1] to a ``SoftOutput``; all are pure modules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ram.model import CoreNetwork, GlimpseNetwork
+from ram.retina import gaussian_read
+
+SCORES = ("additive", "dot", "scaled_dot", "general")
+
+
+class SoftOutput(NamedTuple):
+    logits: Tensor  # (B, n_classes)
+    weights: Tensor | None  # attention weights (B, T, heads, n) over the feature cells, or None
+    locations: Tensor | None  # glimpse centres (B, T, 2) in [-1, 1] for the soft glimpse, else None
+
+
+class Attention(nn.Module):
+    """c = sum_i a_i v_i, a = softmax_i score(q, k_i): one of four score functions, ``heads`` heads.
+
+    additive: w^T tanh(W_q q + W_k k_i); dot: q . k_i; scaled_dot: q . k_i / sqrt(d); general: q^T W k_i.
+    Per head the query, keys and values have ``d // heads`` dimensions.
+    """
+
+    def __init__(self, *, score: str, d: int, heads: int = 1):
+        super().__init__()
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        if d % heads:
+            raise ValueError(f"attention size {d} is not divisible by {heads} heads")
+        self.score, self.heads, self.d_head = score, heads, d // heads
+        if score == "additive":
+            self.w_q = nn.Linear(self.d_head, self.d_head, bias=False)
+            self.w_k = nn.Linear(self.d_head, self.d_head, bias=True)
+            self.w = nn.Linear(self.d_head, 1, bias=False)
+        elif score == "general":
+            self.W = nn.Parameter(torch.eye(self.d_head) + 0.01 * torch.randn(self.d_head, self.d_head))
+
+    def scores(self, q: Tensor, k: Tensor) -> Tensor:
+        """q (B, heads, d_head), k (B, heads, n, d_head) -> scores (B, heads, n)."""
+        if self.score == "additive":
+            return self.w(torch.tanh(self.w_q(q)[:, :, None, :] + self.w_k(k))).squeeze(-1)
+        if self.score == "general":
+            q = q @ self.W
+        s = (k @ q[..., None]).squeeze(-1)
+        return s / math.sqrt(self.d_head) if self.score == "scaled_dot" else s
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """q (B, d), k and v (B, n, d) -> context (B, d), weights (B, heads, n) summing to 1 over n."""
+        B, n, _ = k.shape
+        split = (lambda x: x.view(B, n, self.heads, self.d_head).transpose(1, 2))  # noqa: E731
+        a = self.scores(q.view(B, self.heads, self.d_head), split(k)).softmax(-1)
+        c = (a[..., None] * split(v)).sum(2)  # (B, heads, d_head)
+        return c.reshape(B, -1), a
+
+
+class FeatureCNN(nn.Module):
+    """The feature model: two stride-2 convolutions, so an (C, C) canvas gives (C/4)^2 cells of ``channels``
+    features, plus the cell's (x, y) centre in [-1, 1] so that values can say where they were."""
+
+    def __init__(self, *, channels: int = 64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, channels // 2, 5, stride=2, padding=2)
+        self.conv2 = nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """x (B, C, C) -> features (B, n, channels + 2), grid (H', W')."""
+        f = F.relu(self.conv2(F.relu(self.conv1(x[:, None]))))  # (B, ch, H', W')
+        B, _, H, W = f.shape
+        ys = (torch.arange(H, dtype=f.dtype) + 0.5) / H * 2 - 1
+        xs = (torch.arange(W, dtype=f.dtype) + 0.5) / W * 2 - 1
+        coords = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), 0).expand(B, 2, H, W)
+        return torch.cat([f, coords], 1).flatten(2).transpose(1, 2), (H, W)
+
+
+@dataclass(frozen=True)
+class SoftConfig:
+    n_classes: int = 10
+    n_steps: int = 6  # T attention steps
+    score: str = "scaled_dot"
+    heads: int = 1
+    channels: int = 64  # feature model
+    d: int = 128  # query, key and value size
+    hidden_size: int = 256  # query model state h_t
+
+
+class SoftAttention(nn.Module):
+    """h_t = GRU(c_t, h_{t-1}), c_t = Attention(W_Q h_{t-1}, W_K f, W_V f); logits = Linear(h_T)."""
+
+    def __init__(self, config: SoftConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.features = FeatureCNN(channels=c.channels)
+        self.w_q = nn.Linear(c.hidden_size, c.d)
+        self.w_k = nn.Linear(c.channels + 2, c.d)
+        self.w_v = nn.Linear(c.channels + 2, c.d)
+        self.attention = Attention(score=c.score, d=c.d, heads=c.heads)
+        self.query = nn.GRUCell(c.d, c.hidden_size)
+        self.output = nn.Linear(c.hidden_size, c.n_classes)
+
+    def forward(self, x: Tensor) -> SoftOutput:
+        f, _ = self.features(x)
+        k, v = self.w_k(f), self.w_v(f)
+        h = x.new_zeros(x.shape[0], self.config.hidden_size)
+        weights = []
+        for _ in range(self.config.n_steps):
+            c_t, a_t = self.attention(self.w_q(h), k, v)
+            h = self.query(c_t, h)
+            weights.append(a_t)
+        return SoftOutput(self.output(h), torch.stack(weights, 1), None)
+
+    def grid(self, canvas_size: int) -> tuple[int, int]:
+        """The (H', W') grid of feature cells the weights of a canvas are laid out on."""
+        return self.features(torch.zeros(1, canvas_size, canvas_size))[1]
+
+
+@dataclass(frozen=True)
+class SoftGlimpseConfig:
+    n_classes: int = 10
+    n_steps: int = 6
+    glimpse_size: int = 12  # N x N filterbank outputs per scale, as RAM's g
+    n_scales: int = 3
+    scale: int = 2
+    hg_size: int = 128
+    hl_size: int = 128
+    g_size: int = 256
+    hidden_size: int = 256
+    core: str = "rnn"
+
+
+class SoftGlimpseRAM(nn.Module):
+    """RAM with a differentiable glimpse: rho = gaussian_read(x, centre, stride, sigma, gamma), read parameters
+    = Linear(h_{t-1}); the same glimpse, core and classifier networks, all trained by backpropagation."""
+
+    def __init__(self, config: SoftGlimpseConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.glimpse = GlimpseNetwork(glimpse_size=c.n_scales * c.glimpse_size**2, hg_size=c.hg_size,
+                                      hl_size=c.hl_size, g_size=c.g_size)
+        self.core = CoreNetwork(g_size=c.g_size, hidden_size=c.hidden_size, core=c.core)
+        self.read_params = nn.Linear(c.hidden_size, 5)  # centre (x, y), log stride, log sigma, log gamma
+        # Zero bias: the first read (h_0 = 0) is centred and, at its coarsest scale, spans the whole canvas.
+        nn.init.zeros_(self.read_params.bias)
+        self.classifier = nn.Linear(c.hidden_size, c.n_classes)
+
+    def forward(self, x: Tensor) -> SoftOutput:
+        B, C, _ = x.shape
+        h = x.new_zeros(B, self.config.hidden_size)
+        state = (h, h)
+        locations = []
+        for _ in range(self.config.n_steps):
+            p = self.read_params(state[0])
+            centre = torch.tanh(p[:, :2])
+            # Stride and width are relative to the canvas: exp(0) makes the coarsest scale span the whole canvas.
+            widest = self.config.glimpse_size * self.config.scale ** (self.config.n_scales - 1)
+            stride = torch.exp(p[:, 2]) * C / widest
+            sigma = torch.exp(p[:, 3]) * stride / 2
+            gamma = torch.exp(p[:, 4])
+            rho = gaussian_read(x, centre, stride, sigma, gamma, n=self.config.glimpse_size, k=self.config.n_scales,
+                                s=self.config.scale)
+            state = self.core(self.glimpse(rho, centre), state)
+            locations.append(centre)
+        return SoftOutput(self.classifier(state[0]), None, torch.stack(locations, 1))
+
+
+class FullyConnected(nn.Module):
+    """The paper's FC baseline: two ReLU hidden layers on the flattened canvas."""
+
+    def __init__(self, *, canvas_size: int, hidden: int = 256, n_classes: int = 10):
+        super().__init__()
+        self.fc1 = nn.Linear(canvas_size * canvas_size, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, n_classes)
+
+    def forward(self, x: Tensor) -> SoftOutput:
+        return SoftOutput(self.out(F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))), None, None)
+
+
+class Convolutional(nn.Module):
+    """A two-layer convolutional baseline on the whole canvas: the feature model of ``SoftAttention`` (two
+    stride-2 convolutions), global max pooling over the cells, and a linear classifier."""
+
+    def __init__(self, *, channels: int = 64, n_classes: int = 10):
+        super().__init__()
+        self.features = FeatureCNN(channels=channels)
+        self.out = nn.Linear(channels, n_classes)
+
+    def forward(self, x: Tensor) -> SoftOutput:
+        f, _ = self.features(x)
+        return SoftOutput(self.out(f[..., :-2].amax(1)), None, None)
