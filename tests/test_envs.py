@@ -69,6 +69,7 @@ def test_episode_structure_reward_and_info(tiny_mnist):
         np.testing.assert_array_equal(obs["location"], [0.5, -0.5])
     obs, reward, terminated, truncated, info = env.step({"location": np.zeros(2, np.float32), "label": label})
     assert (reward, terminated, truncated) == (1.0, True, False)
+    np.testing.assert_array_equal(obs["location"], [0.5, -0.5])  # no (T+1)-th glimpse: the last one again
     assert info == {"label": label, "correct": True}
     assert type(terminated) is bool and type(truncated) is bool and type(reward) is float
     with pytest.raises(RuntimeError, match="reset"):
@@ -150,14 +151,17 @@ def test_vector_env_autoreset(tiny_mnist, mode):
         assert not terminated.any()
     obs, reward, terminated, _, infos = vec.step(actions)
     assert terminated.all() and set(reward.tolist()) <= {0.0, 1.0}
-    np.testing.assert_array_equal(infos["label"], labels_1)
+    if mode != "SAME_STEP":
+        np.testing.assert_array_equal(infos["label"], labels_1)
     if mode == "NEXT_STEP":
         obs, reward, terminated, _, infos = vec.step(actions)  # the reset step: actions ignored, reward 0
         assert not terminated.any() and (reward == 0).all() and infos == {}
         assert (vec._episodes.t == 1).all()
-    elif mode == "SAME_STEP":
-        assert infos["_final_obs"].all() and (vec._episodes.t == 1).all()
-        assert not np.array_equal(infos["final_obs"]["glimpse"], obs["glimpse"])
+    elif mode == "SAME_STEP":  # gymnasium 1.x: per-env final observations, the ended infos under final_info
+        assert infos["_final_obs"].all() and infos["_final_info"].all() and (vec._episodes.t == 1).all()
+        assert infos["final_obs"].dtype == object and infos["final_obs"][0]["glimpse"].shape == (3, 12, 12)
+        assert not np.array_equal(infos["final_obs"][0]["glimpse"], obs["glimpse"][0])
+        np.testing.assert_array_equal(infos["final_info"]["label"], labels_1)
     else:
         with pytest.raises(RuntimeError, match="reset"):
             vec.step(actions)

