@@ -16,7 +16,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -26,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# Training defaults: the paper's tasks and sensors come from envs.TASKS; everything else is here.
-TASK_CHOICES = ("mnist28", "translated60", "cluttered60", "cluttered100")
+from envs.tasks import TASKS
+
+# Bookkeeping flags: how a run is executed, not what it learns. Only these may change on --resume.
+BOOKKEEPING = ("resume", "run_dir", "progress", "data_dir", "threads", "stop_after")
 
 
 def _flag(default, help: str, **kw):
@@ -39,22 +40,27 @@ class Args:
     """Every hyperparameter of a run; saved with it (config.json) and with every checkpoint."""
 
     task: str = _flag("cluttered60", "task preset (sets the canvas, clutter and the paper's sensor)",
-                      choices=TASK_CHOICES)
+                      choices=tuple(TASKS))
     glimpses: int | None = _flag(None, "glimpses per image, T (default: the task's, 6 or 8)")
     glimpse_size: int | None = _flag(None, "side g of the smallest glimpse patch in pixels (default: the task's)")
     scales: int | None = _flag(None, "number of scales k of the retina (default: the task's)")
     canvas_size: int | None = _flag(None, "canvas side in pixels (default: the task's)")
     clutter: int | None = _flag(None, "pieces of clutter per canvas (default: the task's)")
+    clutter_size: int | None = _flag(None, "side of each clutter piece in pixels (default: 8)")
+    scale: int | None = _flag(None, "each retina scale is this many times wider than the previous one (default: 2)")
     start: str = _flag("random", "first glimpse: at a random location (the paper) or the centre",
                        choices=("random", "center"))
     core: str = _flag("rnn", "core network: the paper's ReLU RNN, or an LSTM", choices=("rnn", "lstm"))
     hidden_size: int = _flag(256, "units of the core network h_t")
+    glimpse_hidden: int = _flag(128, "units of each glimpse-network pathway, h_g (what) and h_l (where)")
+    g_size: int = _flag(256, "units of the glimpse representation g_t")
     std: float = _flag(0.2, "standard deviation of the Gaussian location policy (canvas spans [-1, 1])")
     batch_size: int = _flag(128, "episodes per training step")
     samples: int = _flag(3_000_000, "training budget in images (episodes) seen")
     lr: float = _flag(1e-3, "Adam learning rate, decayed to lr * lr_final by a cosine schedule")
     lr_final: float = _flag(0.02, "final learning rate as a fraction of --lr")
     reinforce_weight: float = _flag(1.0, "weight of the REINFORCE term in the hybrid loss")
+    baseline_weight: float = _flag(1.0, "weight of the baseline's regression term in the hybrid loss")
     clip_grad: float = _flag(5.0, "clip the gradient norm to this (0: off)")
     eval_every: int = _flag(300_000, "evaluate on the validation set every this many samples")
     eval_batch: int = _flag(1000, "episodes per batch when evaluating")
@@ -62,11 +68,12 @@ class Args:
     seed: int = _flag(0, "random seed")
     threads: int = _flag(2, "torch CPU threads")
     run_dir: str | None = _flag(None, "run folder (default: runs/TASK-Tg-sSEED)")
-    resume: bool = _flag(False, "continue the run in --run-dir from its last checkpoint")
-    data_dir: str | None = _flag(None, "MNIST cache folder (default: $RAM_DATA_DIR or ~/.cache/ram/mnist)")
+    resume: bool = _flag(False, "continue the run in --run-dir from its last checkpoint, with its own settings")
+    data_dir: str | None = _flag(None, "MNIST cache folder (default: $RAM_DATA_DIR, else $XDG_CACHE_HOME/ram/mnist, "
+                                 "else ~/.cache/ram/mnist)")
     progress: bool = _flag(True, "show a progress bar (--no-progress for logs)")
-    stop_after: int | None = _flag(None, "end this invocation after this many samples (checkpointed; --resume "
-                                   "continues), e.g. to fit a job into a time slot")
+    stop_after: int | None = _flag(None, "end this invocation after it has seen this many samples (checkpointed; "
+                                   "--resume continues), e.g. to fit a job into a time slot")
 
 
 class UsageError(Exception):
@@ -76,8 +83,22 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse whose errors are one line (no usage dump), raised as UsageError."""
 
+    def __init__(self, **kw):
+        super().__init__(allow_abbrev=False, **kw)  # whole flag names only, so given_flags can see them
+
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def given_flags(argv: list[str]) -> set[str]:
+    """Names of the Args fields set explicitly on the command line (to check them against a resumed run)."""
+    given = set()
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        names = (flag, "--no-" + flag[2:])
+        if any(token in names or token.startswith(flag + "=") for token in argv):
+            given.add(f.name)
+    return given
 
 
 def parse_args(argv: list[str]) -> Args:
@@ -97,8 +118,9 @@ def parse_args(argv: list[str]) -> Args:
         parser.add_argument(name, type=kind, default=f.default, help=help, choices=f.metadata.get("choices"),
                             metavar=metavar)
     args = Args(**vars(parser.parse_args(argv)))
-    positive = ("glimpses", "glimpse_size", "scales", "canvas_size", "batch_size", "samples", "eval_every",
-                "eval_batch", "mc_samples", "threads", "hidden_size", "stop_after")
+    positive = ("glimpses", "glimpse_size", "scales", "canvas_size", "clutter_size", "scale", "batch_size", "samples",
+                "eval_every", "eval_batch", "mc_samples", "threads", "hidden_size", "glimpse_hidden", "g_size",
+                "stop_after")
     for name in positive:
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -107,6 +129,8 @@ def parse_args(argv: list[str]) -> Args:
         raise UsageError(f"--clutter must be >= 0, got {args.clutter}")
     if not args.std > 0 or not args.lr > 0:
         raise UsageError("--std and --lr must be > 0")
+    if not 0 <= args.lr_final <= 1:
+        raise UsageError(f"--lr-final must be in [0, 1], got {args.lr_final}")
     if args.resume and args.run_dir is None:
         raise UsageError("--resume needs --run-dir RUN (the run to continue)")
     return args
@@ -117,7 +141,8 @@ def task_of(args: Args):
 
     try:
         return get_task(args.task, n_glimpses=args.glimpses, glimpse_size=args.glimpse_size, n_scales=args.scales,
-                        canvas_size=args.canvas_size, n_clutter=args.clutter)
+                        canvas_size=args.canvas_size, n_clutter=args.clutter, clutter_size=args.clutter_size,
+                        scale=args.scale)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -130,7 +155,7 @@ def seed_everything(seed: int) -> None:
 
 def run_episodes(model, env, *, greedy: bool, index=None, seed=None):
     """One batch of episodes through a vector env (autoreset disabled): returns the classifier's logits, the
-    labels, the glimpse locations (B, T, 2) and, for training, log_pi and b (B, T - 1)."""
+    labels, the glimpse locations (B, T, 2), log_pi and b (B, T - 1), and the env's rewards (B,)."""
     T = env.task.n_glimpses
     options = None if index is None else {"index": index}
     obs, _ = env.reset(seed=seed, options=options)
@@ -147,12 +172,12 @@ def run_episodes(model, env, *, greedy: bool, index=None, seed=None):
             obs, _, _, _, infos = env.step({"location": step.l_t.numpy(), "label": no_label})
         else:
             logits = model.classifier(step.h_t)
-            # The env scores the final label; its reward must equal the one the loss computes.
+            # Detached: the label sent to the env is an action, not a path for gradients.
             _, reward, terminated, _, infos = env.step(
                 {"location": np.zeros((env.num_envs, 2), np.float32), "label": logits.detach().argmax(-1).numpy()})
     assert terminated.all()
     log_pi, b = model.stacked_terms(steps, env.num_envs)
-    return logits, torch.from_numpy(infos["label"]), torch.stack(locations, 1), log_pi, b, reward
+    return logits, torch.from_numpy(infos["label"]), torch.stack(locations, 1), log_pi, b, torch.from_numpy(reward)
 
 
 @torch.no_grad()
@@ -167,9 +192,12 @@ def evaluate(model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[
     for index, count in batches:
         logits, labels, *_ = run_episodes(model, env, greedy=True, index=index)
         greedy_errors += (logits.argmax(-1) != labels)[:count].sum().item()
-    if mc_samples:  # after the greedy pass, so the greedy error does not depend on mc_samples
+    # After the greedy pass, so the greedy error does not depend on mc_samples; the policy's noise comes from a
+    # forked, seeded torch RNG, so the Monte-Carlo error is reproducible and training's RNG stream is untouched.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 1)
         env.reset(seed=seed + 1)
-        for index, count in batches:
+        for index, count in batches if mc_samples else []:
             rollouts = [run_episodes(model, env, greedy=False, index=index) for _ in range(mc_samples)]
             probs = sum(r[0].softmax(-1) for r in rollouts)
             mc_errors += (probs.argmax(-1) != rollouts[0][1])[:count].sum().item()
@@ -186,12 +214,12 @@ def glimpse_figure(model, env, n: int, seed: int = 0):
     from ram.plots import trajectory_figure
 
     model.eval()
-    episodes = env.unwrapped._episodes
     env.reset(seed=seed)
-    logits, labels, locations, *_ = run_episodes(model, env, greedy=True, index=np.arange(env.num_envs))
+    index = np.arange(env.num_envs)
+    logits, labels, locations, *_ = run_episodes(model, env, greedy=True, index=index)
     model.train()
-    return trajectory_figure(episodes.images[:n], locations[:n].numpy(), logits[:n].argmax(-1).numpy(),
-                             labels[:n].numpy(), env.unwrapped.retina)
+    return trajectory_figure(env.canvases(index[:n]).images, locations[:n].numpy(), logits[:n].argmax(-1).numpy(),
+                             labels[:n].numpy(), env.retina)
 
 
 def make_env(args: Args, task, split: str, num_envs: int):
@@ -203,11 +231,11 @@ def make_env(args: Args, task, split: str, num_envs: int):
                         data_dir=args.data_dir, autoreset_mode="DISABLED")
 
 
-def train(args: Args) -> dict:
+def train(args: Args, given: set[str] = frozenset()) -> dict:
+    """Train (or, with args.resume, continue) a run; ``given`` names the flags set explicitly."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    from envs.tasks import split_size
     from ram import checkpoint
     from ram.model import RAMConfig, RecurrentAttention, hybrid_loss
 
@@ -219,14 +247,17 @@ def train(args: Args) -> dict:
             raise UsageError(f"nothing to resume: {run_dir / 'last.pt'} does not exist")
         resumed = checkpoint.load(run_dir / "last.pt")
         saved = resumed["args"]
-        # A resumed run keeps its own hyperparameters; only the bookkeeping flags may change.
-        args = Args(**{**saved, "resume": True, "run_dir": str(run_dir), "progress": args.progress,
-                       "data_dir": args.data_dir, "threads": args.threads, "stop_after": args.stop_after})
+        # A resumed run keeps its own hyperparameters; a flag given now that contradicts them is a mistake.
+        for name in sorted(set(given) - set(BOOKKEEPING)):
+            own = saved.get(name, getattr(Args(), name))
+            if getattr(args, name) != own:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} differs from the run's {own}: a "
+                                 f"resumed run keeps its own settings (start a new run with another --run-dir)")
+        args = Args(**{**saved, **{name: getattr(args, name) for name in BOOKKEEPING}, "run_dir": str(run_dir)})
         task = task_of(args)
     elif (run_dir / "last.pt").exists():
         raise UsageError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
 
-    # seed
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
 
@@ -234,11 +265,11 @@ def train(args: Args) -> dict:
     env = make_env(args, task, "train", args.batch_size)
     env.reset(seed=args.seed)
     val_env = make_env(args, task, "val", args.eval_batch)
-    n_val = split_size(val_env.unwrapped._episodes.mnist, "val")
 
-    # model and optimiser
+    # model and optimiser; layer sizes come from the env's spaces
     config = RAMConfig(glimpse_shape=env.single_observation_space["glimpse"].shape,
-                       n_classes=int(env.single_action_space["label"].n), hidden_size=args.hidden_size,
+                       n_classes=int(env.single_action_space["label"].n), hg_size=args.glimpse_hidden,
+                       hl_size=args.glimpse_hidden, g_size=args.g_size, hidden_size=args.hidden_size,
                        core=args.core, std=args.std)
     model = RecurrentAttention(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, foreach=True)
@@ -258,12 +289,13 @@ def train(args: Args) -> dict:
         torch.set_rng_state(resumed["rng"]["torch"])
         env.np_random.bit_generator.state = resumed["rng"]["env"]
     n_params = sum(p.numel() for p in model.parameters())
+    start_samples = step * args.batch_size
 
-    # writer
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint.write_text(json.dumps({"args": asdict(args), "model_config": asdict(config)}, indent=2),
                           run_dir / "config.json")
-    writer = SummaryWriter(str(run_dir / "tb"))
+    # On resume, drop what a stopped run logged after its last checkpoint, so no point is logged twice.
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_samples + 1 if resumed else None)
     if resumed is None:
         writer.add_text("config", "```\n" + json.dumps(asdict(args), indent=2) + "\n```")
 
@@ -274,17 +306,14 @@ def train(args: Args) -> dict:
                 "val_error": val_error, "history": history,
                 "rng": {"torch": torch.get_rng_state(), "env": env.np_random.bit_generator.state}}
 
-    # loop
     bar = tqdm(total=total_steps, initial=step, disable=not args.progress, unit="step", dynamic_ncols=True,
                desc=f"{args.task} T={task.n_glimpses}")
     eval_steps = max(1, args.eval_every // args.batch_size)
     tic, window, window_samples = time.perf_counter(), time.perf_counter(), 0
     while step < total_steps:
-        # rollout
-        logits, labels, _, log_pi, b, env_reward = run_episodes(model, env, greedy=False)
-        # loss
-        losses = hybrid_loss(logits, labels, log_pi, b, reinforce_weight=args.reinforce_weight)
-        # step
+        logits, labels, _, log_pi, b, reward = run_episodes(model, env, greedy=False)
+        losses = hybrid_loss(logits, labels, log_pi, b, reward=reward, reinforce_weight=args.reinforce_weight,
+                             baseline_weight=args.baseline_weight)
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         if args.clip_grad > 0:
@@ -308,11 +337,10 @@ def train(args: Args) -> dict:
             bar.set_postfix(loss=f"{losses.total.item():.3f}", acc=f"{losses.accuracy.item():.3f}",
                             sps=f"{speed:,.0f}", best_val=f"{best_val:.2f}%")
 
-        # evaluate and checkpoint
-        stopping = args.stop_after is not None and samples >= args.stop_after
+        stopping = args.stop_after is not None and samples - start_samples >= args.stop_after
         if step % eval_steps == 0 or step == total_steps or stopping:
             elapsed += time.perf_counter() - tic
-            val = evaluate(model, val_env, n_val, seed=args.seed)
+            val = evaluate(model, val_env, val_env.split_size, seed=args.seed)
             tic = time.perf_counter()
             val_error = val["greedy_error"]
             writer.add_scalar("val/error", val_error, samples)
@@ -338,66 +366,57 @@ def train(args: Args) -> dict:
     model.load_state_dict(best["model"])
     results = test(model, args, task, best, elapsed)
     results["params"] = n_params
+    results["history"] = history  # every evaluation, also those after the best one
     checkpoint.write_text(json.dumps(results, indent=2), run_dir / "results.json")
     # The trained agent alone (no optimiser state): small enough to ship, loadable by ram.agent.Agent.
     checkpoint.save(checkpoint.agent_only(best), run_dir / "agent.pt")
+    # Validation error only: the test error stays out of the place where hyperparameters are compared.
     writer.add_hparams({k: v for k, v in asdict(args).items() if isinstance(v, (int, float, str, bool))},
-                       {"hparam/test_greedy_error": results["test"]["greedy_error"],
-                        "hparam/val_error": best["val_error"]}, run_name="hparams")
+                       {"hparam/best_val_error": best["val_error"]}, run_name="hparams")
     writer.close()
     visualize_command([str(run_dir), *(["--data-dir", args.data_dir] if args.data_dir else [])])
     return results
 
 
 def test(model, args: Args, task, best: dict, elapsed: float) -> dict:
-    from envs.tasks import split_size
-
     test_env = make_env(args, task, "test", args.eval_batch)
-    n_test = split_size(test_env.unwrapped._episodes.mnist, "test")
     tic = time.perf_counter()
-    errors = evaluate(model, test_env, n_test, mc_samples=args.mc_samples, seed=args.seed)
+    errors = evaluate(model, test_env, test_env.split_size, mc_samples=args.mc_samples, seed=args.seed)
     return {
-        "task": asdict(task), "checkpoint": "best.pt", "samples": best["samples"],
-        "val_error": best["val_error"], "test": {**errors, "mc_samples": args.mc_samples, "n": n_test},
+        "task": asdict(task), "checkpoint": "best.pt", "samples": best["samples"], "val_error": best["val_error"],
+        "test": {**errors, "mc_samples": args.mc_samples, "n": test_env.split_size},
         "train_minutes": elapsed / 60, "test_minutes": (time.perf_counter() - tic) / 60,
-        "history": best["history"],
     }
 
 
-def _run_args(run: str) -> tuple[Path, dict]:
-    """The checkpoint file of RUN (a run folder: its best.pt; or a .pt file) and its contents."""
-    from ram import checkpoint
+def load_run(run: str, data_dir: str | None):
+    """(checkpoint path, Agent, Args, Task) of RUN: a run folder (its best.pt) or a checkpoint file."""
+    from envs.tasks import Task
+    from ram.agent import Agent
+    from ram.checkpoint import load
 
-    path = Path(run)
-    path = path / "best.pt" if path.is_dir() else path
-    return path, checkpoint.load(path)
+    path = Path(run) / "best.pt" if Path(run).is_dir() else Path(run)
+    state = load(path)
+    return path, Agent.from_state(state), Args(**{**state["args"], "data_dir": data_dir}), Task(**state["task"])
 
 
 def evaluate_command(argv: list[str]) -> int:
     parser = Parser(prog="train.py evaluate", description="Test error of a trained agent, "
-                                     "greedy and Monte-Carlo, on the fixed test (or validation) set.")
+                    "greedy and Monte-Carlo, on the fixed test (or validation) set.")
     parser.add_argument("run", help="run folder (uses its best.pt) or checkpoint file")
     parser.add_argument("--split", default="test", choices=("test", "val"), help="fixed set to evaluate on")
-    parser.add_argument("--mc-samples", type=int, default=10, help="rollouts averaged for the Monte-Carlo error")
+    parser.add_argument("--mc-samples", type=int, default=10, help="rollouts averaged for the Monte-Carlo error "
+                        "(0: greedy only)")
     parser.add_argument("--data-dir", default=None, help="MNIST cache folder")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     opts = parser.parse_args(argv)
-    if opts.mc_samples < 0:
-        raise UsageError("--mc-samples must be >= 0")
-    from envs.tasks import Task, split_size
-    from ram.model import RAMConfig, RecurrentAttention
-
+    if opts.mc_samples < 0 or opts.threads < 1:
+        raise UsageError("--mc-samples must be >= 0 and --threads >= 1")
     torch.set_num_threads(opts.threads)
-    path, state = _run_args(opts.run)
-    args = Args(**{**state["args"], "data_dir": opts.data_dir})
-    task = Task(**state["task"])
-    model_config = {**state["model_config"], "glimpse_shape": tuple(state["model_config"]["glimpse_shape"])}
-    model = RecurrentAttention(RAMConfig(**model_config))
-    model.load_state_dict(state["model"])
+    path, agent, args, task = load_run(opts.run, opts.data_dir)
     env = make_env(args, task, opts.split, args.eval_batch)
-    n = split_size(env.unwrapped._episodes.mnist, opts.split)
-    errors = evaluate(model, env, n, mc_samples=opts.mc_samples, seed=args.seed)
-    print(json.dumps({"checkpoint": str(path), "split": opts.split, "n": n, **errors,
+    errors = evaluate(agent.model, env, env.split_size, mc_samples=opts.mc_samples, seed=args.seed)
+    print(json.dumps({"checkpoint": str(path), "split": opts.split, "n": env.split_size, **errors,
                       "mc_samples": opts.mc_samples}, indent=2))
     return 0
 
@@ -416,15 +435,15 @@ def visualize_command(argv: list[str]) -> int:
     from PIL import Image
 
     from envs import load_mnist
-    from envs.tasks import Task, fixed
-    from ram.agent import Agent
+    from envs.tasks import fixed, split_size
     from ram.checkpoint import write_bytes
     from ram.plots import figure_to_array, trajectory_figure
 
-    path, state = _run_args(opts.run)
-    agent = Agent.from_checkpoint(path)
-    task = Task(**state["task"])
-    canvases = fixed(load_mnist(opts.data_dir), task, "test", opts.first, opts.first + opts.n)
+    path, agent, _, task = load_run(opts.run, opts.data_dir)
+    mnist = load_mnist(opts.data_dir)
+    if not 0 <= opts.first <= split_size(mnist, "test") - opts.n:
+        raise UsageError(f"--first must be in 0..{split_size(mnist, 'test') - opts.n} for --n {opts.n}")
+    canvases = fixed(mnist, task, "test", opts.first, opts.first + opts.n)
     pred = agent.predict(canvases.images)
     out = Path(opts.out) if opts.out else (path.parent / "glimpses")
     frames = []
@@ -455,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "visualize":
             return visualize_command(argv[1:])
         args = parse_args(argv)
-        results = train(args)
+        results = train(args, given_flags(argv))
         if results.get("stopped"):
             print(f"stopped at {results['samples']:,} samples; continue with: "
                   f"python train.py --run-dir {results['run_dir']} --resume")
@@ -471,5 +490,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     sys.exit(main())

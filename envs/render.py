@@ -1,4 +1,7 @@
-"""Drawing a canvas with the glimpses taken on it (the env's ``render`` and the trajectory plots share this)."""
+"""The env's ``render``: a canvas with the glimpses taken on it, as an RGB array (Pillow; no matplotlib).
+
+The figures for people (grids, GIFs, TensorBoard) are ``ram.plots.trajectory_figure``; both take their boxes from
+``ram.retina.Retina.boxes``."""
 
 from __future__ import annotations
 

@@ -113,7 +113,6 @@ def compose(
     n, C, c = len(index), task.canvas_size, task.clutter_size
     canvas = np.zeros((n, C, C), dtype=np.uint8)
     flat, flat_digits = canvas.reshape(-1), digits.reshape(-1)
-    # Clutter first; the digit is maxed in last so it is never hidden by the bookkeeping order.
     pos = integers(bitgen, C - DIGIT + 1, (n, 2))
     images = np.arange(n)
     for _ in range(task.n_clutter):

@@ -35,7 +35,11 @@ class Agent:
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> Agent:
         """Load ``path`` (a .pt file, or a run folder: its best.pt)."""
-        state = checkpoint.load(path)
+        return cls.from_state(checkpoint.load(path))
+
+    @classmethod
+    def from_state(cls, state: dict) -> Agent:
+        """An agent from the contents of a checkpoint (training checkpoint or agent.pt)."""
         config = RAMConfig(**{**state["model_config"], "glimpse_shape": tuple(state["model_config"]["glimpse_shape"])})
         model = RecurrentAttention(config)
         model.load_state_dict(state["model"])

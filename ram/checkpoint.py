@@ -30,7 +30,10 @@ def save(obj: dict[str, Any], path: str | Path) -> None:
     """Write ``obj`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``."""
     tmp = _temporary(Path(path))
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename, so a crash never leaves an empty last.pt
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -67,6 +70,8 @@ def write_bytes(data: bytes, path: str | Path) -> None:
     try:
         with open(tmp, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -224,15 +224,18 @@ class Losses(NamedTuple):
     accuracy: Tensor
 
 
-def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *,
+def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, reward: Tensor | None = None,
                 reinforce_weight: float = 1.0, baseline_weight: float = 1.0) -> Losses:
     """The paper's hybrid loss: supervised cross-entropy + REINFORCE with a learned baseline + its regression.
 
-    logits (B, C), labels (B,), log_pi and b (B, T - 1) over the steps that chose a location.
+    logits (B, C), labels (B,), log_pi and b (B, T - 1) over the steps that chose a location; reward (B,) as the
+    environment paid it (default: 1 where the argmax of logits is the label, which is what the envs pay).
     """
     classification = F.cross_entropy(logits, labels)
-    # The reward is a count, not a function of any parameter: no gradient through the argmax.
-    reward = (logits.detach().argmax(-1) == labels).float()
+    if reward is None:
+        # The reward is a count, not a function of any parameter: no gradient through the argmax.
+        reward = (logits.detach().argmax(-1) == labels).float()
+    reward = reward.float()
     # Detached baseline: the REINFORCE term must not train the Baseline (its own regression does).
     advantage = reward[:, None] - b.detach()
     reinforce = -(log_pi * advantage).sum(1).mean()

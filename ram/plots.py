@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")  # no screen needed; pyplot is never used, figures are built directly
 import numpy as np
 import torch
 from matplotlib.figure import Figure

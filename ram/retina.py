@@ -48,7 +48,7 @@ def integral_image(images: Tensor) -> Tensor:
     return S
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Retina:
     """rho(x, l): k concentric square patches, the first g x g, each next s times wider, all pooled to g x g."""
 

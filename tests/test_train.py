@@ -41,21 +41,34 @@ def test_tiny_run_writes_config_checkpoints_tensorboard_and_results(mnist, tmp_p
 
 def test_resume_continues_exactly_where_it_stopped(mnist, tmp_path):
     assert run(tmp_path, "full", "--samples", "96", "--eval-every", "32") == 0
-    assert run(tmp_path, "split", "--samples", "96", "--eval-every", "32", "--stop-after", "48") == 0
+    assert run(tmp_path, "split", "--samples", "96", "--eval-every", "32", "--stop-after", "32") == 0
     stopped = checkpoint.load(tmp_path / "split" / "last.pt")
-    assert stopped["samples"] == 48 and not (tmp_path / "split" / "results.json").exists()
-    assert train.main(["--run-dir", str(tmp_path / "split"), "--resume", "--no-progress", "--threads", "1"]) == 0
+    assert stopped["samples"] == 32 and not (tmp_path / "split" / "results.json").exists()
+    resume = ["--run-dir", str(tmp_path / "split"), "--resume", "--no-progress", "--threads", "1"]
+    assert train.main([*resume, "--stop-after", "32"]) == 0  # counts this invocation's samples
+    assert checkpoint.load(tmp_path / "split" / "last.pt")["samples"] == 64
+    assert train.main(resume) == 0
     a = checkpoint.load(tmp_path / "full" / "last.pt")
     b = checkpoint.load(tmp_path / "split" / "last.pt")
     assert a["step"] == b["step"] == 6
     for name in a["model"]:
         torch.testing.assert_close(a["model"][name], b["model"][name], rtol=0, atol=0)
+    # Including the Monte-Carlo error: evaluation seeds its own RNG.
     assert json.loads((tmp_path / "split" / "results.json").read_text())["test"] == \
         json.loads((tmp_path / "full" / "results.json").read_text())["test"]
 
 
+def test_resume_refuses_contradicting_settings(mnist, tmp_path, capsys):
+    assert run(tmp_path, "r", "--samples", "32", "--eval-every", "32") == 0
+    capsys.readouterr()
+    code = train.main(["--run-dir", str(tmp_path / "r"), "--resume", "--task", "cluttered60", "--no-progress"])
+    assert code == 2 and "--task cluttered60 differs from the run's mnist28" in capsys.readouterr().err
+
+
 def test_agent_api_round_trip(mnist, tmp_path):
-    assert run(tmp_path, "api", "--samples", "32", "--eval-every", "32") == 0
+    # Trained a little (so predictions depend on the image), starting at the centre (so both paths agree exactly).
+    assert run(tmp_path, "api", "--samples", "20000", "--eval-every", "20000", "--batch-size", "100",
+               "--start", "center", "--mc-samples", "1") == 0
     agent = Agent.from_checkpoint(tmp_path / "api")
     slim = Agent.from_checkpoint(tmp_path / "api" / "agent.pt")  # the shippable file gives the same agent
     assert all(torch.equal(a, b) for a, b in zip(agent.model.state_dict().values(),
@@ -70,7 +83,8 @@ def test_agent_api_round_trip(mnist, tmp_path):
     np.testing.assert_allclose(again.locations, pred.locations, atol=1e-6)
     full = agent.predict(fixed(mnist, get_task("mnist28"), "test").images)
     results = json.loads((tmp_path / "api" / "results.json").read_text())
-    assert 100.0 * (full.labels != mnist.test_labels).mean() == pytest.approx(results["test"]["greedy_error"], abs=0.5)
+    assert len(np.unique(full.labels)) > 3 and len(np.unique(full.locations[:, 1].round(3), axis=0)) > 10
+    assert 100.0 * (full.labels != mnist.test_labels).mean() == results["test"]["greedy_error"]
     with pytest.raises(ValueError, match="shape"):
         agent.predict(np.zeros((2, 60, 60), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
@@ -87,10 +101,11 @@ def test_visualize_and_evaluate_commands(mnist, tmp_path, capsys):
     with Image.open(gif) as im:
         assert im.n_frames >= 3
     capsys.readouterr()
-    assert train.main(["evaluate", str(tmp_path / "vis"), "--mc-samples", "0", "--threads", "1"]) == 0
+    assert train.main(["evaluate", str(tmp_path / "vis"), "--mc-samples", "2", "--threads", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     saved = json.loads((tmp_path / "vis" / "results.json").read_text())
-    assert out["greedy_error"] == saved["test"]["greedy_error"] and out["n"] == 10000
+    assert (out["greedy_error"], out["mc_error"]) == (saved["test"]["greedy_error"], saved["test"]["mc_error"])
+    assert out["n"] == 10000
 
 
 @pytest.mark.parametrize(
@@ -98,7 +113,8 @@ def test_visualize_and_evaluate_commands(mnist, tmp_path, capsys):
     [(["--task", "cluttered61"], "invalid choice"), (["--glimpse-size", "80"], "larger than"),
      (["--glimpses", "-1"], "positive"), (["--batch-size", "0"], "positive"), (["--resume"], "--run-dir"),
      (["--lr", "abc"], "invalid float"), (["evaluate", "/no/such/run"], "no checkpoint"),
-     (["visualize", "/no/such/run"], "no checkpoint")],
+     (["visualize", "/no/such/run"], "no checkpoint"), (["--lr-final", "2"], "lr-final"),
+     (["evaluate", "x", "--threads", "0"], "threads"), (["evaluate", "x", "--split", "train"], "invalid choice")],
 )
 def test_cli_errors_are_one_line_and_non_zero(argv, message, capsys):
     code = train.main(argv)
@@ -110,3 +126,22 @@ def test_refuses_to_overwrite_a_run(mnist, tmp_path, capsys):
     assert run(tmp_path, "once", "--samples", "16", "--eval-every", "16") == 0
     assert run(tmp_path, "once", "--samples", "16") == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_visualize_refuses_a_range_outside_the_test_set(mnist, tmp_path, capsys):
+    assert run(tmp_path, "v", "--samples", "16", "--eval-every", "16") == 0
+    capsys.readouterr()
+    assert train.main(["visualize", str(tmp_path / "v"), "--first", "9999", "--n", "4"]) == 2
+    assert "--first must be in 0..9996" in capsys.readouterr().err
+
+
+def test_run_episodes_rewards_match_the_loss(mnist):
+    from ram.model import RAMConfig, RecurrentAttention, hybrid_loss
+
+    args = train.Args(task="cluttered60", batch_size=32)
+    env = train.make_env(args, train.task_of(args), "train", 32)
+    env.reset(seed=0)
+    model = RecurrentAttention(RAMConfig(hidden_size=32, g_size=32, hg_size=16, hl_size=16))
+    logits, labels, locations, log_pi, b, reward = train.run_episodes(model, env, greedy=False)
+    assert locations.shape == (32, 6, 2) and log_pi.shape == (32, 5) and b.shape == (32, 5)
+    assert torch.equal(hybrid_loss(logits, labels, log_pi, b).reward, reward)  # the env pays what the loss assumes
