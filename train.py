@@ -51,6 +51,8 @@ class Args:
     start: str = _flag("random", "first glimpse: at a random location (the paper) or the centre",
                        choices=("random", "center"))
     core: str = _flag("rnn", "core network: the paper's ReLU RNN, or an LSTM", choices=("rnn", "lstm"))
+    policy: str = _flag("learned", "locations: learned by REINFORCE, or uniformly random (the paper's ablation)",
+                        choices=("learned", "random"))
     hidden_size: int = _flag(256, "units of the core network h_t")
     glimpse_hidden: int = _flag(128, "units of each glimpse-network pathway, h_g (what) and h_l (where)")
     g_size: int = _flag(256, "units of the glimpse representation g_t")
@@ -270,7 +272,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     config = RAMConfig(glimpse_shape=env.single_observation_space["glimpse"].shape,
                        n_classes=int(env.single_action_space["label"].n), hg_size=args.glimpse_hidden,
                        hl_size=args.glimpse_hidden, g_size=args.g_size, hidden_size=args.hidden_size,
-                       core=args.core, std=args.std)
+                       core=args.core, std=args.std, policy=args.policy)
     model = RecurrentAttention(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, foreach=True)
     total_steps = math.ceil(args.samples / args.batch_size)
@@ -312,7 +314,9 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     tic, window, window_samples = time.perf_counter(), time.perf_counter(), 0
     while step < total_steps:
         logits, labels, _, log_pi, b, reward = run_episodes(model, env, greedy=False)
-        losses = hybrid_loss(logits, labels, log_pi, b, reward=reward, reinforce_weight=args.reinforce_weight,
+        # Random locations leave nothing for REINFORCE to train.
+        reinforce_weight = args.reinforce_weight if args.policy == "learned" else 0.0
+        losses = hybrid_loss(logits, labels, log_pi, b, reward=reward, reinforce_weight=reinforce_weight,
                              baseline_weight=args.baseline_weight)
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from ram.retina import Retina, clip_location, integral_image
 
 CORES = ("rnn", "lstm")
+POLICIES = ("learned", "random")
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,13 @@ class RAMConfig:
     hidden_size: int = 256  # h_t
     core: str = "rnn"  # "rnn" (the paper's ReLU RNN) or "lstm"
     std: float = 0.2  # fixed standard deviation of the location policy, in units of the [-1, 1] canvas
+    policy: str = "learned"  # "random": uniform random locations, the paper's ablation (no REINFORCE to do)
 
     def __post_init__(self) -> None:
         if self.core not in CORES:
             raise ValueError(f"core must be one of {CORES}, got {self.core!r}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
         if not self.std > 0:
             raise ValueError(f"std must be > 0, got {self.std}")
         for name in ("n_classes", "hg_size", "hl_size", "g_size", "hidden_size"):
@@ -180,6 +184,8 @@ class RecurrentAttention(nn.Module):
         h_t = state[0]
         # Detached: REINFORCE trains the LocationPolicy alone, not the core or the glimpse network.
         mu, l_t = self.location(h_t.detach(), greedy=greedy)
+        if self.config.policy == "random":  # the ablation: look anywhere, greedy or not
+            l_t = torch.rand_like(l_t) * 2 - 1
         return Step(state, h_t, mu, l_t)
 
     def reinforce_terms(self, h: Tensor, mu: Tensor, l: Tensor) -> tuple[Tensor, Tensor]:

@@ -106,3 +106,13 @@ def test_sizes_come_from_the_glimpse_shape():
     assert model.glimpse.fc_rho.in_features == 4 * 12 * 12 and model.classifier.fc.out_features == 7
     with pytest.raises(ValueError, match="core"):
         RAMConfig(core="gru")
+
+
+def test_random_policy_looks_anywhere_even_when_greedy():
+    torch.manual_seed(0)
+    model = RecurrentAttention(RAMConfig(glimpse_shape=(2, 6, 6), hidden_size=16, policy="random"))
+    images = torch.zeros(2000, 30, 30, dtype=torch.uint8)
+    out = model.rollout(images, torch.zeros(2000, 2), Retina(g=6, k=2), 3, greedy=True)
+    later = out.locations[:, 1:]  # the first location is given; the rest are uniform on [-1, 1]^2
+    assert later.min() < -0.99 and later.max() > 0.99 and abs(later.mean().item()) < 0.02
+    assert later.std().item() == pytest.approx(1 / math.sqrt(3), rel=0.03)
