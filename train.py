@@ -431,7 +431,8 @@ def visualize_command(argv: list[str]) -> int:
     parser.add_argument("run", help="run folder (uses its best.pt) or checkpoint file")
     parser.add_argument("--n", type=int, default=8, help="number of canvases")
     parser.add_argument("--first", type=int, default=0, help="index of the first test canvas shown")
-    parser.add_argument("--out", default=None, help="output path without extension (default: RUN/glimpses)")
+    parser.add_argument("--out", default=None, help="output path without extension (default: RUN/glimpses, or "
+                        "NAME-glimpses beside a checkpoint file NAME.pt)")
     parser.add_argument("--data-dir", default=None, help="MNIST cache folder")
     opts = parser.parse_args(argv)
     if not 1 <= opts.n <= 64:
@@ -449,7 +450,9 @@ def visualize_command(argv: list[str]) -> int:
         raise UsageError(f"--first must be in 0..{split_size(mnist, 'test') - opts.n} for --n {opts.n}")
     canvases = fixed(mnist, task, "test", opts.first, opts.first + opts.n)
     pred = agent.predict(canvases.images)
-    out = Path(opts.out) if opts.out else (path.parent / "glimpses")
+    # Beside the checkpoint: RUN/glimpses for a run folder's best.pt, NAME-glimpses for another file.
+    default = path.parent / "glimpses" if path.name == "best.pt" else path.with_name(f"{path.stem}-glimpses")
+    out = Path(opts.out) if opts.out else default
     frames = []
     for steps in range(1, task.n_glimpses + 1):
         fig = trajectory_figure(canvases.images, pred.locations, pred.labels, canvases.labels, agent.retina,
