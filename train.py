@@ -41,6 +41,13 @@ class Args:
 
     task: str = _flag("cluttered60", "task preset (sets the canvas, clutter and the paper's sensor)",
                       choices=tuple(TASKS))
+    model: str = _flag("ram", "ram (hard attention, REINFORCE), or a model that sees the whole canvas, trained by "
+                       "backpropagation: soft (soft spatial attention), soft-glimpse (RAM with a differentiable "
+                       "Gaussian glimpse), fc, cnn (no attention)",
+                       choices=("ram", "soft", "soft-glimpse", "fc", "cnn"))
+    score: str = _flag("scaled_dot", "soft attention's score function", choices=("additive", "dot", "scaled_dot",
+                                                                                "general"))
+    heads: int = _flag(1, "soft attention's heads")
     glimpses: int | None = _flag(None, "glimpses per image, T (default: the task's, 6 or 8)")
     glimpse_size: int | None = _flag(None, "side g of the smallest glimpse patch in pixels (default: the task's)")
     scales: int | None = _flag(None, "number of scales k of the retina (default: the task's)")
@@ -120,9 +127,9 @@ def parse_args(argv: list[str]) -> Args:
         parser.add_argument(name, type=kind, default=f.default, help=help, choices=f.metadata.get("choices"),
                             metavar=metavar)
     args = Args(**vars(parser.parse_args(argv)))
-    positive = ("glimpses", "glimpse_size", "scales", "canvas_size", "clutter_size", "scale", "batch_size", "samples",
-                "eval_every", "eval_batch", "mc_samples", "threads", "hidden_size", "glimpse_hidden", "g_size",
-                "stop_after")
+    positive = ("heads", "glimpses", "glimpse_size", "scales", "canvas_size", "clutter_size", "scale", "batch_size",
+                "samples", "eval_every", "eval_batch", "mc_samples", "threads", "hidden_size", "glimpse_hidden",
+                "g_size", "stop_after")
     for name in positive:
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -184,15 +191,18 @@ def run_episodes(model, env, *, greedy: bool, index=None, seed=None):
 
 @torch.no_grad()
 def evaluate(model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[str, float]:
-    """Error on the first n canvases of env's fixed split: greedy (mean locations, one pass) and, if mc_samples,
-    Monte-Carlo (class probabilities averaged over mc_samples sampled rollouts)."""
+    """Error on the first n canvases of env's fixed split: greedy (mean locations, one pass) and, if mc_samples
+    (stochastic models only), Monte-Carlo (class probabilities averaged over mc_samples sampled rollouts)."""
+    from ram.model import RecurrentAttention
+
+    mc_samples = mc_samples if isinstance(model, RecurrentAttention) else 0
     model.eval()
     greedy_errors = mc_errors = 0
     B = env.num_envs
     batches = [((start + np.arange(B)) % n, min(B, n - start)) for start in range(0, n, B)]
     env.reset(seed=seed)  # rewinds the fixed split and seeds the random first glimpses
     for index, count in batches:
-        logits, labels, *_ = run_episodes(model, env, greedy=True, index=index)
+        logits, labels = predict(model, env, greedy=True, index=index)
         greedy_errors += (logits.argmax(-1) != labels)[:count].sum().item()
     # After the greedy pass, so the greedy error does not depend on mc_samples; the policy's noise comes from a
     # forked, seeded torch RNG, so the Monte-Carlo error is reproducible and training's RNG stream is untouched.
@@ -200,7 +210,7 @@ def evaluate(model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[
         torch.manual_seed(seed + 1)
         env.reset(seed=seed + 1)
         for index, count in batches if mc_samples else []:
-            rollouts = [run_episodes(model, env, greedy=False, index=index) for _ in range(mc_samples)]
+            rollouts = [predict(model, env, greedy=False, index=index) for _ in range(mc_samples)]
             probs = sum(r[0].softmax(-1) for r in rollouts)
             mc_errors += (probs.argmax(-1) != rollouts[0][1])[:count].sum().item()
     model.train()
@@ -229,8 +239,58 @@ def make_env(args: Args, task, split: str, num_envs: int):
 
     import envs  # noqa: F401 - registers the ram/ environments
 
-    return gym.make_vec("ram/ClutteredMNIST-v0", num_envs=num_envs, task=task, split=split, start=args.start,
-                        data_dir=args.data_dir, autoreset_mode="DISABLED")
+    if args.model == "ram":
+        return gym.make_vec("ram/ClutteredMNIST-v0", num_envs=num_envs, task=task, split=split, start=args.start,
+                            data_dir=args.data_dir, autoreset_mode="DISABLED")
+    # Whole-canvas models: the same tasks and splits, one step per episode (see the image, name the digit); their
+    # T attention steps happen inside the model.
+    return gym.make_vec("ram/ClutteredMNIST-v0", num_envs=num_envs, task=task, split=split, observation="image",
+                        n_glimpses=1, data_dir=args.data_dir, autoreset_mode="DISABLED")
+
+
+def build_model(args: Args, task, env):
+    """The model named by --model, sized from the env's spaces and the task; returns (model, its config)."""
+    from ram.model import RAMConfig, RecurrentAttention
+    from ram.soft import IMAGE_MODELS
+
+    n_classes = int(env.single_action_space["label"].n)
+    if args.model == "ram":
+        config = RAMConfig(glimpse_shape=env.single_observation_space["glimpse"].shape, n_classes=n_classes,
+                           hg_size=args.glimpse_hidden, hl_size=args.glimpse_hidden, g_size=args.g_size,
+                           hidden_size=args.hidden_size, core=args.core, std=args.std, policy=args.policy)
+        return RecurrentAttention(config), config
+    cls, config_cls = IMAGE_MODELS[args.model]
+    wanted = {"n_classes": n_classes, "n_steps": task.n_glimpses, "score": args.score, "heads": args.heads,
+              "hidden_size": args.hidden_size, "canvas_size": task.canvas_size, "glimpse_size": task.glimpse_size,
+              "n_scales": task.n_scales, "scale": task.scale, "hg_size": args.glimpse_hidden,
+              "hl_size": args.glimpse_hidden, "g_size": args.g_size, "core": args.core}
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    try:
+        config = config_cls(**{k: v for k, v in wanted.items() if k in names})
+        return cls(config), config
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def run_images(model, env, *, index=None, seed=None):
+    """One batch of one-step episodes for a whole-canvas model: (logits, labels, env rewards)."""
+    options = None if index is None else {"index": index}
+    obs, _ = env.reset(seed=seed, options=options)
+    logits = model(torch.from_numpy(obs["image"])).logits
+    # Detached: the label sent to the env is an action, not a path for gradients.
+    _, reward, terminated, _, infos = env.step({"location": np.zeros((env.num_envs, 2), np.float32),
+                                                "label": logits.detach().argmax(-1).numpy()})
+    assert terminated.all()
+    return logits, torch.from_numpy(infos["label"]), torch.from_numpy(reward)
+
+
+def predict(model, env, *, greedy: bool, index=None, seed=None):
+    """(logits, labels) of one batch of episodes, whichever kind the model is."""
+    from ram.model import RecurrentAttention
+
+    if isinstance(model, RecurrentAttention):
+        return run_episodes(model, env, greedy=greedy, index=index, seed=seed)[:2]
+    return run_images(model, env, index=index, seed=seed)[:2]
 
 
 def train(args: Args, given: set[str] = frozenset()) -> dict:
@@ -239,7 +299,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     from tqdm import tqdm
 
     from ram import checkpoint
-    from ram.model import RAMConfig, RecurrentAttention, hybrid_loss
+    from ram.model import hybrid_loss
 
     task = task_of(args)
     run_dir = Path(args.run_dir or f"runs/{args.task}-{task.n_glimpses}g-s{args.seed}")
@@ -268,12 +328,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     env.reset(seed=args.seed)
     val_env = make_env(args, task, "val", args.eval_batch)
 
-    # model and optimiser; layer sizes come from the env's spaces
-    config = RAMConfig(glimpse_shape=env.single_observation_space["glimpse"].shape,
-                       n_classes=int(env.single_action_space["label"].n), hg_size=args.glimpse_hidden,
-                       hl_size=args.glimpse_hidden, g_size=args.g_size, hidden_size=args.hidden_size,
-                       core=args.core, std=args.std, policy=args.policy)
-    model = RecurrentAttention(config)
+    model, config = build_model(args, task, env)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, foreach=True)
     total_steps = math.ceil(args.samples / args.batch_size)
 
@@ -302,7 +357,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
         writer.add_text("config", "```\n" + json.dumps(asdict(args), indent=2) + "\n```")
 
     def state_dict(val_error: float) -> dict:
-        return {"args": asdict(args), "task": asdict(task), "model_config": asdict(config), "model": model.state_dict(),
+        return {"args": asdict(args), "task": asdict(task), "model_config": asdict(config),
+                "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                 "samples": step * args.batch_size, "elapsed": elapsed, "best_val_error": best_val,
                 "val_error": val_error, "history": history,
@@ -313,9 +369,14 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     eval_steps = max(1, args.eval_every // args.batch_size)
     tic, window, window_samples = time.perf_counter(), time.perf_counter(), 0
     while step < total_steps:
-        logits, labels, _, log_pi, b, reward = run_episodes(model, env, greedy=False)
-        # Random locations leave nothing for REINFORCE to train.
-        reinforce_weight = args.reinforce_weight if args.policy == "learned" else 0.0
+        if args.model == "ram":
+            logits, labels, _, log_pi, b, reward = run_episodes(model, env, greedy=False)
+            # Random locations leave nothing for REINFORCE to train.
+            reinforce_weight = args.reinforce_weight if args.policy == "learned" else 0.0
+        else:  # backpropagation alone: the hybrid loss with no location choices is the cross-entropy
+            logits, labels, reward = run_images(model, env)
+            log_pi = b = torch.zeros(len(labels), 0)
+            reinforce_weight = 0.0
         losses = hybrid_loss(logits, labels, log_pi, b, reward=reward, reinforce_weight=reinforce_weight,
                              baseline_weight=args.baseline_weight)
         optimizer.zero_grad(set_to_none=True)
@@ -351,7 +412,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
             writer.add_scalar("val/accuracy", 100.0 - val_error, samples)
             writer.add_scalar("perf/minutes", elapsed / 60, samples)
             history.append({"samples": samples, "minutes": elapsed / 60, "val_error": val_error})
-            writer.add_figure("val/glimpses", glimpse_figure(model, val_env, 8), samples)
+            if args.model == "ram":
+                writer.add_figure("val/glimpses", glimpse_figure(model, val_env, 8), samples)
             if val_error < best_val:
                 best_val = val_error
                 checkpoint.save(state_dict(val_error), run_dir / "best.pt")
@@ -378,7 +440,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     writer.add_hparams({k: v for k, v in asdict(args).items() if isinstance(v, (int, float, str, bool))},
                        {"hparam/best_val_error": best["val_error"]}, run_name="hparams")
     writer.close()
-    visualize_command([str(run_dir), *(["--data-dir", args.data_dir] if args.data_dir else [])])
+    if args.model == "ram":  # attention heatmaps of the whole-canvas models: not yet
+        visualize_command([str(run_dir), *(["--data-dir", args.data_dir] if args.data_dir else [])])
     return results
 
 
@@ -394,14 +457,13 @@ def test(model, args: Args, task, best: dict, elapsed: float) -> dict:
 
 
 def load_run(run: str, data_dir: str | None):
-    """(checkpoint path, Agent, Args, Task) of RUN: a run folder (its best.pt) or a checkpoint file."""
+    """(checkpoint path, its contents, Args, Task) of RUN: a run folder (its best.pt) or a checkpoint file."""
     from envs.tasks import Task
-    from ram.agent import Agent
     from ram.checkpoint import load
 
     path = Path(run) / "best.pt" if Path(run).is_dir() else Path(run)
     state = load(path)
-    return path, Agent.from_state(state), Args(**{**state["args"], "data_dir": data_dir}), Task(**state["task"])
+    return path, state, Args(**{**state["args"], "data_dir": data_dir}), Task(**state["task"])
 
 
 def evaluate_command(argv: list[str]) -> int:
@@ -417,9 +479,11 @@ def evaluate_command(argv: list[str]) -> int:
     if opts.mc_samples < 0 or opts.threads < 1:
         raise UsageError("--mc-samples must be >= 0 and --threads >= 1")
     torch.set_num_threads(opts.threads)
-    path, agent, args, task = load_run(opts.run, opts.data_dir)
+    path, state, args, task = load_run(opts.run, opts.data_dir)
     env = make_env(args, task, opts.split, args.eval_batch)
-    errors = evaluate(agent.model, env, env.split_size, mc_samples=opts.mc_samples, seed=args.seed)
+    model, _ = build_model(args, task, env)
+    model.load_state_dict(state["model"])
+    errors = evaluate(model, env, env.split_size, mc_samples=opts.mc_samples, seed=args.seed)
     print(json.dumps({"checkpoint": str(path), "split": opts.split, "n": env.split_size, **errors,
                       "mc_samples": opts.mc_samples}, indent=2))
     return 0
@@ -441,10 +505,14 @@ def visualize_command(argv: list[str]) -> int:
 
     from envs import load_mnist
     from envs.tasks import fixed, split_size
+    from ram.agent import Agent
     from ram.checkpoint import write_bytes
     from ram.plots import figure_to_array, trajectory_figure
 
-    path, agent, _, task = load_run(opts.run, opts.data_dir)
+    path, state, args, task = load_run(opts.run, opts.data_dir)
+    if args.model != "ram":
+        raise UsageError(f"visualize draws hard-attention glimpses; {args.model} models have none")
+    agent = Agent.from_state(state)
     mnist = load_mnist(opts.data_dir)
     if not 0 <= opts.first <= split_size(mnist, "test") - opts.n:
         raise UsageError(f"--first must be in 0..{split_size(mnist, 'test') - opts.n} for --n {opts.n}")

@@ -184,28 +184,52 @@ class SoftGlimpseRAM(nn.Module):
         return SoftOutput(self.classifier(state[0]), None, torch.stack(locations, 1))
 
 
+@dataclass(frozen=True)
+class FCConfig:
+    canvas_size: int = 60
+    hidden: int = 256
+    n_classes: int = 10
+
+
 class FullyConnected(nn.Module):
     """The paper's FC baseline: two ReLU hidden layers on the flattened canvas."""
 
-    def __init__(self, *, canvas_size: int, hidden: int = 256, n_classes: int = 10):
+    def __init__(self, config: FCConfig):
         super().__init__()
-        self.fc1 = nn.Linear(canvas_size * canvas_size, hidden)
-        self.fc2 = nn.Linear(hidden, hidden)
-        self.out = nn.Linear(hidden, n_classes)
+        self.config = config
+        self.fc1 = nn.Linear(config.canvas_size**2, config.hidden)
+        self.fc2 = nn.Linear(config.hidden, config.hidden)
+        self.out = nn.Linear(config.hidden, config.n_classes)
 
     def forward(self, x: Tensor) -> SoftOutput:
         return SoftOutput(self.out(F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))), None, None)
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    channels: int = 64
+    n_classes: int = 10
 
 
 class Convolutional(nn.Module):
     """A two-layer convolutional baseline on the whole canvas: the feature model of ``SoftAttention`` (two
     stride-2 convolutions), global max pooling over the cells, and a linear classifier."""
 
-    def __init__(self, *, channels: int = 64, n_classes: int = 10):
+    def __init__(self, config: CNNConfig):
         super().__init__()
-        self.features = FeatureCNN(channels=channels)
-        self.out = nn.Linear(channels, n_classes)
+        self.config = config
+        self.features = FeatureCNN(channels=config.channels)
+        self.out = nn.Linear(config.channels, config.n_classes)
 
     def forward(self, x: Tensor) -> SoftOutput:
         f, _ = self.features(x)
         return SoftOutput(self.out(f[..., :-2].amax(1)), None, None)
+
+
+# The models that see the whole canvas, by the name train.py's --model uses: (class, config class).
+IMAGE_MODELS = {
+    "soft": (SoftAttention, SoftConfig),
+    "soft-glimpse": (SoftGlimpseRAM, SoftGlimpseConfig),
+    "fc": (FullyConnected, FCConfig),
+    "cnn": (Convolutional, CNNConfig),
+}

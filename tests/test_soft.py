@@ -7,7 +7,9 @@ from ram.retina import gaussian_read
 from ram.soft import (
     SCORES,
     Attention,
+    CNNConfig,
     Convolutional,
+    FCConfig,
     FullyConnected,
     SoftAttention,
     SoftConfig,
@@ -83,8 +85,8 @@ def test_gradients_flow_end_to_end(model):
         "soft": lambda: SoftAttention(SoftConfig(n_steps=3, score="additive")),
         "soft_heads": lambda: SoftAttention(SoftConfig(n_steps=2, heads=4, score="general")),
         "glimpse": lambda: SoftGlimpseRAM(SoftGlimpseConfig(n_steps=3)),
-        "fc": lambda: FullyConnected(canvas_size=60),
-        "cnn": lambda: Convolutional(),
+        "fc": lambda: FullyConnected(FCConfig(canvas_size=60)),
+        "cnn": lambda: Convolutional(CNNConfig()),
     }[model]()
     out = net(x)
     assert out.logits.shape == (4, 10)

@@ -145,3 +145,18 @@ def test_run_episodes_rewards_match_the_loss(mnist):
     logits, labels, locations, log_pi, b, reward = train.run_episodes(model, env, greedy=False)
     assert locations.shape == (32, 6, 2) and log_pi.shape == (32, 5) and b.shape == (32, 5)
     assert torch.equal(hybrid_loss(logits, labels, log_pi, b).reward, reward)  # the env pays what the loss assumes
+
+
+@pytest.mark.parametrize("model", ["soft", "soft-glimpse", "fc", "cnn"])
+def test_whole_canvas_models_train_and_evaluate_through_the_same_cli(mnist, tmp_path, model, capsys):
+    # Same task, splits, run folder, checkpoints and results as RAM; no Monte-Carlo error (nothing is sampled).
+    argv = ["--task", "mnist28", "--model", model, "--glimpses", "2", "--batch-size", "16", "--hidden-size", "32",
+            "--samples", "32", "--eval-every", "32", "--eval-batch", "1000", "--threads", "1", "--no-progress",
+            "--run-dir", str(tmp_path / model)]
+    assert train.main(argv) == 0
+    results = json.loads((tmp_path / model / "results.json").read_text())
+    assert 0 <= results["test"]["greedy_error"] <= 100 and "mc_error" not in results["test"]
+    capsys.readouterr()
+    assert train.main(["evaluate", str(tmp_path / model), "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["greedy_error"] == results["test"]["greedy_error"]
+    assert train.main(["visualize", str(tmp_path / model)]) == 2
