@@ -114,7 +114,7 @@ def parse_args(argv: list[str]) -> Args:
     parser = Parser(
         prog="train.py",
         description="Train the Recurrent Attention Model (Mnih et al. 2014) on a cluttered-MNIST task. "
-        "Subcommands: `train.py evaluate RUN`, `train.py visualize RUN` (see `train.py evaluate --help`).",
+        "Subcommands: `train.py evaluate RUN`, `train.py visualize RUN`, `train.py compare RUN...` (each has --help).",
     )
     for f in dataclasses.fields(Args):
         name = "--" + f.name.replace("_", "-")
@@ -538,6 +538,89 @@ def visualize_command(argv: list[str]) -> int:
     return 0
 
 
+def compare_command(argv: list[str]) -> int:
+    parser = Parser(prog="train.py compare", description="Compare trained runs: test error, parameters, training "
+                    "time, multiply-accumulates and latency per image, pixels examined, cost against canvas size, "
+                    "learning curves. Writes OUT/report.md, OUT/scaling.png and OUT/curves.png.")
+    parser.add_argument("runs", nargs="+", help="run folders (each with results.json and best.pt)")
+    parser.add_argument("--out", default="comparison", help="output folder")
+    parser.add_argument("--canvases", default="60,100,200,400", help="canvas sides for the scaling measurement")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats per latency (median)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--data-dir", default=None, help="MNIST cache folder")
+    opts = parser.parse_args(argv)
+    try:
+        canvases = [int(c) for c in opts.canvases.split(",")]
+    except ValueError:
+        raise UsageError(f"--canvases must be comma-separated integers, got {opts.canvases!r}") from None
+    if opts.repeats < 1 or opts.threads < 1 or min(canvases) < 28:
+        raise UsageError("--repeats and --threads must be >= 1 and every canvas >= 28")
+    for run in opts.runs:
+        if not (Path(run) / "results.json").exists():
+            raise UsageError(f"{run} has no results.json (an unfinished run?)")
+    from envs import load_mnist
+    from envs.tasks import fixed
+    from ram import compare
+    from ram.checkpoint import write_bytes, write_text
+    from ram.plots import curves_figure, scaling_figure
+    from ram.retina import Retina
+    from ram.soft import FCConfig, FullyConnected
+
+    torch.set_num_threads(opts.threads)
+    mnist = load_mnist(opts.data_dir)
+    rows, scaling, curves = [], [], {}
+    for run in opts.runs:
+        path, state, args, task = load_run(run, opts.data_dir)
+        results = json.loads((Path(run) / "results.json").read_text())
+        env = make_env(args, task, "test", 1)
+        model, _ = build_model(args, task, env)
+        model.load_state_dict(state["model"])
+        model.eval()
+        retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale) if args.model == "ram" else None
+        fn = compare.forward_fn(model, retina=retina, n_glimpses=task.n_glimpses)
+        images = torch.from_numpy(fixed(mnist, task, "test", 0, 256).images)
+        name = f"{args.model} {task.name} T={task.n_glimpses}"
+        rows.append({
+            "name": name, "greedy": results["test"]["greedy_error"], "mc": results["test"].get("mc_error"),
+            "params": sum(p.numel() for p in model.parameters()), "minutes": results["train_minutes"],
+            "macs": compare.count_macs(fn, images[:1]),
+            "latency_1": compare.latency(fn, images[:1], repeats=opts.repeats) * 1e3,
+            "latency_256": compare.latency(fn, images, repeats=opts.repeats) * 1e3 / 256,
+            "pixels": compare.pixels_examined(canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses),
+        })
+        curves[name] = results["history"]
+        for C in canvases:
+            # Clutter density held constant; the weights carry over (the FC net's input cannot: a fresh one of the
+            # right size measures its cost).
+            bigger = task.with_(canvas_size=C, n_clutter=round(task.n_clutter * C * C / task.canvas_size**2))
+            x = torch.from_numpy(fixed(mnist, bigger, "test", 0, 1).images)
+            sized = fn if args.model != "fc" else compare.forward_fn(FullyConnected(FCConfig(canvas_size=C)).eval())
+            scaling.append({"name": name, "canvas": C, "macs": compare.count_macs(sized, x),
+                            "latency_ms": compare.latency(sized, x, repeats=opts.repeats) * 1e3})
+    out = Path(opts.out)
+    lines = ["# Comparison", "", f"Measured on this machine with {opts.threads} threads; latencies are medians of "
+             f"{opts.repeats} repeats. Errors are on the 10,000 fixed test canvases.", "",
+             "| model | test error greedy | test error MC | params | train min | MACs/image | latency b=1 (ms) | "
+             "latency b=256 (ms/image) | pixels examined |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mc = "-" if r["mc"] is None else f"{r['mc']:.2f}%"
+        lines.append(f"| {r['name']} | {r['greedy']:.2f}% | {mc} | {r['params']:,} | {r['minutes']:.0f} | "
+                     f"{r['macs']:,} | {r['latency_1']:.2f} | {r['latency_256']:.3f} | {r['pixels']:,} |")
+    lines += ["", "## Cost against canvas size (batch 1)", "", "| model | canvas | MACs/image | latency (ms) |",
+              "|---|---|---|---|"]
+    lines += [f"| {r['name']} | {r['canvas']} | {r['macs']:,} | {r['latency_ms']:.2f} |" for r in scaling]
+    lines += ["", "![scaling](scaling.png)", "", "![learning curves](curves.png)", ""]
+    for fig, file in ((scaling_figure(scaling), "scaling.png"), (curves_figure(curves), "curves.png")):
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110)
+        write_bytes(png.getvalue(), out / file)
+    write_text("\n".join(lines), out / "report.md")
+    json_rows = {"models": rows, "scaling": scaling}
+    write_text(json.dumps(json_rows, indent=2), out / "report.json")
+    print(f"wrote {out / 'report.md'}, scaling.png, curves.png, report.json")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     from envs.mnist import DataError
@@ -548,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:
             return evaluate_command(argv[1:])
         if argv and argv[0] == "visualize":
             return visualize_command(argv[1:])
+        if argv and argv[0] == "compare":
+            return compare_command(argv[1:])
         args = parse_args(argv)
         results = train(args, given_flags(argv))
         if results.get("stopped"):

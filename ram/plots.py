@@ -55,3 +55,35 @@ def figure_to_array(fig: Figure) -> np.ndarray:
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def scaling_figure(rows: list[dict]) -> Figure:
+    """Cost against canvas size, one line per model: rows of {"name", "canvas", "macs", "latency_ms"}."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    for ax, key, label in ((fig.add_subplot(1, 2, 1), "macs", "multiply-accumulates per image"),
+                           (fig.add_subplot(1, 2, 2), "latency_ms", "latency at batch 1 (ms)")):
+        for name in dict.fromkeys(r["name"] for r in rows):
+            points = sorted((r["canvas"], r[key]) for r in rows if r["name"] == name)
+            ax.plot(*zip(*points), "o-", label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("canvas side (pixels)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def curves_figure(histories: dict[str, list[dict]]) -> Figure:
+    """Validation error against samples seen and against training minutes, one line per run."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    for i, (key, label) in enumerate((("samples", "samples seen"), ("minutes", "training minutes"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for name, history in histories.items():
+            ax.plot([h[key] for h in history], [h["val_error"] for h in history], label=name)
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation error (%)")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,53 @@
+import json
+
+import torch
+
+import train
+from ram import compare
+from ram.model import RAMConfig, RecurrentAttention
+from ram.retina import Retina
+from ram.soft import FCConfig, FullyConnected
+
+
+def test_macs_of_a_tiny_fc_net_match_a_hand_count():
+    net = FullyConnected(FCConfig(canvas_size=28, hidden=16, n_classes=10))
+    macs = compare.count_macs(compare.forward_fn(net), torch.zeros(3, 28, 28, dtype=torch.uint8))
+    assert macs == 28 * 28 * 16 + 16 * 16 + 16 * 10  # per image
+
+
+def test_macs_of_a_tiny_ram_match_a_hand_count_and_do_not_grow_with_the_canvas():
+    k, g, hg, hl, G, H, T = 2, 4, 8, 8, 16, 32, 3
+    model = RecurrentAttention(RAMConfig(glimpse_shape=(k, g, g), hg_size=hg, hl_size=hl, g_size=G, hidden_size=H))
+    fn = compare.forward_fn(model, retina=Retina(g=g, k=k), n_glimpses=T)
+    per_step = k * g * g * hg + 2 * hl + hg * G + hl * G + H * H + G * H + H * 2  # glimpse, core, location
+    expected = T * per_step + (T - 1) * H + H * 10  # baselines of the T - 1 choices, classifier
+    for size in (28, 60, 200):
+        assert compare.count_macs(fn, torch.zeros(2, size, size, dtype=torch.uint8)) == expected
+
+
+def test_pixels_examined():
+    assert compare.pixels_examined(canvas_size=60) == 3600
+    assert compare.pixels_examined(canvas_size=60, retina=Retina(g=12, k=3), n_glimpses=6) == 6 * (144 + 576 + 2304)
+    assert compare.pixels_examined(canvas_size=28, retina=Retina(g=12, k=3), n_glimpses=1) == 144 + 576 + 784
+
+
+def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
+    common = ["--task", "mnist28", "--glimpses", "2", "--batch-size", "16", "--hidden-size", "32", "--samples", "32",
+              "--eval-every", "16", "--eval-batch", "1000", "--mc-samples", "1", "--threads", "1", "--no-progress"]
+    assert train.main([*common, "--run-dir", str(tmp_path / "ram")]) == 0
+    assert train.main([*common, "--model", "soft", "--run-dir", str(tmp_path / "soft")]) == 0
+    out = tmp_path / "cmp"
+    assert train.main(["compare", str(tmp_path / "ram"), str(tmp_path / "soft"), "--out", str(out),
+                       "--canvases", "28,60", "--repeats", "1", "--threads", "1"]) == 0
+    report = (out / "report.md").read_text()
+    assert "| ram mnist28 T=2 |" in report and "| soft mnist28 T=2 |" in report
+    data = json.loads((out / "report.json").read_text())
+    ram_row, soft_row = data["models"]
+    assert ram_row["pixels"] == 2 * 64 and soft_row["pixels"] == 28 * 28
+    ram_macs = {r["canvas"]: r["macs"] for r in data["scaling"] if r["name"].startswith("ram")}
+    soft_macs = {r["canvas"]: r["macs"] for r in data["scaling"] if r["name"].startswith("soft")}
+    assert ram_macs[28] == ram_macs[60] and soft_macs[60] > 3 * soft_macs[28]  # RAM's cost is size-independent
+    assert (out / "scaling.png").stat().st_size > 10000 and (out / "curves.png").stat().st_size > 10000
+    capsys.readouterr()
+    assert train.main(["compare", str(tmp_path / "nope")]) == 2
+    assert "no results.json" in capsys.readouterr().err
