@@ -414,6 +414,11 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
             history.append({"samples": samples, "minutes": elapsed / 60, "val_error": val_error})
             if args.model == "ram":
                 writer.add_figure("val/glimpses", glimpse_figure(model, val_env, 8), samples)
+            elif args.model in ("soft", "soft-glimpse"):
+                canvases = val_env.canvases(np.arange(4))
+                name, figure_for, _ = attention_frames(model, args, task, {}, canvases.images, canvases.labels)
+                writer.add_figure(f"val/{name}", figure_for(None), samples)
+                model.train()
             if val_error < best_val:
                 best_val = val_error
                 checkpoint.save(state_dict(val_error), run_dir / "best.pt")
@@ -440,7 +445,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     writer.add_hparams({k: v for k, v in asdict(args).items() if isinstance(v, (int, float, str, bool))},
                        {"hparam/best_val_error": best["val_error"]}, run_name="hparams")
     writer.close()
-    if args.model == "ram":  # attention heatmaps of the whole-canvas models: not yet
+    if args.model in ("ram", "soft", "soft-glimpse"):  # the FC and CNN nets have no attention to draw
         visualize_command([str(run_dir), *(["--data-dir", args.data_dir] if args.data_dir else [])])
     return results
 
@@ -489,14 +494,42 @@ def evaluate_command(argv: list[str]) -> int:
     return 0
 
 
+@torch.no_grad()
+def attention_frames(model, args: Args, task, state: dict, images: np.ndarray, labels: np.ndarray):
+    """(name, figure_for(steps), T) of a trained model on canvases: glimpse trajectories for RAM, the centres of
+    the Gaussian reads for the soft glimpse, attention heatmaps for soft attention."""
+    from ram.agent import Agent
+    from ram.plots import attention_figure, trajectory_figure
+    from ram.retina import Retina
+
+    T = task.n_glimpses
+    if args.model == "ram":
+        agent = Agent.from_state(state)
+        pred = agent.predict(images)
+        return "glimpses", lambda steps: trajectory_figure(images, pred.locations, pred.labels, labels,
+                                                           agent.retina, steps=steps), T
+    model.eval()
+    out = model(torch.from_numpy(images).float() / 255.0)
+    predictions = out.logits.argmax(-1).numpy()
+    if args.model == "soft":
+        weights = out.weights.numpy()
+        return "attention", lambda steps: attention_figure(images, weights, predictions, labels, steps=steps), T
+    if args.model == "soft-glimpse":  # a read's footprint varies with its stride: draw its centre (1-pixel boxes)
+        locations = out.locations.numpy()
+        return "glimpses", lambda steps: trajectory_figure(images, locations, predictions, labels, Retina(g=1),
+                                                           steps=steps), T
+    raise UsageError(f"a {args.model} model has no attention to draw")
+
+
 def visualize_command(argv: list[str]) -> int:
-    parser = Parser(prog="train.py visualize", description="Draw where a trained agent looks: "
-                                     "a PNG grid and an animated GIF of its glimpses on test canvases.")
+    parser = Parser(prog="train.py visualize", description="Draw where a trained model looks: a PNG grid and an "
+                    "animated GIF, on test canvases: glimpse trajectories (ram, soft-glimpse) or attention heatmaps "
+                    "(soft).")
     parser.add_argument("run", help="run folder (uses its best.pt) or checkpoint file")
     parser.add_argument("--n", type=int, default=8, help="number of canvases")
     parser.add_argument("--first", type=int, default=0, help="index of the first test canvas shown")
-    parser.add_argument("--out", default=None, help="output path without extension (default: RUN/glimpses, or "
-                        "NAME-glimpses beside a checkpoint file NAME.pt)")
+    parser.add_argument("--out", default=None, help="output path without extension (default: RUN/glimpses or "
+                        "RUN/attention, or NAME-glimpses beside a checkpoint file NAME.pt)")
     parser.add_argument("--data-dir", default=None, help="MNIST cache folder")
     opts = parser.parse_args(argv)
     if not 1 <= opts.n <= 64:
@@ -505,28 +538,28 @@ def visualize_command(argv: list[str]) -> int:
 
     from envs import load_mnist
     from envs.tasks import fixed, split_size
-    from ram.agent import Agent
     from ram.checkpoint import write_bytes
-    from ram.plots import figure_to_array, trajectory_figure
+    from ram.plots import figure_to_array
 
     path, state, args, task = load_run(opts.run, opts.data_dir)
-    if args.model != "ram":
-        raise UsageError(f"visualize draws hard-attention glimpses; {args.model} models have none")
-    agent = Agent.from_state(state)
     mnist = load_mnist(opts.data_dir)
     if not 0 <= opts.first <= split_size(mnist, "test") - opts.n:
         raise UsageError(f"--first must be in 0..{split_size(mnist, 'test') - opts.n} for --n {opts.n}")
     canvases = fixed(mnist, task, "test", opts.first, opts.first + opts.n)
-    pred = agent.predict(canvases.images)
-    # Beside the checkpoint: RUN/glimpses for a run folder's best.pt, NAME-glimpses for another file.
-    default = path.parent / "glimpses" if path.name == "best.pt" else path.with_name(f"{path.stem}-glimpses")
+    model = None
+    if args.model != "ram":
+        env = make_env(args, task, "test", 1)
+        model, _ = build_model(args, task, env)
+        model.load_state_dict(state["model"])
+    name, figure_for, T = attention_frames(model, args, task, state, canvases.images, canvases.labels)
+    # Beside the checkpoint: RUN/NAME for a run folder's best.pt, FILE-NAME for another file.
+    default = path.parent / name if path.name == "best.pt" else path.with_name(f"{path.stem}-{name}")
     out = Path(opts.out) if opts.out else default
     frames = []
-    for steps in range(1, task.n_glimpses + 1):
-        fig = trajectory_figure(canvases.images, pred.locations, pred.labels, canvases.labels, agent.retina,
-                                steps=steps)
+    for steps in range(1, T + 1):
+        fig = figure_for(steps)
         frames.append(Image.fromarray(figure_to_array(fig)))
-        if steps == task.n_glimpses:
+        if steps == T:
             png = io.BytesIO()
             fig.savefig(png, format="png", dpi=110)
             write_bytes(png.getvalue(), out.with_suffix(".png"))

@@ -87,3 +87,54 @@ def curves_figure(histories: dict[str, list[dict]]) -> Figure:
         ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def attention_figure(images: np.ndarray, weights: np.ndarray, predictions: np.ndarray, labels: np.ndarray, *,
+                     steps: int | None = None, panel: float = 1.9) -> Figure:
+    """Soft attention over the canvas: rows are canvases (N, C, C), columns the attention steps; the weights
+    (N, T, heads, H' * W') of each step (summed over heads) drawn as a heatmap over the image, one colour bar per
+    row. ``steps`` shows only the first steps columns (frames of an animation)."""
+    N, T = weights.shape[:2]
+    steps = T if steps is None else steps
+    C = images.shape[-1]
+    cells = weights.shape[-1]
+    side = int(round(cells**0.5))
+    if side * side != cells:
+        raise ValueError(f"weights over {cells} cells are not a square grid")
+    fig = Figure(figsize=(panel * T + 0.8, panel * N + 0.3), layout="constrained")
+    axes = fig.subplots(N, T, squeeze=False)
+    for i in range(N):
+        heat = weights[i].sum(1).reshape(T, side, side)  # (T, H', W'), heads summed
+        vmax = float(heat.max()) or 1.0
+        for t in range(T):
+            ax = axes[i, t]
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, extent=(0, C, C, 0))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if t < steps:
+                im = ax.imshow(heat[t], cmap="inferno", alpha=0.6, vmin=0, vmax=vmax, extent=(0, C, C, 0),
+                               interpolation="nearest")
+            if i == 0:
+                ax.set_title(f"step {t + 1}", fontsize=8)
+        axes[i, 0].set_ylabel(f"pred {predictions[i]} / true {labels[i]}", fontsize=8,
+                              color="red" if predictions[i] != labels[i] else "black")
+        if steps:
+            fig.colorbar(im, ax=axes[i, :], shrink=0.8, label="attention weight")
+    return fig
+
+
+def matrix_figure(weights: np.ndarray, *, query_labels: list[str] | None = None,
+                  key_labels: list[str] | None = None) -> Figure:
+    """A queries x keys matrix of attention weights (Q, K) as a heatmap with a colour bar."""
+    fig = Figure(figsize=(max(3, 0.25 * weights.shape[1] + 2), max(2, 0.3 * weights.shape[0] + 1)),
+                 layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(weights, cmap="viridis", aspect="auto", interpolation="nearest")
+    ax.set_xlabel("keys")
+    ax.set_ylabel("queries")
+    if query_labels is not None:
+        ax.set_yticks(range(len(query_labels)), query_labels)
+    if key_labels is not None:
+        ax.set_xticks(range(len(key_labels)), key_labels, rotation=90)
+    fig.colorbar(im, ax=ax, label="attention weight")
+    return fig

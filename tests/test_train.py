@@ -159,4 +159,9 @@ def test_whole_canvas_models_train_and_evaluate_through_the_same_cli(mnist, tmp_
     capsys.readouterr()
     assert train.main(["evaluate", str(tmp_path / model), "--threads", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["greedy_error"] == results["test"]["greedy_error"]
-    assert train.main(["visualize", str(tmp_path / model)]) == 2
+    drawn = {"soft": "attention", "soft-glimpse": "glimpses"}.get(model)
+    if drawn:  # written at the end of training, and again on demand
+        assert (tmp_path / model / f"{drawn}.png").exists() and (tmp_path / model / f"{drawn}.gif").exists()
+        assert train.main(["visualize", str(tmp_path / model), "--n", "2"]) == 0
+    else:
+        assert train.main(["visualize", str(tmp_path / model)]) == 2
