@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+
+from ram.plots import attention_figure, figure_to_array, matrix_figure, trajectory_figure
+from ram.retina import Retina
+
+
+def test_trajectory_figure_draws_every_scale_of_every_glimpse():
+    images = np.zeros((2, 60, 60), np.uint8)
+    locations = np.array([[[0, 0], [0.5, 0.5], [-0.5, 0.2]]] * 2, np.float32)
+    fig = trajectory_figure(images, locations, np.array([1, 2]), np.array([1, 3]), Retina(g=12, k=3))
+    axes = fig.axes
+    assert len(axes) == 2 and len(axes[0].patches) == 3 * 3  # 3 glimpses x 3 scales
+    assert axes[1].title.get_color() == "red" and axes[0].title.get_color() == "black"  # wrong prediction in red
+    first = trajectory_figure(images, locations, np.array([1, 2]), np.array([1, 3]), Retina(g=12, k=3), steps=1)
+    assert len(first.axes[0].patches) == 3
+    assert figure_to_array(fig).ndim == 3
+
+
+def test_attention_figure_is_images_by_steps_with_colour_bars():
+    rng = np.random.default_rng(0)
+    weights = rng.random((3, 4, 2, 25))
+    weights /= weights.sum(-1, keepdims=True)
+    fig = attention_figure(np.zeros((3, 20, 20), np.uint8), weights, np.array([0, 1, 2]), np.array([0, 1, 1]))
+    heatmaps = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    colour_bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(heatmaps) == 3 * 4 and len(colour_bars) == 3
+    assert all(len(ax.images) == 2 for ax in heatmaps)  # canvas and weights
+    with pytest.raises(ValueError, match="square grid"):
+        attention_figure(np.zeros((1, 20, 20), np.uint8), np.ones((1, 2, 1, 24)) / 24, np.zeros(1), np.zeros(1))
+
+
+def test_matrix_figure():
+    fig = matrix_figure(np.eye(3), query_labels=["a", "b", "c"], key_labels=["x", "y", "z"])
+    ax = [a for a in fig.axes if a.get_label() != "<colorbar>"][0]
+    assert ax.get_xlabel() == "keys" and [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
