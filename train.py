@@ -400,7 +400,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
             writer.add_scalar("train/lr", scheduler.get_last_lr()[0], samples)
             writer.add_scalar("perf/samples_per_s", speed, samples)
             bar.set_postfix(loss=f"{losses.total.item():.3f}", acc=f"{losses.accuracy.item():.3f}",
-                            sps=f"{speed:,.0f}", best_val=f"{best_val:.2f}%")
+                            sps=f"{speed:,.0f}", best_val=f"{best_val:.2f}%" if history else "-")
 
         stopping = args.stop_after is not None and samples - start_samples >= args.stop_after
         if step % eval_steps == 0 or step == total_steps or stopping:
