@@ -39,6 +39,7 @@ from gymnasium.vector import AutoresetMode
 from envs import ClutteredMNISTVectorEnv, get_task, load_mnist
 from envs.mnist import MNIST
 from envs.tasks import sample
+from ram.checkpoint import write_text
 from ram.retina import Retina, integral_image
 
 SEED = 0
@@ -165,14 +166,8 @@ def print_table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str,
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` atomically: a temporary file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``payload`` as JSON atomically (the project's one atomic writer)."""
+    write_text(json.dumps(payload, indent=2) + "\n", path)
 
 
 def main() -> None:
