@@ -64,6 +64,10 @@ class Args:
     glimpse_hidden: int = _flag(128, "units of each glimpse-network pathway, h_g (what) and h_l (where)")
     g_size: int = _flag(256, "units of the glimpse representation g_t")
     std: float = _flag(0.2, "standard deviation of the Gaussian location policy (canvas spans [-1, 1])")
+    std_final: float | None = _flag(None, "anneal the policy's std from --std to this by the end of the run (cosine, "
+                                    "like the learning rate); Monte-Carlo tests use it (default: --std throughout)")
+    init: str | None = _flag(None, "start from the weights of this checkpoint (a run folder, best.pt or agent.pt) "
+                             "of the same architecture, e.g. to fine-tune a trained agent with a smaller --std")
     batch_size: int = _flag(128, "episodes per training step")
     samples: int = _flag(3_000_000, "training budget in images (episodes) seen")
     lr: float = _flag(1e-3, "Adam learning rate, decayed to lr * lr_final by a cosine schedule")
@@ -122,7 +126,7 @@ def parse_args(argv: list[str]) -> Args:
         if f.type in ("bool", bool):
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help)
             continue
-        kind = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
+        kind = {"int": int, "int | None": int, "float": float, "float | None": float}.get(str(f.type), str)
         metavar = None if "choices" in f.metadata else {int: "N", float: "X"}.get(kind, f.name.split("_")[-1].upper())
         parser.add_argument(name, type=kind, default=f.default, help=help, choices=f.metadata.get("choices"),
                             metavar=metavar)
@@ -136,8 +140,10 @@ def parse_args(argv: list[str]) -> Args:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     if args.clutter is not None and args.clutter < 0:
         raise UsageError(f"--clutter must be >= 0, got {args.clutter}")
-    if not args.std > 0 or not args.lr > 0:
-        raise UsageError("--std and --lr must be > 0")
+    if not args.std > 0 or not args.lr > 0 or not (args.std_final is None or args.std_final > 0):
+        raise UsageError("--std, --std-final and --lr must be > 0")
+    if args.std_final is not None and args.model != "ram":
+        raise UsageError(f"--std-final is for --model ram (a {args.model} model has no location policy)")
     if not 0 <= args.lr_final <= 1:
         raise UsageError(f"--lr-final must be in [0, 1], got {args.lr_final}")
     if args.resume and args.run_dir is None:
@@ -257,7 +263,9 @@ def build_model(args: Args, task, env):
     if args.model == "ram":
         config = RAMConfig(glimpse_shape=env.single_observation_space["glimpse"].shape, n_classes=n_classes,
                            hg_size=args.glimpse_hidden, hl_size=args.glimpse_hidden, g_size=args.g_size,
-                           hidden_size=args.hidden_size, core=args.core, std=args.std, policy=args.policy)
+                           hidden_size=args.hidden_size, core=args.core, policy=args.policy,
+                           # the std the trained agent keeps (train() anneals towards it while training)
+                           std=args.std if args.std_final is None else args.std_final)
         return RecurrentAttention(config), config
     cls, config_cls = IMAGE_MODELS[args.model]
     wanted = {"n_classes": n_classes, "n_steps": task.n_glimpses, "score": args.score, "heads": args.heads,
@@ -270,6 +278,27 @@ def build_model(args: Args, task, env):
         return cls(config), config
     except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+def load_init(model, config, args: Args) -> int:
+    """Load --init's weights into ``model``; returns the samples they were trained on. The architecture must match
+    (the policy's std may differ: that is what fine-tuning usually changes)."""
+    from ram.checkpoint import load
+
+    path = Path(args.init) / "best.pt" if Path(args.init).is_dir() else Path(args.init)
+    if not path.exists():
+        raise UsageError(f"--init {args.init}: no such checkpoint")
+    state = load(path)
+    # Fields a checkpoint predates take their defaults; JSON makes tuples and lists compare equal.
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    theirs = json.loads(json.dumps({**defaults, **state.get("model_config", {})}))
+    ours = json.loads(json.dumps(asdict(config)))
+    theirs.pop("std", None), ours.pop("std", None)
+    if state.get("args", {}).get("model", "ram") != args.model or theirs != ours:
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k)) or ["model"]
+        raise UsageError(f"--init {path} is a different architecture ({', '.join(diff)} differ from this run's)")
+    model.load_state_dict(state["model"])
+    return int(state.get("samples", 0)) + int(state.get("init_samples", 0))
 
 
 def run_images(model, env, *, index=None, seed=None):
@@ -335,14 +364,23 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     def lr_factor(step: int) -> float:  # cosine from 1 to lr_final over the run
         return args.lr_final + (1 - args.lr_final) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
 
+    def std_at(step: int) -> float:  # the policy's std: --std, annealed to --std-final on the lr's cosine
+        if args.std_final is None:
+            return args.std
+        return args.std_final + (args.std - args.std_final) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps,
+                                                                                                  1.0)))
+
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     step, best_val, elapsed, history = 0, float("inf"), 0.0, []
+    init_samples = 0
+    if args.init is not None and resumed is None:
+        init_samples = load_init(model, config, args)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
         step, best_val, elapsed = resumed["step"], resumed["best_val_error"], resumed["elapsed"]
-        history = resumed["history"]
+        history, init_samples = resumed["history"], resumed.get("init_samples", 0)
         torch.set_rng_state(resumed["rng"]["torch"])
         env.np_random.bit_generator.state = resumed["rng"]["env"]
     n_params = sum(p.numel() for p in model.parameters())
@@ -361,7 +399,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                 "samples": step * args.batch_size, "elapsed": elapsed, "best_val_error": best_val,
-                "val_error": val_error, "history": history,
+                "val_error": val_error, "history": history, "init_samples": init_samples,
                 "rng": {"torch": torch.get_rng_state(), "env": env.np_random.bit_generator.state}}
 
     bar = tqdm(total=total_steps, initial=step, disable=not args.progress, unit="step", dynamic_ncols=True,
@@ -370,6 +408,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     tic, window, window_samples = time.perf_counter(), time.perf_counter(), 0
     while step < total_steps:
         if args.model == "ram":
+            model.location.std = std_at(step)
             logits, labels, _, log_pi, b, reward = run_episodes(model, env, greedy=False)
             # Random locations leave nothing for REINFORCE to train.
             reinforce_weight = args.reinforce_weight if args.policy == "learned" else 0.0
@@ -398,6 +437,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
             for name in ("total", "classification", "reinforce", "baseline", "accuracy"):
                 writer.add_scalar(f"train/{name}", getattr(losses, name).item(), samples)
             writer.add_scalar("train/lr", scheduler.get_last_lr()[0], samples)
+            if args.model == "ram":
+                writer.add_scalar("train/std", model.location.std, samples)
             writer.add_scalar("perf/samples_per_s", speed, samples)
             bar.set_postfix(loss=f"{losses.total.item():.3f}", acc=f"{losses.accuracy.item():.3f}",
                             sps=f"{speed:,.0f}", best_val=f"{best_val:.2f}%" if history else "-")
@@ -435,8 +476,12 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     # test: the best checkpoint by validation error, measured once, never used for selection
     best = checkpoint.load(run_dir / "best.pt")
     model.load_state_dict(best["model"])
+    if args.model == "ram":
+        model.location.std = config.std  # Monte-Carlo rollouts draw with the std the agent keeps
     results = test(model, args, task, best, elapsed)
     results["params"] = n_params
+    if args.init is not None:  # a fine-tuned agent: what it had seen before this run
+        results["init"] = {"checkpoint": args.init, "samples": init_samples}
     results["history"] = history  # every evaluation, also those after the best one
     checkpoint.write_text(json.dumps(results, indent=2), run_dir / "results.json")
     # The trained agent alone (no optimiser state): small enough to ship, loadable by ram.agent.Agent.

@@ -56,12 +56,12 @@ def load(path: str | Path) -> dict[str, Any]:
     return obj
 
 
-AGENT_KEYS = ("args", "task", "model_config", "model", "samples", "val_error")
+AGENT_KEYS = ("args", "task", "model_config", "model", "samples", "val_error", "init_samples")
 
 
 def agent_only(state: dict[str, Any]) -> dict[str, Any]:
     """The part of a training checkpoint that a trained agent needs (no optimiser, RNG or history)."""
-    return {k: state[k] for k in AGENT_KEYS}
+    return {k: state[k] for k in AGENT_KEYS if k in state}
 
 
 def write_bytes(data: bytes, path: str | Path) -> None:

@@ -114,7 +114,9 @@ def test_visualize_and_evaluate_commands(mnist, tmp_path, capsys):
      (["--glimpses", "-1"], "positive"), (["--batch-size", "0"], "positive"), (["--resume"], "--run-dir"),
      (["--lr", "abc"], "invalid float"), (["evaluate", "/no/such/run"], "no checkpoint"),
      (["visualize", "/no/such/run"], "no checkpoint"), (["--lr-final", "2"], "lr-final"),
-     (["evaluate", "x", "--threads", "0"], "threads"), (["evaluate", "x", "--split", "train"], "invalid choice")],
+     (["evaluate", "x", "--threads", "0"], "threads"), (["evaluate", "x", "--split", "train"], "invalid choice"),
+     (["--std-final", "0"], "must be > 0"), (["--model", "fc", "--std-final", "0.1"], "no location policy"),
+     (["--init", "/no/such/run"], "no such checkpoint")],
 )
 def test_cli_errors_are_one_line_and_non_zero(argv, message, capsys):
     code = train.main(argv)
@@ -165,3 +167,34 @@ def test_whole_canvas_models_train_and_evaluate_through_the_same_cli(mnist, tmp_
         assert train.main(["visualize", str(tmp_path / model), "--n", "2"]) == 0
     else:
         assert train.main(["visualize", str(tmp_path / model)]) == 2
+
+
+def test_std_anneals_to_std_final_and_the_agent_keeps_it(mnist, tmp_path):
+    assert run(tmp_path, "anneal", "--samples", "64", "--eval-every", "64", "--std", "0.2", "--std-final",
+               "0.05") == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "anneal" / "tb")).Reload()
+    assert acc.Tags()["scalars"] and "train/std" in acc.Tags()["scalars"]
+    # One logged point (step 4 of 4): the std used for that step, on the cosine between 0.2 and 0.05.
+    (point,) = acc.Scalars("train/std")
+    assert point.value == pytest.approx(0.05 + 0.15 * 0.5 * (1 + np.cos(np.pi * 3 / 4)), rel=1e-6)
+    # The trained agent, and its Monte-Carlo rollouts, keep the final std.
+    assert Agent.from_checkpoint(tmp_path / "anneal" / "agent.pt").model.location.std == 0.05
+
+
+def test_init_starts_from_a_trained_agent_and_counts_its_samples(mnist, tmp_path, capsys):
+    assert run(tmp_path, "base", "--samples", "64", "--eval-every", "64") == 0
+    base = checkpoint.load(tmp_path / "base" / "agent.pt")
+    # Zero learning rate: the fine-tuned weights are exactly the loaded ones.
+    assert run(tmp_path, "tuned", "--samples", "32", "--eval-every", "32", "--lr", "1e-12", "--lr-final", "0",
+               "--std", "0.05", "--init", str(tmp_path / "base" / "agent.pt")) == 0
+    tuned = checkpoint.load(tmp_path / "tuned" / "agent.pt")
+    for name in base["model"]:
+        torch.testing.assert_close(tuned["model"][name], base["model"][name], rtol=0, atol=1e-9)
+    results = json.loads((tmp_path / "tuned" / "results.json").read_text())
+    assert results["init"]["samples"] == 64 and tuned["init_samples"] == 64
+    capsys.readouterr()
+    assert run(tmp_path, "other", "--samples", "32", "--hidden-size", "16", "--init", str(tmp_path / "base")) == 2
+    err = capsys.readouterr().err
+    assert "different architecture (hidden_size differ" in err and "\n" not in err.strip()
