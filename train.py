@@ -444,7 +444,13 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
                             sps=f"{speed:,.0f}", best_val=f"{best_val:.2f}%" if history else "-")
 
         stopping = args.stop_after is not None and samples - start_samples >= args.stop_after
-        if step % eval_steps == 0 or step == total_steps or stopping:
+        # The last step evaluates too, unless a scheduled evaluation came less than half a period before it.
+        last_eval = history[-1]["samples"] // args.batch_size if history else 0
+        if history and step == total_steps and step - last_eval < eval_steps // 2 and not stopping:
+            now = time.perf_counter()
+            elapsed, tic = elapsed + now - tic, now
+            checkpoint.save(state_dict(history[-1]["val_error"]), run_dir / "last.pt")
+        elif step % eval_steps == 0 or step == total_steps or stopping:
             elapsed += time.perf_counter() - tic
             val = evaluate(model, val_env, val_env.split_size, seed=args.seed)
             tic = time.perf_counter()

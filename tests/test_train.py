@@ -198,3 +198,14 @@ def test_init_starts_from_a_trained_agent_and_counts_its_samples(mnist, tmp_path
     assert run(tmp_path, "other", "--samples", "32", "--hidden-size", "16", "--init", str(tmp_path / "base")) == 2
     err = capsys.readouterr().err
     assert "different architecture (hidden_size differ" in err and "\n" not in err.strip()
+
+
+def test_no_second_validation_pass_just_after_a_scheduled_one(mnist, tmp_path):
+    # 5 steps of 16, evaluated every 4 steps: step 5 is a quarter period after step 4, so it is not evaluated again.
+    assert run(tmp_path, "end", "--samples", "80", "--eval-every", "64", "--batch-size", "16") == 0
+    results = json.loads((tmp_path / "end" / "results.json").read_text())
+    assert [h["samples"] for h in results["history"]] == [64]
+    assert checkpoint.load(tmp_path / "end" / "last.pt")["step"] == 5
+    # Half a period or more after it, the end of the run is evaluated.
+    assert run(tmp_path, "end2", "--samples", "96", "--eval-every", "64", "--batch-size", "16") == 0
+    assert [h["samples"] for h in json.loads((tmp_path / "end2" / "results.json").read_text())["history"]] == [64, 96]
