@@ -63,6 +63,7 @@ class Args:
     hidden_size: int = _flag(256, "units of the core network h_t")
     glimpse_hidden: int = _flag(128, "units of each glimpse-network pathway, h_g (what) and h_l (where)")
     g_size: int = _flag(256, "units of the glimpse representation g_t")
+    loc_hidden: int = _flag(0, "units of a ReLU hidden layer in the location policy (0: the paper's linear map)")
     std: float = _flag(0.2, "standard deviation of the Gaussian location policy (canvas spans [-1, 1])")
     std_final: float | None = _flag(None, "anneal the policy's std from --std to this by the end of the run (cosine, "
                                     "like the learning rate); Monte-Carlo tests use it (default: --std throughout)")
@@ -138,6 +139,8 @@ def parse_args(argv: list[str]) -> Args:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.loc_hidden < 0:
+        raise UsageError(f"--loc-hidden must be >= 0, got {args.loc_hidden}")
     if args.clutter is not None and args.clutter < 0:
         raise UsageError(f"--clutter must be >= 0, got {args.clutter}")
     if not args.std > 0 or not args.lr > 0 or not (args.std_final is None or args.std_final > 0):
@@ -264,6 +267,7 @@ def build_model(args: Args, task, env):
         config = RAMConfig(glimpse_shape=env.single_observation_space["glimpse"].shape, n_classes=n_classes,
                            hg_size=args.glimpse_hidden, hl_size=args.glimpse_hidden, g_size=args.g_size,
                            hidden_size=args.hidden_size, core=args.core, policy=args.policy,
+                           loc_hidden=args.loc_hidden,
                            # the std the trained agent keeps (train() anneals towards it while training)
                            std=args.std if args.std_final is None else args.std_final)
         return RecurrentAttention(config), config

@@ -45,6 +45,7 @@ class RAMConfig:
     hidden_size: int = 256  # h_t
     core: str = "rnn"  # "rnn" (the paper's ReLU RNN) or "lstm"
     std: float = 0.2  # fixed standard deviation of the location policy, in units of the [-1, 1] canvas
+    loc_hidden: int = 0  # a ReLU hidden layer of this size in the location policy (0: the paper's linear mean)
     policy: str = "learned"  # "random": uniform random locations, the paper's ablation (no REINFORCE to do)
 
     def __post_init__(self) -> None:
@@ -54,6 +55,8 @@ class RAMConfig:
             raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
         if not self.std > 0:
             raise ValueError(f"std must be > 0, got {self.std}")
+        if self.loc_hidden < 0:
+            raise ValueError(f"loc_hidden must be >= 0, got {self.loc_hidden}")
         for name in ("n_classes", "hg_size", "hl_size", "g_size", "hidden_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -97,16 +100,18 @@ class CoreNetwork(nn.Module):
 
 
 class LocationPolicy(nn.Module):
-    """l_t ~ N(mu, std^2 I), mu = tanh(Linear(h_t)): a Gaussian policy with fixed std over [-1, 1]^2."""
+    """l_t ~ N(mu, std^2 I), mu = tanh(Linear(h_t)) (or tanh(Linear(ReLU(Linear(h_t)))) with a hidden layer): a
+    Gaussian policy with fixed std over [-1, 1]^2."""
 
-    def __init__(self, *, hidden_size: int, std: float):
+    def __init__(self, *, hidden_size: int, std: float, loc_hidden: int = 0):
         super().__init__()
-        self.fc = nn.Linear(hidden_size, 2)
+        self.hidden = nn.Linear(hidden_size, loc_hidden) if loc_hidden else None
+        self.fc = nn.Linear(loc_hidden or hidden_size, 2)
         self.std = std
 
     def forward(self, h_t: Tensor, *, greedy: bool = False) -> tuple[Tensor, Tensor]:
         """(mu, l_t): the mean and the location drawn (mu itself if greedy)."""
-        mu = torch.tanh(self.fc(h_t))
+        mu = torch.tanh(self.fc(h_t if self.hidden is None else F.relu(self.hidden(h_t))))
         # The draw itself carries no gradient: REINFORCE reaches mu through log_prob alone.
         l_t = mu.detach() if greedy else (mu.detach() + self.std * torch.randn_like(mu))
         return mu, l_t
@@ -168,7 +173,7 @@ class RecurrentAttention(nn.Module):
         k, g, _ = c.glimpse_shape
         self.glimpse = GlimpseNetwork(glimpse_size=k * g * g, hg_size=c.hg_size, hl_size=c.hl_size, g_size=c.g_size)
         self.core = CoreNetwork(g_size=c.g_size, hidden_size=c.hidden_size, core=c.core)
-        self.location = LocationPolicy(hidden_size=c.hidden_size, std=c.std)
+        self.location = LocationPolicy(hidden_size=c.hidden_size, std=c.std, loc_hidden=c.loc_hidden)
         self.classifier = Classifier(hidden_size=c.hidden_size, n_classes=c.n_classes)
         self.baseline = Baseline(hidden_size=c.hidden_size)
 

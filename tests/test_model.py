@@ -7,10 +7,10 @@ from ram.model import RAMConfig, RecurrentAttention, hybrid_loss, log_normal
 from ram.retina import Retina
 
 
-def make(core="rnn", glimpse_shape=(2, 6, 6)):
+def make(core="rnn", glimpse_shape=(2, 6, 6), loc_hidden=0):
     torch.manual_seed(0)
     return RecurrentAttention(RAMConfig(glimpse_shape=glimpse_shape, hg_size=8, hl_size=8, g_size=16,
-                                        hidden_size=16, core=core, std=0.2))
+                                        hidden_size=16, core=core, std=0.2, loc_hidden=loc_hidden))
 
 
 def roll(model, B=5, T=4, size=30):
@@ -41,9 +41,10 @@ def test_shapes(core):
     assert (out.locations.abs() <= 1).all()  # what the sensor saw is clipped
 
 
-@pytest.mark.parametrize("core", ["rnn", "lstm"])
-def test_gradient_routing(core):
-    model = make(core)
+@pytest.mark.parametrize("core,loc_hidden", [("rnn", 0), ("lstm", 0), ("rnn", 8)])
+def test_gradient_routing(core, loc_hidden):
+    model = make(core, loc_hidden=loc_hidden)
+    assert (model.location.hidden is not None) == bool(loc_hidden)
     out, labels = roll(model)
     losses = hybrid_loss(out.logits, labels, out.log_pi, out.b)
     # Cross-entropy: classifier, core and glimpse networks; never the location policy or the baseline.
