@@ -511,7 +511,8 @@ def test(model, args: Args, task, best: dict, elapsed: float) -> dict:
     errors = evaluate(model, test_env, test_env.split_size, mc_samples=args.mc_samples, seed=args.seed)
     return {
         "task": asdict(task), "checkpoint": "best.pt", "samples": best["samples"], "val_error": best["val_error"],
-        "test": {**errors, "mc_samples": args.mc_samples, "n": test_env.split_size},
+        "test": {**errors, **({"mc_samples": args.mc_samples} if "mc_error" in errors else {}),
+                 "n": test_env.split_size},
         "train_minutes": elapsed / 60, "test_minutes": (time.perf_counter() - tic) / 60,
     }
 
@@ -521,7 +522,10 @@ def load_run(run: str, data_dir: str | None):
     from envs.tasks import Task
     from ram.checkpoint import load
 
-    path = Path(run) / "best.pt" if Path(run).is_dir() else Path(run)
+    path = Path(run)
+    if path.is_dir():  # a run folder: its best checkpoint, or the agent.pt shipped in place of it
+        shipped = (path / "agent.pt").exists() and not (path / "best.pt").exists()
+        path = path / ("agent.pt" if shipped else "best.pt")
     state = load(path)
     return path, state, Args(**{**state["args"], "data_dir": data_dir}), Task(**state["task"])
 
@@ -529,7 +533,7 @@ def load_run(run: str, data_dir: str | None):
 def evaluate_command(argv: list[str]) -> int:
     parser = Parser(prog="train.py evaluate", description="Test error of a trained agent, "
                     "greedy and Monte-Carlo, on the fixed test (or validation) set.")
-    parser.add_argument("run", help="run folder (uses its best.pt) or checkpoint file")
+    parser.add_argument("run", help="run folder (its best.pt, else its agent.pt) or checkpoint file")
     parser.add_argument("--split", default="test", choices=("test", "val"), help="fixed set to evaluate on")
     parser.add_argument("--mc-samples", type=int, default=10, help="rollouts averaged for the Monte-Carlo error "
                         "(0: greedy only)")
@@ -580,7 +584,7 @@ def visualize_command(argv: list[str]) -> int:
     parser = Parser(prog="train.py visualize", description="Draw where a trained model looks: a PNG grid and an "
                     "animated GIF, on test canvases: glimpse trajectories (ram, soft-glimpse) or attention heatmaps "
                     "(soft).")
-    parser.add_argument("run", help="run folder (uses its best.pt) or checkpoint file")
+    parser.add_argument("run", help="run folder (its best.pt, else its agent.pt) or checkpoint file")
     parser.add_argument("--n", type=int, default=8, help="number of canvases")
     parser.add_argument("--first", type=int, default=0, help="index of the first test canvas shown")
     parser.add_argument("--out", default=None, help="output path without extension (default: RUN/glimpses or "
@@ -630,7 +634,8 @@ def compare_command(argv: list[str]) -> int:
     parser = Parser(prog="train.py compare", description="Compare trained runs: test error, parameters, training "
                     "time, multiply-accumulates and latency per image, pixels examined, cost against canvas size, "
                     "learning curves. Writes OUT/report.md, OUT/scaling.png and OUT/curves.png.")
-    parser.add_argument("runs", nargs="+", help="run folders (each with results.json and best.pt)")
+    parser.add_argument("runs", nargs="+", help="run folders (each with results.json and best.pt or agent.pt), "
+                        "e.g. results/cluttered60-6g")
     parser.add_argument("--out", default="comparison", help="output folder")
     parser.add_argument("--canvases", default="60,100,200,400", help="canvas sides for the scaling measurement")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per latency (median)")
@@ -668,6 +673,8 @@ def compare_command(argv: list[str]) -> int:
         fn = compare.forward_fn(model, retina=retina, n_glimpses=task.n_glimpses)
         images = torch.from_numpy(fixed(mnist, task, "test", 0, 256).images)
         name = f"{args.model} {task.name} T={task.n_glimpses}"
+        if name in curves:  # two runs of one model: tell them apart by their folders
+            name = f"{name} ({Path(run).name})"
         rows.append({
             "name": name, "greedy": results["test"]["greedy_error"], "mc": results["test"].get("mc_error"),
             "params": sum(p.numel() for p in model.parameters()), "minutes": results["train_minutes"],

@@ -37,12 +37,15 @@ def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
     assert train.main([*common, "--run-dir", str(tmp_path / "ram")]) == 0
     assert train.main([*common, "--model", "soft", "--run-dir", str(tmp_path / "soft")]) == 0
     out = tmp_path / "cmp"
-    assert train.main(["compare", str(tmp_path / "ram"), str(tmp_path / "soft"), "--out", str(out),
-                       "--canvases", "28,60", "--repeats", "1", "--threads", "1"]) == 0
+    for name in ("best.pt", "last.pt"):  # the RAM run as shipped in results/: results.json and agent.pt alone
+        (tmp_path / "ram" / name).unlink()
+    assert train.main(["compare", str(tmp_path / "ram"), str(tmp_path / "soft"), str(tmp_path / "ram"),
+                       "--out", str(out), "--canvases", "28,60", "--repeats", "1", "--threads", "1"]) == 0
     report = (out / "report.md").read_text()
     assert "| ram mnist28 T=2 |" in report and "| soft mnist28 T=2 |" in report
+    assert "| ram mnist28 T=2 (ram) |" in report  # a second run of the same model is named by its folder
     data = json.loads((out / "report.json").read_text())
-    ram_row, soft_row = data["models"]
+    ram_row, soft_row, _ = data["models"]
     assert ram_row["pixels"] == 2 * 64 and soft_row["pixels"] == 28 * 28
     ram_macs = {r["canvas"]: r["macs"] for r in data["scaling"] if r["name"].startswith("ram")}
     soft_macs = {r["canvas"]: r["macs"] for r in data["scaling"] if r["name"].startswith("soft")}
