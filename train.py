@@ -94,6 +94,10 @@ class UsageError(Exception):
     """A mistake in the command line: reported in one line, exit code 2."""
 
 
+class TrainingError(Exception):
+    """A run that cannot go on (e.g. a non-finite loss): reported in one line, exit code 1."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse whose errors are one line (no usage dump), raised as UsageError."""
 
@@ -422,6 +426,10 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
             reinforce_weight = 0.0
         losses = hybrid_loss(logits, labels, log_pi, b, reward=reward, reinforce_weight=reinforce_weight,
                              baseline_weight=args.baseline_weight)
+        if not torch.isfinite(losses.total):
+            # Stop before the optimiser spreads NaN into the weights: last.pt and best.pt hold the last good state.
+            raise TrainingError(f"the loss became {losses.total.item()} at {step * args.batch_size:,} samples; "
+                                f"{run_dir / 'last.pt'} holds the last evaluated state (try a smaller --lr)")
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         if args.clip_grad > 0:
@@ -736,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(json.dumps({k: results[k] for k in ("test", "val_error", "train_minutes")}, indent=2))
         return 0
-    except (UsageError, DataError, CheckpointError) as e:
+    except (UsageError, DataError, CheckpointError, TrainingError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
     except KeyboardInterrupt:

@@ -26,6 +26,7 @@ from ram.model import CoreNetwork, GlimpseNetwork
 from ram.retina import gaussian_read
 
 SCORES = ("additive", "dot", "scaled_dot", "general")
+LOG4 = math.log(4.0)
 
 
 class SoftOutput(NamedTuple):
@@ -150,7 +151,8 @@ class SoftGlimpseConfig:
 
 class SoftGlimpseRAM(nn.Module):
     """RAM with a differentiable glimpse: rho = gaussian_read(x, centre, stride, sigma, gamma), read parameters
-    = Linear(h_{t-1}); the same glimpse, core and classifier networks, all trained by backpropagation."""
+    = bounded maps of Linear(h_{t-1}); the same glimpse, core and classifier networks, all trained by
+    backpropagation."""
 
     def __init__(self, config: SoftGlimpseConfig):
         super().__init__()
@@ -172,11 +174,13 @@ class SoftGlimpseRAM(nn.Module):
         for _ in range(self.config.n_steps):
             p = self.read_params(state[0])
             centre = torch.tanh(p[:, :2])
-            # Stride and width are relative to the canvas: exp(0) makes the coarsest scale span the whole canvas.
+            # Stride and width are relative to the canvas: a zero parameter makes the coarsest scale span the whole
+            # canvas. Each factor is bounded (exp of a tanh): unbounded exps let one large step blow the ReLU core
+            # up to inf (a 60x60 run went NaN within 80k images).
             widest = self.config.glimpse_size * self.config.scale ** (self.config.n_scales - 1)
-            stride = torch.exp(p[:, 2]) * C / widest
-            sigma = torch.exp(p[:, 3]) * stride / 2
-            gamma = torch.exp(p[:, 4])
+            stride = torch.exp(LOG4 * torch.tanh(p[:, 2])) * C / widest  # 1/4 to 4 times that
+            sigma = torch.exp(LOG4 * torch.tanh(p[:, 3])) * stride / 2
+            gamma = torch.exp(torch.tanh(p[:, 4]))  # intensity in [1/e, e]
             rho = gaussian_read(x, centre, stride, sigma, gamma, n=self.config.glimpse_size, k=self.config.n_scales,
                                 s=self.config.scale)
             state = self.core(self.glimpse(rho, centre), state)

@@ -209,3 +209,24 @@ def test_no_second_validation_pass_just_after_a_scheduled_one(mnist, tmp_path):
     # Half a period or more after it, the end of the run is evaluated.
     assert run(tmp_path, "end2", "--samples", "96", "--eval-every", "64", "--batch-size", "16") == 0
     assert [h["samples"] for h in json.loads((tmp_path / "end2" / "results.json").read_text())["history"]] == [64, 96]
+
+
+def test_a_non_finite_loss_stops_the_run_in_one_line_and_keeps_the_last_good_state(mnist, tmp_path, capsys,
+                                                                                   monkeypatch):
+    assert run(tmp_path, "nan", "--samples", "64", "--eval-every", "32", "--stop-after", "32") == 0
+    good = checkpoint.load(tmp_path / "nan" / "last.pt")
+    from ram import model as ram_model
+
+    real = ram_model.hybrid_loss
+
+    def poisoned(*a, **kw):
+        losses = real(*a, **kw)
+        return losses._replace(total=losses.total * float("nan"))
+
+    monkeypatch.setattr(ram_model, "hybrid_loss", poisoned)
+    capsys.readouterr()
+    assert train.main(["--run-dir", str(tmp_path / "nan"), "--resume", "--no-progress", "--threads", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "the loss became nan at 32 samples" in err and "\n" not in err
+    kept = checkpoint.load(tmp_path / "nan" / "last.pt")
+    assert kept["step"] == good["step"] and all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
