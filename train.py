@@ -662,6 +662,7 @@ def compare_command(argv: list[str]) -> int:
     from envs import load_mnist
     from envs.tasks import fixed
     from ram import compare
+    from ram.agent import Agent
     from ram.checkpoint import write_bytes, write_text
     from ram.plots import curves_figure, scaling_figure
     from ram.retina import Retina
@@ -680,7 +681,9 @@ def compare_command(argv: list[str]) -> int:
         retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale) if args.model == "ram" else None
         fn = compare.forward_fn(model, retina=retina, n_glimpses=task.n_glimpses)
         images = torch.from_numpy(fixed(mnist, task, "test", 0, 256).images)
-        name = f"{args.model} {task.name} T={task.n_glimpses}"
+        kind = "ram, random glimpses" if args.model == "ram" and args.policy == "random" else args.model
+        name = f"{kind} {task.name}" + (f" T={task.n_glimpses}" if args.model in ("ram", "soft", "soft-glimpse")
+                                          else "")
         if name in curves:  # two runs of one model: tell them apart by their folders
             name = f"{name} ({Path(run).name})"
         rows.append({
@@ -689,7 +692,11 @@ def compare_command(argv: list[str]) -> int:
             "macs": compare.count_macs(fn, images[:1]),
             "latency_1": compare.latency(fn, images[:1], repeats=opts.repeats) * 1e3,
             "latency_256": compare.latency(fn, images, repeats=opts.repeats) * 1e3 / 256,
-            "pixels": compare.pixels_examined(canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses),
+            "values": compare.values_read(canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses),
+            # RAM: the union of its glimpses on these test canvases (greedy paths); the others see every pixel.
+            "pixels": (compare.pixels_covered(torch.from_numpy(Agent.from_state(state).predict(images.numpy())
+                                                               .locations), retina, task.canvas_size)
+                       if retina is not None else float(task.canvas_size**2)),
         })
         curves[name] = results["history"]
         for C in canvases:
@@ -701,14 +708,19 @@ def compare_command(argv: list[str]) -> int:
             scaling.append({"name": name, "canvas": C, "macs": compare.count_macs(sized, x),
                             "latency_ms": compare.latency(sized, x, repeats=opts.repeats) * 1e3})
     out = Path(opts.out)
-    lines = ["# Comparison", "", f"Measured on this machine with {opts.threads} threads; latencies are medians of "
-             f"{opts.repeats} repeats. Errors are on the 10,000 fixed test canvases.", "",
+    threads = f"{opts.threads} thread" + ("s" if opts.threads > 1 else "")
+    lines = ["# Comparison", "", f"Measured on this machine with {threads}; latencies are medians of {opts.repeats} "
+             "repeats. Errors are on the 10,000 fixed test canvases (greedy: mean locations, or one random path for "
+             "random glimpses; MC: 10 sampled rollouts averaged). Values read: the numbers that enter the model per "
+             "image. Pixels covered: canvas pixels under at least one glimpse (greedy paths on 256 test canvases), "
+             "or the whole canvas.", "",
              "| model | test error greedy | test error MC | params | train min | MACs/image | latency b=1 (ms) | "
-             "latency b=256 (ms/image) | pixels examined |", "|---|---|---|---|---|---|---|---|---|"]
+             "latency b=256 (ms/image) | values read | pixels covered |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mc = "-" if r["mc"] is None else f"{r['mc']:.2f}%"
         lines.append(f"| {r['name']} | {r['greedy']:.2f}% | {mc} | {r['params']:,} | {r['minutes']:.0f} | "
-                     f"{r['macs']:,} | {r['latency_1']:.2f} | {r['latency_256']:.3f} | {r['pixels']:,} |")
+                     f"{r['macs']:,} | {r['latency_1']:.2f} | {r['latency_256']:.3f} | {r['values']:,} | "
+                     f"{r['pixels']:,.0f} |")
     lines += ["", "## Cost against canvas size (batch 1)", "", "| model | canvas | MACs/image | latency (ms) |",
               "|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['canvas']} | {r['macs']:,} | {r['latency_ms']:.2f} |" for r in scaling]

@@ -54,10 +54,20 @@ def latency(fn: Callable, images: Tensor, *, repeats: int = 7, min_seconds: floa
     return statistics.median(times)
 
 
-def pixels_examined(*, canvas_size: int, retina: Retina | None = None, n_glimpses: int = 0) -> int:
-    """Canvas pixels that enter the model per image: RAM reads T glimpses of k patches (their footprint inside the
-    canvas at most, counted with overlaps); a whole-canvas model reads every pixel."""
+def values_read(*, canvas_size: int, retina: Retina | None = None, n_glimpses: int = 0) -> int:
+    """Numbers that enter the model per image: RAM's sensor gives T glimpses of k patches of g x g values (each an
+    average of the pixels under it); a whole-canvas model reads every pixel."""
     if retina is None:
         return canvas_size * canvas_size
-    per_glimpse = sum(min(retina.g * retina.s**i, canvas_size) ** 2 for i in range(retina.k))
-    return n_glimpses * per_glimpse
+    return n_glimpses * retina.k * retina.g * retina.g
+
+
+def pixels_covered(locations: Tensor, retina: Retina, canvas_size: int) -> float:
+    """Mean number of canvas pixels under at least one of a trajectory's glimpse patches (the union of every scale
+    of every glimpse, clipped to the canvas): locations (N, T, 2) in [-1, 1] -> pixels per image."""
+    boxes = retina.boxes(locations, canvas_size).clamp(0, canvas_size)  # (N, T, k, 4)
+    grid = torch.arange(canvas_size)
+    inside_x = (grid >= boxes[..., 0, None]) & (grid < boxes[..., 2, None])  # (N, T, k, C)
+    inside_y = (grid >= boxes[..., 1, None]) & (grid < boxes[..., 3, None])
+    covered = (inside_y[..., :, None] & inside_x[..., None, :]).flatten(1, 2).any(1)  # (N, C, C)
+    return covered.float().sum((1, 2)).mean().item()

@@ -83,6 +83,7 @@ def curves_figure(histories: dict[str, list[dict]]) -> Figure:
             ax.plot([h[key] for h in history], [h["val_error"] for h in history], label=name)
         ax.set_xlabel(label)
         ax.set_ylabel("validation error (%)")
+        ax.set_xscale("log")  # runs of 1M and of 20M images on one axis
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)

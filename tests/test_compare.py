@@ -26,9 +26,17 @@ def test_macs_of_a_tiny_ram_match_a_hand_count_and_do_not_grow_with_the_canvas()
 
 
 def test_pixels_examined():
-    assert compare.pixels_examined(canvas_size=60) == 3600
-    assert compare.pixels_examined(canvas_size=60, retina=Retina(g=12, k=3), n_glimpses=6) == 6 * (144 + 576 + 2304)
-    assert compare.pixels_examined(canvas_size=28, retina=Retina(g=12, k=3), n_glimpses=1) == 144 + 576 + 784
+    assert compare.values_read(canvas_size=60) == 3600
+    assert compare.values_read(canvas_size=60, retina=Retina(g=12, k=3), n_glimpses=6) == 6 * 3 * 144
+    retina = Retina(g=12, k=3)
+    # One glimpse at the centre of a 60-pixel canvas: its widest patch (48 x 48) covers the smaller two.
+    assert compare.pixels_covered(torch.zeros(1, 1, 2), retina, 60) == 48 * 48
+    # In a corner the widest patch is clipped to the canvas; two glimpses in opposite corners add up.
+    corner = retina.boxes(torch.tensor([[-1.0, -1.0]]), 60)[0, -1]  # (x0, y0, x1, y1) of the widest patch
+    inside = int((corner[2].clamp(0, 60) - corner[0].clamp(0, 60)) * (corner[3].clamp(0, 60) - corner[1].clamp(0, 60)))
+    assert compare.pixels_covered(torch.tensor([[[-1.0, -1.0]]]), retina, 60) == inside < 48 * 48
+    assert compare.pixels_covered(torch.tensor([[[-1.0, -1.0], [1.0, 1.0]]]), retina, 60) == 2 * inside
+    assert compare.pixels_covered(torch.tensor([[[0.0, 0.0], [0.0, 0.0]]]), retina, 60) == 48 * 48  # overlaps once
 
 
 def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
@@ -46,7 +54,8 @@ def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
     assert "| ram mnist28 T=2 (ram) |" in report  # a second run of the same model is named by its folder
     data = json.loads((out / "report.json").read_text())
     ram_row, soft_row, _ = data["models"]
-    assert ram_row["pixels"] == 2 * 64 and soft_row["pixels"] == 28 * 28
+    assert ram_row["values"] == 2 * 64 and soft_row["values"] == soft_row["pixels"] == 28 * 28
+    assert 0 < ram_row["pixels"] <= 2 * 64  # mnist28: one 8x8 patch per glimpse, clipped to the canvas
     ram_macs = {r["canvas"]: r["macs"] for r in data["scaling"] if r["name"].startswith("ram")}
     soft_macs = {r["canvas"]: r["macs"] for r in data["scaling"] if r["name"].startswith("soft")}
     assert ram_macs[28] == ram_macs[60] and soft_macs[60] > 3 * soft_macs[28]  # RAM's cost is size-independent
