@@ -81,7 +81,8 @@ class Args:
     mc_samples: int = _flag(10, "rollouts averaged for the Monte-Carlo test error")
     seed: int = _flag(0, "random seed")
     threads: int = _flag(2, "torch CPU threads")
-    run_dir: str | None = _flag(None, "run folder (default: runs/TASK-Tg-sSEED)")
+    run_dir: str | None = _flag(None, "run folder (default: runs/TASK-Tg-sSEED for RAM, runs/TASK-MODEL-sSEED for "
+                                "the others)")
     resume: bool = _flag(False, "continue the run in --run-dir from its last checkpoint, with its own settings")
     data_dir: str | None = _flag(None, "MNIST cache folder (default: $RAM_DATA_DIR, else $XDG_CACHE_HOME/ram/mnist, "
                                  "else ~/.cache/ram/mnist)")
@@ -167,6 +168,13 @@ def task_of(args: Args):
                         scale=args.scale)
     except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+def default_run_dir(args: Args, task) -> str:
+    """runs/TASK-Tg-sSEED for RAM (TASK-Tg-random-sSEED with random glimpses), runs/TASK-MODEL-sSEED otherwise."""
+    if args.model != "ram":
+        return f"runs/{args.task}-{args.model}-s{args.seed}"
+    return f"runs/{args.task}-{task.n_glimpses}g{'-random' if args.policy == 'random' else ''}-s{args.seed}"
 
 
 def seed_everything(seed: int) -> None:
@@ -339,7 +347,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     from ram.model import hybrid_loss
 
     task = task_of(args)
-    run_dir = Path(args.run_dir or f"runs/{args.task}-{task.n_glimpses}g-s{args.seed}")
+    run_dir = Path(args.run_dir or default_run_dir(args, task))
     resumed = None
     if args.resume:
         if not (run_dir / "last.pt").exists():

@@ -230,3 +230,10 @@ def test_a_non_finite_loss_stops_the_run_in_one_line_and_keeps_the_last_good_sta
     assert "the loss became nan at 32 samples" in err and "\n" not in err
     kept = checkpoint.load(tmp_path / "nan" / "last.pt")
     assert kept["step"] == good["step"] and all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
+
+
+def test_default_run_folders_differ_by_model_and_policy():
+    folders = {train.default_run_dir(train.parse_args(argv), train.task_of(train.parse_args(argv))) for argv in (
+        [], ["--model", "soft"], ["--model", "cnn"], ["--policy", "random", "--glimpses", "8"], ["--glimpses", "8"])}
+    assert folders == {"runs/cluttered60-6g-s0", "runs/cluttered60-soft-s0", "runs/cluttered60-cnn-s0",
+                       "runs/cluttered60-8g-random-s0", "runs/cluttered60-8g-s0"}
