@@ -301,7 +301,7 @@ def load_init(model, config, args: Args) -> int:
     (the policy's std may differ: that is what fine-tuning usually changes)."""
     from ram.checkpoint import load
 
-    path = Path(args.init) / "best.pt" if Path(args.init).is_dir() else Path(args.init)
+    path = checkpoint_path(args.init)
     if not path.exists():
         raise UsageError(f"--init {args.init}: no such checkpoint")
     state = load(path)
@@ -377,14 +377,14 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, foreach=True)
     total_steps = math.ceil(args.samples / args.batch_size)
 
-    def lr_factor(step: int) -> float:  # cosine from 1 to lr_final over the run
-        return args.lr_final + (1 - args.lr_final) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
+    def cosine(step: int, start: float, end: float) -> float:  # from start at step 0 to end at the last step
+        return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
 
-    def std_at(step: int) -> float:  # the policy's std: --std, annealed to --std-final on the lr's cosine
-        if args.std_final is None:
-            return args.std
-        return args.std_final + (args.std - args.std_final) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps,
-                                                                                                  1.0)))
+    def lr_factor(step: int) -> float:
+        return cosine(step, 1.0, args.lr_final)
+
+    def std_at(step: int) -> float:  # the policy's std: --std, or annealed to --std-final on the lr's cosine
+        return args.std if args.std_final is None else cosine(step, args.std, args.std_final)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     step, best_val, elapsed, history = 0, float("inf"), 0.0, []
@@ -533,15 +533,21 @@ def test(model, args: Args, task, best: dict, elapsed: float) -> dict:
     }
 
 
+def checkpoint_path(run: str) -> Path:
+    """A checkpoint file as given, or a run folder's: its best.pt, else the agent.pt shipped in place of it."""
+    path = Path(run)
+    if not path.is_dir():
+        return path
+    shipped = (path / "agent.pt").exists() and not (path / "best.pt").exists()
+    return path / ("agent.pt" if shipped else "best.pt")
+
+
 def load_run(run: str, data_dir: str | None):
     """(checkpoint path, its contents, Args, Task) of RUN: a run folder (its best.pt) or a checkpoint file."""
     from envs.tasks import Task
     from ram.checkpoint import load
 
-    path = Path(run)
-    if path.is_dir():  # a run folder: its best checkpoint, or the agent.pt shipped in place of it
-        shipped = (path / "agent.pt").exists() and not (path / "best.pt").exists()
-        path = path / ("agent.pt" if shipped else "best.pt")
+    path = checkpoint_path(run)
     state = load(path)
     return path, state, Args(**{**state["args"], "data_dir": data_dir}), Task(**state["task"])
 
