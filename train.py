@@ -12,6 +12,7 @@ evaluate, checkpoint} -> test. Episodes are collected through the batched gymnas
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import io
 import json
@@ -338,6 +339,24 @@ def predict(model, env, *, greedy: bool, index=None, seed=None):
     return run_images(model, env, index=index, seed=seed)[:2]
 
 
+def keep_freed_memory() -> None:
+    """Let glibc keep the memory a training step frees, for the next step to reuse.
+
+    By default glibc serves every block of 128 KiB or more (a batch of 128 x 256 activations is exactly that) with
+    a fresh mmap and returns freed heap memory to the system, so each step faults its activations' pages back in.
+    Raising the mmap threshold (to glibc's maximum, 32 MiB) and the trim threshold removes that: measured +7 to +17%
+    samples/s on this project's training step. A no-op where the C library is not glibc.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # from glibc's malloc.h
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(M_TRIM_THRESHOLD, 512 << 20)
+    mallopt(M_TOP_PAD, 64 << 20)
+
+
 def train(args: Args, given: set[str] = frozenset()) -> dict:
     """Train (or, with args.resume, continue) a run; ``given`` names the flags set explicitly."""
     from torch.utils.tensorboard import SummaryWriter
@@ -366,6 +385,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
         raise UsageError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
 
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
     seed_everything(args.seed)
 
     # envs: fresh canvases for training, the fixed validation set for model selection
@@ -398,7 +418,9 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
         step, best_val, elapsed = resumed["step"], resumed["best_val_error"], resumed["elapsed"]
         history, init_samples = resumed["history"], resumed.get("init_samples", 0)
         torch.set_rng_state(resumed["rng"]["torch"])
-        env.np_random.bit_generator.state = resumed["rng"]["env"]
+        rng = resumed["rng"]["env"]
+        # Checkpoints from before the canvas stream saved np_random's state alone; their canvases continue afresh.
+        env.set_rng_state(rng if "np_random" in rng else {"np_random": rng, "canvases": None})
     n_params = sum(p.numel() for p in model.parameters())
     start_samples = step * args.batch_size
 
@@ -416,7 +438,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                 "samples": step * args.batch_size, "elapsed": elapsed, "best_val_error": best_val,
                 "val_error": val_error, "history": history, "init_samples": init_samples,
-                "rng": {"torch": torch.get_rng_state(), "env": env.np_random.bit_generator.state}}
+                "rng": {"torch": torch.get_rng_state(), "env": env.get_rng_state()}}
 
     bar = tqdm(total=total_steps, initial=step, disable=not args.progress, unit="step", dynamic_ncols=True,
                desc=f"{args.task} T={task.n_glimpses}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import gymnasium as gym
@@ -55,11 +56,77 @@ def _autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
     raise ValueError(f"autoreset_mode must be one of {[m.name for m in AutoresetMode]}, got {mode!r}")
 
 
+class _CanvasStream:
+    """Fresh training canvases with their integral images, in a fixed order, optionally made one chunk ahead on a
+    worker thread (so the next batch is drawn while the model trains on this one).
+
+    Canvases are made ``chunk`` at a time from one generator and handed out in order, whatever sizes are asked
+    for, so the sequence depends on the seed alone; ``state`` (the generator's state before the chunk in hand and
+    how many of its canvases are used) restores it exactly. Only one thread draws from the generator at a time.
+    """
+
+    def __init__(self, mnist: MNIST, task: Task, chunk: int, *, integral: bool, prefetch: bool):
+        self.mnist, self.task, self.chunk, self.integral = mnist, task, chunk, integral
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="canvases") if prefetch else None
+        self._bitgen = np.random.PCG64()
+        self._hand: tuple[dict, Canvases, torch.Tensor | None] | None = None
+        self._used = 0
+        self._next: Future | None = None
+
+    @property
+    def seeded(self) -> bool:
+        return self._hand is not None
+
+    @property
+    def state(self) -> dict:
+        return {"bitgen": self._hand[0], "used": self._used}
+
+    @state.setter
+    def state(self, state: dict) -> None:
+        if self._next is not None:
+            self._next.result()  # let a running draw finish before the generator is rewound
+        self._bitgen.state = state["bitgen"]
+        self._hand, self._used = self._make(), state["used"]
+        self._ahead()
+
+    def seed(self, seed: int) -> None:
+        self.state = {"bitgen": np.random.PCG64(seed).state, "used": 0}
+
+    def _make(self) -> tuple[dict, Canvases, torch.Tensor | None]:
+        before = self._bitgen.state
+        canvases = sample(self.mnist, self.task, self._bitgen, self.chunk)
+        return before, canvases, integral_image(torch.from_numpy(canvases.images)) if self.integral else None
+
+    def _ahead(self) -> None:
+        self._next = self._worker.submit(self._make) if self._worker else None
+
+    def take(self, n: int) -> tuple[Canvases, torch.Tensor | None]:
+        """The next n canvases and their integral images (None without ``integral``)."""
+        parts = []
+        while n > 0:
+            if self._used == self.chunk:
+                self._hand, self._used = (self._next.result() if self._next else self._make()), 0
+                self._ahead()
+            _, canvases, S = self._hand
+            a, b = self._used, min(self.chunk, self._used + n)
+            parts.append((Canvases(*(x[a:b] for x in canvases)), None if S is None else S[a:b]))
+            self._used, n = b, n - (b - a)
+        if len(parts) == 1:
+            return parts[0]
+        return (Canvases(*(np.concatenate(x) for x in zip(*(c for c, _ in parts)))),
+                None if parts[0][1] is None else torch.cat([S for _, S in parts]))
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+
+
 class _Episodes:
     """The batched state of n episodes (canvases, their integral images, locations, step counts): the shared
     mechanics of the single and the vector environment, so the two cannot drift apart."""
 
-    def __init__(self, *, task: Task, split: str, mnist: MNIST, start: str, observation: str, n: int):
+    def __init__(self, *, task: Task, split: str, mnist: MNIST, start: str, observation: str, n: int,
+                 prefetch: bool = False):
         if start not in STARTS:
             raise ValueError(f"start must be one of {STARTS}, got {start!r}")
         if observation not in OBSERVATIONS:
@@ -79,6 +146,8 @@ class _Episodes:
         self.t = np.zeros(n, np.int64)  # glimpses taken in the current episode
         self.cursor = 0
         self._blocks: dict[int, Canvases] = {}
+        self.stream = _CanvasStream(mnist, task, n, integral=observation == "glimpse",
+                                    prefetch=prefetch) if split == "train" else None
 
     @property
     def split_size(self) -> int | None:
@@ -119,12 +188,22 @@ class _Episodes:
                 target[rows] = source[index[rows] - block * BLOCK]
         return out
 
+    def reseed(self, bitgen: np.random.BitGenerator) -> None:
+        """On ``reset(seed=...)``: rewind the fixed split, and seed the canvas stream from the env's generator."""
+        self.cursor = 0
+        if self.stream is not None:
+            self.stream.seed(int(bitgen.random_raw()))
+
     def new(self, rows: np.ndarray, bitgen: np.random.BitGenerator, index: np.ndarray | None = None) -> None:
-        """Start episodes in ``rows``: fresh canvases on train, the next fixed ones (or ``index``) on val/test."""
+        """Start episodes in ``rows``: fresh canvases on train, the next fixed ones (or ``index``) on val/test.
+        ``bitgen`` draws the first glimpses (and seeds the canvas stream the first time)."""
+        S = None
         if self.split == "train":
             if index is not None:
                 raise ValueError("option 'index' only applies to the fixed splits val and test")
-            canvases = sample(self.mnist, self.task, bitgen, len(rows))
+            if not self.stream.seeded:
+                self.reseed(bitgen)
+            canvases, S = self.stream.take(len(rows))
             self.index[rows] = -1
         else:
             size = split_size(self.mnist, self.split)
@@ -138,7 +217,13 @@ class _Episodes:
             self.index[rows] = index
         self.images[rows] = canvases.images
         self.labels[rows] = canvases.labels
-        self.S[rows] = integral_image(torch.from_numpy(canvases.images))
+        if self.observation == "glimpse":
+            if S is None:
+                S = integral_image(torch.from_numpy(canvases.images))
+            if len(rows) == self.n:  # the usual case, all episodes at once: no copy
+                self.S = S if np.array_equal(rows, np.arange(self.n)) else S[np.argsort(rows)]
+            else:
+                self.S[rows] = S
         if self.start == "random":
             self.location[rows] = uniform_locations(bitgen, len(rows))
         else:
@@ -164,13 +249,14 @@ class _Episodes:
         return reward, terminated
 
 
-def _make_episodes(task, split, mnist, data_dir, start, observation, n, **overrides) -> _Episodes:
+def _make_episodes(task, split, mnist, data_dir, start, observation, n, prefetch, **overrides) -> _Episodes:
     if isinstance(task, str):
         task = get_task(task, **overrides)
     elif any(v is not None for v in overrides.values()):
         task = task.with_(**{k: v for k, v in overrides.items() if v is not None})
     mnist = mnist if mnist is not None else load_mnist(data_dir)
-    return _Episodes(task=task, split=split, mnist=mnist, start=start, observation=observation, n=n)
+    return _Episodes(task=task, split=split, mnist=mnist, start=start, observation=observation, n=n,
+                     prefetch=prefetch)
 
 
 class ClutteredMNISTEnv(gym.Env):
@@ -222,7 +308,7 @@ class ClutteredMNISTEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
-        self._episodes = _make_episodes(task, split, mnist, data_dir, start, observation, 1,
+        self._episodes = _make_episodes(task, split, mnist, data_dir, start, observation, 1, False,
                                         canvas_size=canvas_size, n_clutter=n_clutter, clutter_size=clutter_size,
                                         glimpse_size=glimpse_size, n_scales=n_scales, scale=scale,
                                         n_glimpses=n_glimpses)
@@ -238,7 +324,7 @@ class ClutteredMNISTEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if seed is not None:
-            self._episodes.cursor = 0
+            self._episodes.reseed(self.np_random.bit_generator)
         index = None if not options or "index" not in options else [options["index"]]
         self._episodes.new(self._rows, self.np_random.bit_generator, index)
         return self._obs(), {}
@@ -295,7 +381,7 @@ class ClutteredMNISTVectorEnv(VectorEnv):
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
-        self._episodes = _make_episodes(task, split, mnist, data_dir, start, observation, self.num_envs,
+        self._episodes = _make_episodes(task, split, mnist, data_dir, start, observation, self.num_envs, True,
                                         canvas_size=canvas_size, n_clutter=n_clutter, clutter_size=clutter_size,
                                         glimpse_size=glimpse_size, n_scales=n_scales, scale=scale,
                                         n_glimpses=n_glimpses)
@@ -311,7 +397,7 @@ class ClutteredMNISTVectorEnv(VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)  # seeds self.np_random
         if seed is not None:
-            self._episodes.cursor = 0
+            self._episodes.reseed(self.np_random.bit_generator)
         options = options or {}
         rows = self._all
         if "reset_mask" in options:
@@ -356,6 +442,23 @@ class ClutteredMNISTVectorEnv(VectorEnv):
             self._autoreset = terminated.copy()
         obs = e.observe()
         return obs, reward, terminated, np.zeros(n, bool), infos
+
+    def get_rng_state(self) -> dict:
+        """The random state of the env (its ``np_random`` and the stream of fresh canvases, which is made a batch
+        ahead): what ``set_rng_state`` needs to continue exactly where it was, e.g. to resume training."""
+        stream = self._episodes.stream
+        return {"np_random": self.np_random.bit_generator.state,
+                "canvases": stream.state if stream is not None and stream.seeded else None}
+
+    def set_rng_state(self, state: dict) -> None:
+        self.np_random.bit_generator.state = state["np_random"]
+        if state["canvases"] is not None:
+            self._episodes.stream.state = state["canvases"]
+
+    def close(self, **kwargs) -> None:
+        if self._episodes.stream is not None:
+            self._episodes.stream.close()
+        super().close(**kwargs)
 
     def canvases(self, index) -> Canvases:
         """Canvases ``index`` of the fixed split (val/test): images, labels, digit positions."""

@@ -11,7 +11,7 @@ Scale i (0-based) is a square of side ``g * s**i`` average-pooled down to ``g x 
 ``s**i x s**i`` pixels). Pixels outside the image count as zero.
 
 Pooling is computed from an integral image (summed-area table): every pooled cell is four look-ups,
-so a glimpse costs ``k * (g + 1)**2`` gathers whatever the scale, and a whole batch is one ``gather``
+so a glimpse costs ``k * (g + 1)**2`` gathers whatever the scale, and a whole batch is one ``take``
 call. For uint8 images the table is integer, so the pooled values are exact means.
 """
 
@@ -75,10 +75,12 @@ class Retina:
         return self.g * self.s ** (self.k - 1)
 
     @cached_property
-    def _geometry(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Constants of every read: patch sides (k,), cell sides (k,), cell edge steps (g + 1,), cell areas (k,)."""
+    def _geometry(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Constants of every read: patch sides (k,), cell edges relative to the centre (k, g + 1), cell areas (k,)."""
         cell = torch.tensor([self.s**i for i in range(self.k)], dtype=torch.int64)
-        return cell * self.g, cell, torch.arange(self.g + 1, dtype=torch.int64), (cell * cell).float()
+        sides = cell * self.g
+        edges = cell[:, None] * torch.arange(self.g + 1, dtype=torch.int64) - (sides // 2)[:, None]
+        return sides, edges, (cell * cell).double()
 
     def centre(self, l: Tensor, size: int) -> Tensor:
         """Integer pixel grid line of each coordinate of clipped locations l: (..., 2) -> (..., 2) int64 (x, y)."""
@@ -101,19 +103,21 @@ class Retina:
         if l.shape != (B, 2):
             raise ValueError(f"locations must have shape ({B}, 2), got {tuple(l.shape)}")
         size = H1 - 1
-        sides, cell, steps, area = self._geometry
-        x0y0 = self.centre(l, size)[:, None, :] - (sides // 2)[:, None]  # (B, k, 2): top-left (x, y) per scale
+        _, edges, area = self._geometry
         # Cell edges of every scale, clamped to the image: clamping the corners of a box gives the sum of its
         # part inside the image, i.e. zero padding outside it.
-        edges = (x0y0[..., None] + cell[None, :, None, None] * steps).clamp_(0, size)  # (B, k, 2, g+1)
+        edges = (self.centre(l, size)[:, None, :, None] + edges[None, :, None, :]).clamp_(0, size)  # (B, k, 2, g+1)
         cols, rows = edges[:, :, 0], edges[:, :, 1]
-        idx = rows[:, :, :, None] * W1 + cols[:, :, None, :]  # (B, k, g+1, g+1)
-        corners = S.reshape(B, -1).gather(1, idx.reshape(B, -1)).reshape(idx.shape)
-        sums = corners[..., 1:, 1:] - corners[..., :-1, 1:] - corners[..., 1:, :-1] + corners[..., :-1, :-1]
-        # Integer sums are exact; one float32 division by the cell area (times 255 for uint8) rounds once.
-        if not S.dtype.is_floating_point:
-            return sums.float() / (area * 255.0)[None, :, None, None]
-        return (sums / area.double()[None, :, None, None]).float()
+        rows = rows * W1 + (torch.arange(B) * (H1 * W1))[:, None, None]  # flat offset of each row in S
+        corners = S.take(rows[..., None] + cols[:, :, None, :])  # (B, k, g+1, g+1)
+        # Table entries are integers below 2**24 (float32) or 2**53 (float64), so the differences are exact and the
+        # one division by the cell area (times 255 for uint8 pixels) rounds once.
+        exact = torch.float32 if not S.dtype.is_floating_point and 255 * size * size < 2**24 else torch.float64
+        corners = corners.to(exact)
+        d = corners[..., 1:] - corners[..., :-1]  # column differences
+        sums = d[..., 1:, :] - d[..., :-1, :]  # then row differences: the sum of each cell
+        denominator = area * 255.0 if not S.dtype.is_floating_point else area
+        return (sums / denominator.to(exact)[None, :, None, None]).float()
 
     def __call__(self, images: Tensor, l: Tensor) -> Tensor:
         """Glimpses of (B, H, W) images (uint8 in 0..255, or float in [0, 1]) at l (B, 2): (B, k, g, g) float32."""
