@@ -238,3 +238,9 @@ def test_default_run_folders_differ_by_model_and_policy():
         [], ["--model", "soft"], ["--model", "cnn"], ["--policy", "random", "--glimpses", "8"], ["--glimpses", "8"])}
     assert folders == {"runs/cluttered60-6g-s0", "runs/cluttered60-soft-s0", "runs/cluttered60-cnn-s0",
                        "runs/cluttered60-8g-random-s0", "runs/cluttered60-8g-s0"}
+
+
+def test_the_default_learning_rate_depends_on_the_model_and_a_given_one_wins():
+    assert train.parse_args([]).lr == 1e-3
+    assert train.parse_args(["--model", "soft-glimpse"]).lr == 3e-4
+    assert train.parse_args(["--model", "soft-glimpse", "--lr", "0.002"]).lr == 0.002
