@@ -351,10 +351,10 @@ def predict(model, env, *, greedy: bool, index=None, seed=None):
 def keep_freed_memory() -> None:
     """Let glibc keep the memory a training step frees, for the next step to reuse.
 
-    By default glibc serves every block of 128 KiB or more (a batch of 128 x 256 activations is exactly that) with
-    a fresh mmap and returns freed heap memory to the system, so each step faults its activations' pages back in.
-    Raising the mmap threshold (to glibc's maximum, 32 MiB) and the trim threshold removes that: measured +7 to +17%
-    samples/s on this project's training step. A no-op where the C library is not glibc.
+    By default glibc returns freed memory at the top of its heap to the system (and serves large blocks with mmap,
+    under a threshold it only raises as large blocks are freed), so each step faults its activations' pages back
+    in. Fixing the mmap threshold at glibc's maximum (32 MiB) and raising the trim threshold removes that: measured
+    +7 to +17% samples/s on this project's training step. A no-op where the C library is not glibc.
     """
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
@@ -428,7 +428,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
         history, init_samples = resumed["history"], resumed.get("init_samples", 0)
         torch.set_rng_state(resumed["rng"]["torch"])
         rng = resumed["rng"]["env"]
-        # Checkpoints from before the canvas stream saved np_random's state alone; their canvases continue afresh.
+        # Checkpoints from before the canvas stream saved np_random's state alone: the stream is then seeded from it.
         env.set_rng_state(rng if "np_random" in rng else {"np_random": rng, "canvases": None})
     n_params = sum(p.numel() for p in model.parameters())
     start_samples = step * args.batch_size

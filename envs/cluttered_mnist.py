@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import gymnasium as gym
@@ -61,8 +61,9 @@ class _CanvasStream:
     worker thread (so the next batch is drawn while the model trains on this one).
 
     Canvases are made ``chunk`` at a time from one generator and handed out in order, whatever sizes are asked
-    for, so the sequence depends on the seed alone; ``state`` (the generator's state before the chunk in hand and
-    how many of its canvases are used) restores it exactly. Only one thread draws from the generator at a time.
+    for, so the sequence depends on the seed and the chunk size alone; ``state`` (the generator's state before the
+    chunk in hand and how many of its canvases are used) restores it exactly. Only one thread draws from the
+    generator at a time.
     """
 
     def __init__(self, mnist: MNIST, task: Task, chunk: int, *, integral: bool, prefetch: bool):
@@ -83,11 +84,16 @@ class _CanvasStream:
 
     @state.setter
     def state(self, state: dict) -> None:
-        if self._next is not None:
-            self._next.result()  # let a running draw finish before the generator is rewound
+        self.unseed()
         self._bitgen.state = state["bitgen"]
         self._hand, self._used = self._make(), state["used"]
         self._ahead()
+
+    def unseed(self) -> None:
+        """Forget the canvases in hand and ahead (the env seeds the stream again at its next reset)."""
+        if self._next is not None:
+            wait([self._next])  # let a running draw finish before the generator is touched; its result is dropped
+        self._hand, self._used, self._next = None, 0, None
 
     def seed(self, seed: int) -> None:
         self.state = {"bitgen": np.random.PCG64(seed).state, "used": 0}
@@ -102,6 +108,10 @@ class _CanvasStream:
 
     def take(self, n: int) -> tuple[Canvases, torch.Tensor | None]:
         """The next n canvases and their integral images (None without ``integral``)."""
+        if n == 0:
+            C = self.task.canvas_size
+            empty = Canvases(np.zeros((0, C, C), np.uint8), np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
+            return empty, integral_image(torch.from_numpy(empty.images)) if self.integral else None
         parts = []
         while n > 0:
             if self._used == self.chunk:
@@ -452,8 +462,11 @@ class ClutteredMNISTVectorEnv(VectorEnv):
 
     def set_rng_state(self, state: dict) -> None:
         self.np_random.bit_generator.state = state["np_random"]
-        if state["canvases"] is not None:
-            self._episodes.stream.state = state["canvases"]
+        stream = self._episodes.stream
+        if stream is not None and state["canvases"] is not None:
+            stream.state = state["canvases"]
+        elif stream is not None:  # saved before the stream was seeded: it is seeded from np_random at the next reset
+            stream.unseed()
 
     def close(self, **kwargs) -> None:
         if self._episodes.stream is not None:

@@ -110,8 +110,9 @@ class Retina:
         cols, rows = edges[:, :, 0], edges[:, :, 1]
         rows = rows * W1 + (torch.arange(B) * (H1 * W1))[:, None, None]  # flat offset of each row in S
         corners = S.take(rows[..., None] + cols[:, :, None, :])  # (B, k, g+1, g+1)
-        # Table entries are integers below 2**24 (float32) or 2**53 (float64), so the differences are exact and the
-        # one division by the cell area (times 255 for uint8 pixels) rounds once.
+        # A uint8 image's table holds integers below 2**24 (then float32) or 2**53 (float64), so the differences are
+        # exact and the division by the cell area times 255 rounds once (float32) or to within float32's precision
+        # (float64, then cast). A floating image's table is float64 and is differenced in float64.
         exact = torch.float32 if not S.dtype.is_floating_point and 255 * size * size < 2**24 else torch.float64
         corners = corners.to(exact)
         d = corners[..., 1:] - corners[..., :-1]  # column differences
