@@ -608,11 +608,10 @@ def evaluate_command(argv: list[str]) -> int:
 
 @torch.no_grad()
 def attention_frames(model, args: Args, task, state: dict, images: np.ndarray, labels: np.ndarray):
-    """(name, figure_for(steps), T) of a trained model on canvases: glimpse trajectories for RAM, the centres of
-    the Gaussian reads for the soft glimpse, attention heatmaps for soft attention."""
+    """(name, figure_for(steps), T) of a trained model on canvases: glimpse trajectories for RAM, the Gaussian
+    reads (centre and extent per scale) for the soft glimpse, attention heatmaps for soft attention."""
     from ram.agent import Agent
     from ram.plots import attention_figure, trajectory_figure
-    from ram.retina import Retina
 
     T = task.n_glimpses
     if args.model == "ram":
@@ -626,10 +625,12 @@ def attention_frames(model, args: Args, task, state: dict, images: np.ndarray, l
     if args.model == "soft":
         weights = out.weights.numpy()
         return "attention", lambda steps: attention_figure(images, weights, predictions, labels, steps=steps), T
-    if args.model == "soft-glimpse":  # a read's footprint varies with its stride: draw its centre (1-pixel boxes)
+    if args.model == "soft-glimpse":  # each scale's read spans N filters at its stride: N * stride * s**i pixels
+        c = model.config
+        sides = out.strides.numpy()[..., None] * c.glimpse_size * c.scale ** np.arange(c.n_scales)
         locations = out.locations.numpy()
-        return "glimpses", lambda steps: trajectory_figure(images, locations, predictions, labels, Retina(g=1),
-                                                           steps=steps), T
+        return "glimpses", lambda steps: trajectory_figure(images, locations, predictions, labels, None,
+                                                           sides=sides, steps=steps), T
     raise UsageError(f"a {args.model} model has no attention to draw")
 
 

@@ -14,16 +14,24 @@ CMAP = matplotlib.colormaps["plasma"]
 
 
 def trajectory_figure(images: np.ndarray, locations: np.ndarray, predictions: np.ndarray, labels: np.ndarray,
-                      retina: Retina, *, steps: int | None = None, columns: int = 4, panel: float = 2.2) -> Figure:
+                      retina: Retina | None, *, sides: np.ndarray | None = None, steps: int | None = None,
+                      columns: int = 4, panel: float = 2.2) -> Figure:
     """A grid of canvases (N, C, C) with glimpses (N, T, 2): a box per scale for every glimpse, coloured from the
     first (dark) to the last (bright), numbered in order and joined by the path; the title gives prediction and
-    label (red when wrong). ``steps`` draws only the first steps glimpses (frames of an animation)."""
+    label (red when wrong). The boxes are the retina's patches, or squares of ``sides`` (N, T, k) pixels centred on
+    the locations (a soft glimpse's read, whose extent varies). ``steps`` draws only the first steps glimpses
+    (frames of an animation)."""
     N, T = locations.shape[:2]
     steps = T if steps is None else steps
     C = images.shape[-1]
     rows = -(-N // columns)
     fig = Figure(figsize=(panel * min(columns, N), panel * rows + 0.3), layout="constrained")
-    boxes = retina.boxes(torch.as_tensor(np.asarray(locations, np.float32)), C).numpy()  # (N, T, k, 4)
+    if sides is None:
+        boxes = retina.boxes(torch.as_tensor(np.asarray(locations, np.float32)), C).numpy()  # (N, T, k, 4)
+    else:
+        centre = (np.clip(locations, -1, 1) + 1) / 2 * C  # (N, T, 2) in pixels, the retina's convention
+        half = np.asarray(sides, np.float64)[..., None] / 2  # (N, T, k, 1)
+        boxes = np.concatenate([centre[:, :, None] - half, centre[:, :, None] + half], -1)  # (N, T, k, 4)
     for i in range(N):
         ax = fig.add_subplot(rows, min(columns, N), i + 1)
         ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, extent=(0, C, C, 0))

@@ -33,6 +33,7 @@ class SoftOutput(NamedTuple):
     logits: Tensor  # (B, n_classes)
     weights: Tensor | None  # attention weights (B, T, heads, n) over the feature cells, or None
     locations: Tensor | None  # glimpse centres (B, T, 2) in [-1, 1] for the soft glimpse, else None
+    strides: Tensor | None = None  # the soft glimpse's read strides (B, T) in pixels at its finest scale
 
 
 class Attention(nn.Module):
@@ -170,7 +171,7 @@ class SoftGlimpseRAM(nn.Module):
         B, C, _ = x.shape
         h = x.new_zeros(B, self.config.hidden_size)
         state = (h, h)
-        locations = []
+        locations, strides = [], []
         for _ in range(self.config.n_steps):
             p = self.read_params(state[0])
             centre = torch.tanh(p[:, :2])
@@ -185,7 +186,8 @@ class SoftGlimpseRAM(nn.Module):
                                 s=self.config.scale)
             state = self.core(self.glimpse(rho, centre), state)
             locations.append(centre)
-        return SoftOutput(self.classifier(state[0]), None, torch.stack(locations, 1))
+            strides.append(stride)
+        return SoftOutput(self.classifier(state[0]), None, torch.stack(locations, 1), torch.stack(strides, 1))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,15 @@ def test_trajectory_figure_draws_every_scale_of_every_glimpse():
     assert figure_to_array(fig).ndim == 3
 
 
+def test_trajectory_figure_draws_given_read_extents_centred_on_the_locations():
+    images = np.zeros((1, 60, 60), np.uint8)
+    locations = np.array([[[0, 0], [0.5, -0.5]]], np.float32)  # pixels (30, 30) and (45, 15)
+    sides = np.array([[[10.0, 40.0], [6.0, 24.0]]])  # (N, T, k): two scales
+    fig = trajectory_figure(images, locations, np.array([1]), np.array([1]), None, sides=sides)
+    got = sorted((p.get_x(), p.get_y(), p.get_width(), p.get_height()) for p in fig.axes[0].patches)
+    assert got == sorted([(25, 25, 10, 10), (10, 10, 40, 40), (42, 12, 6, 6), (33, 3, 24, 24)])
+
+
 def test_attention_figure_is_images_by_steps_with_colour_bars():
     rng = np.random.default_rng(0)
     weights = rng.random((3, 4, 2, 25))

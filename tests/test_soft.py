@@ -98,3 +98,4 @@ def test_gradients_flow_end_to_end(model):
         torch.testing.assert_close(out.weights.sum(-1), torch.ones(out.weights.shape[:-1]))
     if model == "glimpse":
         assert out.locations.shape == (4, 3, 2) and out.locations.abs().max() <= 1
+        assert out.strides.shape == (4, 3) and (out.strides > 0).all()
