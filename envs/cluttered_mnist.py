@@ -108,13 +108,9 @@ class _CanvasStream:
 
     def take(self, n: int) -> tuple[Canvases, torch.Tensor | None]:
         """The next n canvases and their integral images (None without ``integral``)."""
-        if n == 0:
-            C = self.task.canvas_size
-            empty = Canvases(np.zeros((0, C, C), np.uint8), np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
-            return empty, integral_image(torch.from_numpy(empty.images)) if self.integral else None
         parts = []
-        while n > 0:
-            if self._used == self.chunk:
+        while n > 0 or not parts:  # n = 0 takes one empty slice of the chunk in hand
+            if self._used == self.chunk and n > 0:
                 self._hand, self._used = (self._next.result() if self._next else self._make()), 0
                 self._ahead()
             _, canvases, S = self._hand
