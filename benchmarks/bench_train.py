@@ -121,7 +121,7 @@ class Ours:
                            n_classes=int(self.env.single_action_space["label"].n), hidden_size=args.hidden_size,
                            core=args.core, std=args.std)
         self.model = RecurrentAttention(config)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr, foreach=True)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr, fused=True)  # as train.py
         # train.py's factor is a cosine of the step; a constant one costs the same.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)
 
