@@ -708,9 +708,11 @@ def compare_command(argv: list[str]) -> int:
         raise UsageError(f"--canvases must be comma-separated integers, got {opts.canvases!r}") from None
     if opts.repeats < 1 or opts.threads < 1 or min(canvases) < 28:
         raise UsageError("--repeats and --threads must be >= 1 and every canvas >= 28")
-    for run in opts.runs:
+    for i, run in enumerate(opts.runs):
         if not (Path(run) / "results.json").exists():
             raise UsageError(f"{run} has no results.json (an unfinished run?)")
+        if Path(run).resolve() in [Path(r).resolve() for r in opts.runs[:i]]:
+            raise UsageError(f"{run} is given twice")
     from envs import load_mnist
     from envs.tasks import fixed
     from ram import compare
@@ -723,8 +725,17 @@ def compare_command(argv: list[str]) -> int:
     torch.set_num_threads(opts.threads)
     mnist = load_mnist(opts.data_dir)
     rows, scaling, curves = [], [], {}
-    for run in opts.runs:
-        path, state, args, task = load_run(run, opts.data_dir)
+    loaded = [load_run(run, opts.data_dir) for run in opts.runs]
+
+    def model_name(args, task) -> str:
+        kind = "ram, random glimpses" if args.model == "ram" and args.policy == "random" else args.model
+        return f"{kind} {task.name}" + (f" T={task.n_glimpses}" if args.model in ("ram", "soft", "soft-glimpse")
+                                        else "")
+
+    names = [model_name(args, task) for _, _, args, task in loaded]
+    for run, (_, state, args, task), name in zip(opts.runs, loaded, names):
+        if names.count(name) > 1:  # several runs of one model: tell them apart by their folders
+            name = f"{name} ({Path(run).name})"
         results = json.loads((Path(run) / "results.json").read_text())
         env = make_env(args, task, "test", 1)
         model, _ = build_model(args, task, env)
@@ -733,11 +744,6 @@ def compare_command(argv: list[str]) -> int:
         retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale) if args.model == "ram" else None
         fn = compare.forward_fn(model, retina=retina, n_glimpses=task.n_glimpses)
         images = torch.from_numpy(fixed(mnist, task, "test", 0, 256).images)
-        kind = "ram, random glimpses" if args.model == "ram" and args.policy == "random" else args.model
-        name = f"{kind} {task.name}" + (f" T={task.n_glimpses}" if args.model in ("ram", "soft", "soft-glimpse")
-                                          else "")
-        if name in curves:  # two runs of one model: tell them apart by their folders
-            name = f"{name} ({Path(run).name})"
         rows.append({
             "name": name, "greedy": results["test"]["greedy_error"], "mc": results["test"].get("mc_error"),
             "params": sum(p.numel() for p in model.parameters()), "minutes": results["train_minutes"],

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import torch
 
@@ -47,11 +48,13 @@ def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
     out = tmp_path / "cmp"
     for name in ("best.pt", "last.pt"):  # the RAM run as shipped in results/: results.json and agent.pt alone
         (tmp_path / "ram" / name).unlink()
-    assert train.main(["compare", str(tmp_path / "ram"), str(tmp_path / "soft"), str(tmp_path / "ram"),
+    shutil.copytree(tmp_path / "ram", tmp_path / "ram2")
+    assert train.main(["compare", str(tmp_path / "ram"), str(tmp_path / "soft"), str(tmp_path / "ram2"),
                        "--out", str(out), "--canvases", "28,60", "--repeats", "1", "--threads", "1"]) == 0
     report = (out / "report.md").read_text()
-    assert "| ram mnist28 T=2 |" in report and "| soft mnist28 T=2 |" in report
-    assert "| ram mnist28 T=2 (ram) |" in report  # a second run of the same model is named by its folder
+    assert "| soft mnist28 T=2 |" in report
+    # two runs of the same model are both named by their folders
+    assert "| ram mnist28 T=2 (ram) |" in report and "| ram mnist28 T=2 (ram2) |" in report
     data = json.loads((out / "report.json").read_text())
     ram_row, soft_row, _ = data["models"]
     assert ram_row["values"] == 2 * 64 and soft_row["values"] == soft_row["pixels"] == 28 * 28
@@ -63,3 +66,5 @@ def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
     capsys.readouterr()
     assert train.main(["compare", str(tmp_path / "nope")]) == 2
     assert "no results.json" in capsys.readouterr().err
+    assert train.main(["compare", str(tmp_path / "ram"), str(tmp_path / "soft"), str(tmp_path / "ram") + "/"]) == 2
+    assert "given twice" in capsys.readouterr().err
