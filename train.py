@@ -708,10 +708,11 @@ def compare_command(argv: list[str]) -> int:
         raise UsageError(f"--canvases must be comma-separated integers, got {opts.canvases!r}") from None
     if opts.repeats < 1 or opts.threads < 1 or min(canvases) < 28:
         raise UsageError("--repeats and --threads must be >= 1 and every canvas >= 28")
-    for i, run in enumerate(opts.runs):
+    resolved = [Path(run).resolve() for run in opts.runs]
+    for run, where in zip(opts.runs, resolved):
         if not (Path(run) / "results.json").exists():
             raise UsageError(f"{run} has no results.json (an unfinished run?)")
-        if Path(run).resolve() in [Path(r).resolve() for r in opts.runs[:i]]:
+        if resolved.count(where) > 1:
             raise UsageError(f"{run} is given twice")
     from envs import load_mnist
     from envs.tasks import fixed
