@@ -11,7 +11,7 @@ Scale i (0-based) is a square of side ``g * s**i`` average-pooled down to ``g x 
 ``s**i x s**i`` pixels). Pixels outside the image count as zero.
 
 Pooling is computed from an integral image (summed-area table): every pooled cell is four look-ups,
-so a glimpse costs ``k * (g + 1)**2`` gathers whatever the scale, and a whole batch is one ``take``
+so a glimpse costs ``k * (g + 1)**2`` gathers whatever the scale, and a whole batch is one ``index_select``
 call. For uint8 images the table is integer, so the pooled values are exact means.
 """
 
@@ -114,16 +114,17 @@ class Retina:
         edges = (self.centre(l, size)[:, None, :, None] + edges[None, :, None, :]).clamp_(0, size)  # (B, k, 2, g+1)
         cols, rows = edges[:, :, 0], edges[:, :, 1]
         rows = rows * W1 + (torch.arange(B) * (H1 * W1))[:, None, None]  # flat offset of each row in S
-        corners = S.take(rows[..., None] + cols[:, :, None, :])  # (B, k, g+1, g+1)
-        # A uint8 image's table holds integers below 2**24 (then float32) or 2**53 (float64), so the differences are
-        # exact and the division by the cell area times 255 rounds once (float32) or to within float32's precision
-        # (float64, then cast). A floating image's table is float64 and is differenced in float64.
-        exact = torch.float32 if not S.dtype.is_floating_point and 255 * size * size < 2**24 else torch.float64
-        corners = corners.to(exact)
+        # index_select on the flat table, not take: about 4x faster here for the same gather.
+        index = (rows[..., None] + cols[:, :, None, :]).view(-1)
+        corners = S.reshape(-1).index_select(0, index).view(B, self.k, self.g + 1, self.g + 1)
         d = corners[..., 1:] - corners[..., :-1]  # column differences
         sums = d[..., 1:, :] - d[..., :-1, :]  # then row differences: the sum of each cell
+        # A uint8 image's table is integer, so the sums are exact, and so is their conversion to float32 (sums below
+        # 2**24) or float64: the division by the cell area times 255 rounds once (float32) or to within float32's
+        # precision (float64, then cast). A floating image's table is float64 and is differenced in float64.
+        exact = torch.float32 if not S.dtype.is_floating_point and 255 * size * size < 2**24 else torch.float64
         denominator = area * 255.0 if not S.dtype.is_floating_point else area
-        return (sums / denominator.to(exact)[None, :, None, None]).float()
+        return (sums.to(exact) / denominator.to(exact)[None, :, None, None]).float()
 
     def __call__(self, images: Tensor, l: Tensor) -> Tensor:
         """Glimpses of (B, H, W) images (uint8 in 0..255, or float in [0, 1]) at l (B, 2): (B, k, g, g) float32."""
