@@ -71,7 +71,28 @@ class Attention(nn.Module):
         B, n, _ = k.shape
         split = (lambda x: x.view(B, n, self.heads, self.d_head).transpose(1, 2))  # noqa: E731
         a = self.scores(q.view(B, self.heads, self.d_head), split(k)).softmax(-1)
-        c = (a[..., None] * split(v)).sum(2)  # (B, heads, d_head)
+        c = (a[..., None, :] @ split(v)).squeeze(-2)  # (B, heads, d_head)
+        return c.reshape(B, -1), a
+
+    def over_features(self, q: Tensor, f: Tensor, w_k: nn.Linear, w_v: nn.Linear) -> tuple[Tensor, Tensor]:
+        """``forward(q, w_k(f), w_v(f))`` for the scores linear in the key (dot, scaled dot, general), without
+        making the keys and values: f (B, n, F) -> context (B, d), weights (B, heads, n).
+
+        Per head, q . (W_K f_i + b_K) = (W_K^T q) . f_i + q . b_K, and the last term, the same for every cell,
+        cancels in the softmax; sum_i a_i (W_V f_i + b_V) = W_V (sum_i a_i f_i) + b_V, as the weights sum to 1.
+        So a step reads the n feature vectors of F numbers twice instead of making n keys and n values of d: on a
+        100x100 canvas (625 cells, F = 66, d = 128) that is what made soft attention's training step slow.
+        """
+        if self.score == "additive":
+            raise ValueError("additive scores need every key: use forward(q, w_k(f), w_v(f))")
+        B, H, dh = q.shape[0], self.heads, self.d_head
+        q = q.view(B, H, dh)
+        if self.score == "general":
+            q = q @ self.W
+        u = torch.einsum("bhd,hdf->bhf", q, w_k.weight.view(H, dh, -1))  # W_K^T q per head
+        s = (f @ u.transpose(1, 2)).transpose(1, 2)  # (B, heads, n)
+        a = (s / math.sqrt(dh) if self.score == "scaled_dot" else s).softmax(-1)
+        c = torch.einsum("bhf,hdf->bhd", a @ f, w_v.weight.view(H, dh, -1)) + w_v.bias.view(H, dh)
         return c.reshape(B, -1), a
 
 
@@ -122,11 +143,14 @@ class SoftAttention(nn.Module):
 
     def forward(self, x: Tensor) -> SoftOutput:
         f, _ = self.features(x)
-        k, v = self.w_k(f), self.w_v(f)
+        additive = self.config.score == "additive"
+        if additive:  # the only score that needs every key and value made; the others read f directly
+            k, v = self.w_k(f), self.w_v(f)
         h = x.new_zeros(x.shape[0], self.config.hidden_size)
         weights = []
         for _ in range(self.config.n_steps):
-            c_t, a_t = self.attention(self.w_q(h), k, v)
+            q = self.w_q(h)
+            c_t, a_t = self.attention(q, k, v) if additive else self.attention.over_features(q, f, self.w_k, self.w_v)
             h = self.query(c_t, h)
             weights.append(a_t)
         return SoftOutput(self.output(h), torch.stack(weights, 1), None)
