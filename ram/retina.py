@@ -114,7 +114,8 @@ class Retina:
         edges = (self.centre(l, size)[:, None, :, None] + edges[None, :, None, :]).clamp_(0, size)  # (B, k, 2, g+1)
         cols, rows = edges[:, :, 0], edges[:, :, 1]
         rows = rows * W1 + (torch.arange(B) * (H1 * W1))[:, None, None]  # flat offset of each row in S
-        # index_select on the flat table, not take: about 4x faster here for the same gather.
+        # index_select on the flat table, and integer differences below: 228 against 277 us per read (B=128, 2 threads)
+        # for take and float differences.
         index = (rows[..., None] + cols[:, :, None, :]).view(-1)
         corners = S.reshape(-1).index_select(0, index).view(B, self.k, self.g + 1, self.g + 1)
         d = corners[..., 1:] - corners[..., :-1]  # column differences
