@@ -12,7 +12,7 @@ Run from the repository root (MNIST must be cached; ``make data`` fetches it):
 ``git clone``; never copied into this repository). Its ``model.py`` is imported from PATH.
 
 One step, ours, is what ``train.py`` does per batch: ``train.run_episodes`` through the batched vector env made by
-``train.make_env`` (fresh canvases and their integral images, made a batch ahead on a worker thread; T retina
+``train.make_env`` (fresh canvases made a batch ahead on a worker thread, their integral images; T retina
 reads), the hybrid loss, backward, gradient clipping, Adam and the scheduler. Theirs is what its
 ``Trainer.train_one_epoch`` does per batch, fed the same fresh canvases from ``envs.tasks.sample`` as float
 (B, 1, 60, 60) tensors: T calls of its ``RecurrentAttention.forward`` (its retina loops over the batch in Python),
@@ -147,14 +147,16 @@ class Ours:
 
     @contextlib.contextmanager
     def instrumented(self, watch: Stopwatch) -> Iterator[None]:
-        """Time the env's parts too: waiting for fresh canvases, retina reads, reset and step calls, and (apart)
-        the canvases and integral images the worker thread makes meanwhile."""
+        """Time the env's parts too: waiting for fresh canvases, their integral images, retina reads, reset and
+        step calls, and (apart) the canvases the worker thread makes meanwhile."""
         env = self.env
         Stream = cluttered_mnist._CanvasStream
         with contextlib.ExitStack() as stack:
             stack.enter_context(patched(Stream, "take", watch.wrap(Stream.take, "take")))
             stack.enter_context(patched(Stream, "_make", watch.wrap(Stream._make, "make")))
             stack.enter_context(patched(Retina, "read", watch.wrap(Retina.read, "retina")))
+            integral = watch.wrap(cluttered_mnist.integral_image, "integral")
+            stack.enter_context(patched(cluttered_mnist, "integral_image", integral))
             stack.enter_context(patched(env, "reset", watch.wrap(env.reset, "env")))
             stack.enter_context(patched(env, "step", watch.wrap(env.step, "env")))
             yield
@@ -163,8 +165,10 @@ class Ours:
     def parts(s: dict[str, float]) -> list[tuple[str, float]]:
         return [
             ("waiting for fresh canvases (made a batch ahead)", s["take"]),
+            ("integral images (one per canvas)", s["integral"]),
             ("retina reads (T per episode)", s["retina"]),
-            ("rest of the env (gymnasium, action checks, copies)", s["env"] - s["take"] - s["retina"]),
+            ("rest of the env (gymnasium, action checks, copies)",
+             s["env"] - s["take"] - s["integral"] - s["retina"]),
             ("model forward (T glimpse steps, classifier, log_pi, b)", s["rollout"] - s["env"]),
             ("hybrid loss", s["loss"]),
             ("zero_grad + backward", s["backward"]),
@@ -175,7 +179,7 @@ class Ours:
     @staticmethod
     def overlapped(s: dict[str, float]) -> list[tuple[str, float]]:
         """Work on other threads during the step: not part of its wall time."""
-        return [("canvases + integral images, on the worker thread", s["make"])]
+        return [("canvases, on the worker thread", s["make"])]
 
 
 def load_reference(path: Path) -> tuple[type, Any]:

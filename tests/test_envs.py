@@ -196,23 +196,21 @@ def test_bad_constructor_arguments(tiny_mnist):
 def test_canvas_stream_order_does_not_depend_on_prefetch_or_take_sizes(tiny_mnist):
     from envs.cluttered_mnist import _CanvasStream
     from envs.tasks import get_task
-    from ram.retina import integral_image
 
     task = get_task("cluttered60")
-    streams = [_CanvasStream(tiny_mnist, task, 8, integral=True, prefetch=p) for p in (False, True)]
+    streams = [_CanvasStream(tiny_mnist, task, 8, prefetch=p) for p in (False, True)]
     for s in streams:
         s.seed(5)
     plain = streams[0].take(24)  # three chunks at once
     pieces = [streams[1].take(n) for n in (3, 8, 1, 12)]  # across chunk boundaries, on the worker thread
-    np.testing.assert_array_equal(plain[0].images, np.concatenate([c.images for c, _ in pieces]))
-    np.testing.assert_array_equal(plain[0].labels, np.concatenate([c.labels for c, _ in pieces]))
-    assert all(np.array_equal(S.numpy(), integral_image(torch.from_numpy(c.images)).numpy()) for c, S in pieces)
+    np.testing.assert_array_equal(plain.images, np.concatenate([c.images for c in pieces]))
+    np.testing.assert_array_equal(plain.labels, np.concatenate([c.labels for c in pieces]))
     # state, taken mid-chunk, restores the exact continuation; the images differ from canvas to canvas
     state = streams[1].state
-    after = streams[1].take(10)[0].images
+    after = streams[1].take(10).images
     streams[0].state = state
-    np.testing.assert_array_equal(streams[0].take(10)[0].images, after)
-    assert len({c.tobytes() for c in plain[0].images}) == 24
+    np.testing.assert_array_equal(streams[0].take(10).images, after)
+    assert len({c.tobytes() for c in plain.images}) == 24
     for s in streams:
         s.close()
 
@@ -258,3 +256,31 @@ def test_an_rng_state_without_canvases_seeds_the_stream_from_np_random(tiny_mnis
         env.reset(options={"reset_mask": np.zeros(3, bool)})  # resetting no episode is allowed
         env.close()
     np.testing.assert_array_equal(images[0], images[1])
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_vector_env_glimpses_are_the_retina_on_its_own_canvases(tiny_mnist, split):
+    """Every row's glimpse is the retina read of that row's canvas, across resets (fresh canvases for train, whose
+    integral images are made apart from the canvases) and a partial reset of some rows."""
+    from ram.retina import Retina
+
+    vec = ClutteredMNISTVectorEnv(6, "cluttered60", split=split, mnist=tiny_mnist, n_glimpses=3,
+                                  autoreset_mode="SAME_STEP")
+    retina = Retina(g=12, k=3, s=2)
+    obs, _ = vec.reset(seed=1)
+    rng = np.random.default_rng(0)
+    for _ in range(7):  # episodes end every third step and restart, all rows at once
+        images = torch.from_numpy(vec._episodes.images.copy())
+        want = retina(images, torch.from_numpy(obs["location"])).numpy()
+        np.testing.assert_array_equal(obs["glimpse"], want)
+        obs, *_ = vec.step({"location": rng.uniform(-1, 1, (6, 2)).astype(np.float32),
+                            "label": np.zeros(6, np.int64)})
+    obs, _ = vec.reset(options={"reset_mask": np.array([True, False, True, False, False, True])})
+    want = retina(torch.from_numpy(vec._episodes.images.copy()), torch.from_numpy(obs["location"])).numpy()
+    np.testing.assert_array_equal(obs["glimpse"], want)
+
+
+def test_empty_split_is_refused(tiny_mnist):
+    assert len(tiny_mnist.train_images) <= 55000  # no validation digits
+    with pytest.raises(ValueError, match="val split has no canvases"):
+        ClutteredMNISTVectorEnv(2, "cluttered60", split="val", mnist=tiny_mnist)
