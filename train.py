@@ -12,6 +12,7 @@ evaluate, checkpoint} -> test. Episodes are collected through the batched gymnas
 from __future__ import annotations
 
 import argparse
+import copy
 import ctypes
 import dataclasses
 import io
@@ -82,6 +83,8 @@ class Args:
     reinforce_weight: float = _flag(1.0, "weight of the REINFORCE term in the hybrid loss")
     baseline_weight: float = _flag(1.0, "weight of the baseline's regression term in the hybrid loss")
     clip_grad: float = _flag(5.0, "clip the gradient norm to this (0: off)")
+    ema: float = _flag(0.0, "evaluate, select and ship an exponential moving average of the weights with this decay "
+                       "per step, e.g. 0.999 (0: off, the trained weights themselves)")
     eval_every: int = _flag(300_000, "evaluate on the validation set every this many samples")
     eval_batch: int = _flag(1000, "episodes per batch when evaluating")
     mc_samples: int = _flag(10, "rollouts averaged for the Monte-Carlo test error")
@@ -164,6 +167,8 @@ def parse_args(argv: list[str]) -> Args:
         raise UsageError(f"--std-final is for --model ram (a {args.model} model has no location policy)")
     if not 0 <= args.lr_final <= 1:
         raise UsageError(f"--lr-final must be in [0, 1], got {args.lr_final}")
+    if not 0 <= args.ema < 1:
+        raise UsageError(f"--ema must be in [0, 1), got {args.ema}")
     if args.resume and args.run_dir is None:
         raise UsageError("--resume needs --run-dir RUN (the run to continue)")
     return args
@@ -422,7 +427,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     if args.init is not None and resumed is None:
         init_samples = load_init(model, config, args)
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
+        # With --ema, "model" holds the average (what is evaluated and shipped), "trained" the weights themselves.
+        model.load_state_dict(resumed.get("trained", resumed["model"]))
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
         step, best_val, elapsed = resumed["step"], resumed["best_val_error"], resumed["elapsed"]
@@ -433,6 +439,14 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
         env.set_rng_state(rng if "np_random" in rng else {"np_random": rng, "canvases": None})
     n_params = sum(p.numel() for p in model.parameters())
     start_samples = step * args.batch_size
+    # Polyak averaging: a copy whose weights trail the trained ones; it is what validation selects and what ships.
+    # Adam trains only `model`: the average has no gradients, it is updated in place after every step.
+    average = None
+    if args.ema:
+        average = copy.deepcopy(model).requires_grad_(False)
+        if resumed is not None:
+            average.load_state_dict(resumed["model"])
+    evaluated = model if average is None else average
 
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint.write_text(json.dumps({"args": asdict(args), "model_config": asdict(config)}, indent=2),
@@ -444,7 +458,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
 
     def state_dict(val_error: float) -> dict:
         return {"args": asdict(args), "task": asdict(task), "model_config": asdict(config),
-                "model": model.state_dict(),
+                "model": evaluated.state_dict(), **({"trained": model.state_dict()} if average is not None else {}),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                 "samples": step * args.batch_size, "elapsed": elapsed, "best_val_error": best_val,
                 "val_error": val_error, "history": history, "init_samples": init_samples,
@@ -476,6 +490,10 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
         optimizer.step()
         scheduler.step()
+        if average is not None:
+            with torch.no_grad():
+                for a, p in zip(average.parameters(), model.parameters()):
+                    a.lerp_(p, 1.0 - args.ema)
         step += 1
         window_samples += args.batch_size
         bar.update(1)
@@ -504,7 +522,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
             checkpoint.save(state_dict(history[-1]["val_error"]), run_dir / "last.pt")
         elif step % eval_steps == 0 or step == total_steps or stopping:
             elapsed += time.perf_counter() - tic
-            val = evaluate(model, val_env, val_env.split_size, seed=args.seed)
+            val = evaluate(evaluated, val_env, val_env.split_size, seed=args.seed)
             tic = time.perf_counter()
             val_error = val["greedy_error"]
             writer.add_scalar("val/error", val_error, samples)
@@ -512,12 +530,12 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
             writer.add_scalar("perf/minutes", elapsed / 60, samples)
             history.append({"samples": samples, "minutes": elapsed / 60, "val_error": val_error})
             if args.model == "ram":
-                writer.add_figure("val/glimpses", glimpse_figure(model, val_env, 8), samples)
+                writer.add_figure("val/glimpses", glimpse_figure(evaluated, val_env, 8), samples)
             elif args.model in ("soft", "soft-glimpse"):
                 canvases = val_env.canvases(np.arange(4))
-                name, figure_for, _ = attention_frames(model, args, task, {}, canvases.images, canvases.labels)
+                name, figure_for, _ = attention_frames(evaluated, args, task, {}, canvases.images, canvases.labels)
                 writer.add_figure(f"val/{name}", figure_for(None), samples)
-                model.train()
+                evaluated.train()
             if val_error < best_val:
                 best_val = val_error
                 checkpoint.save(state_dict(val_error), run_dir / "best.pt")

@@ -39,9 +39,10 @@ def test_tiny_run_writes_config_checkpoints_tensorboard_and_results(mnist, tmp_p
     assert {"train/classification", "train/reinforce", "train/baseline", "val/error", "perf/samples_per_s"} <= tags
 
 
-def test_resume_continues_exactly_where_it_stopped(mnist, tmp_path):
-    assert run(tmp_path, "full", "--samples", "96", "--eval-every", "32") == 0
-    assert run(tmp_path, "split", "--samples", "96", "--eval-every", "32", "--stop-after", "32") == 0
+@pytest.mark.parametrize("ema", ["0", "0.5"])
+def test_resume_continues_exactly_where_it_stopped(mnist, tmp_path, ema):
+    assert run(tmp_path, "full", "--samples", "96", "--eval-every", "32", "--ema", ema) == 0
+    assert run(tmp_path, "split", "--samples", "96", "--eval-every", "32", "--stop-after", "32", "--ema", ema) == 0
     stopped = checkpoint.load(tmp_path / "split" / "last.pt")
     assert stopped["samples"] == 32 and not (tmp_path / "split" / "results.json").exists()
     resume = ["--run-dir", str(tmp_path / "split"), "--resume", "--no-progress", "--threads", "1"]
@@ -51,11 +52,30 @@ def test_resume_continues_exactly_where_it_stopped(mnist, tmp_path):
     a = checkpoint.load(tmp_path / "full" / "last.pt")
     b = checkpoint.load(tmp_path / "split" / "last.pt")
     assert a["step"] == b["step"] == 6
-    for name in a["model"]:
-        torch.testing.assert_close(a["model"][name], b["model"][name], rtol=0, atol=0)
+    assert ("trained" in a) == (ema != "0")  # with --ema, the weights themselves beside their average
+    for key in ("model", "trained") if ema != "0" else ("model",):
+        for name in a[key]:
+            torch.testing.assert_close(a[key][name], b[key][name], rtol=0, atol=0)
     # Including the Monte-Carlo error: evaluation seeds its own RNG.
     assert json.loads((tmp_path / "split" / "results.json").read_text())["test"] == \
         json.loads((tmp_path / "full" / "results.json").read_text())["test"]
+
+
+def test_ema_evaluates_and_ships_the_average_of_the_weights(mnist, tmp_path):
+    assert run(tmp_path, "base", "--samples", "32", "--eval-every", "32") == 0
+    w_0 = checkpoint.load(tmp_path / "base" / "last.pt")["model"]
+    # One step from known weights: the average is 0.25 w_0 + 0.75 w_1, w_1 the weights after the step.
+    assert run(tmp_path, "ema", "--samples", "16", "--eval-every", "16", "--ema", "0.25",
+               "--init", str(tmp_path / "base" / "last.pt")) == 0
+    last = checkpoint.load(tmp_path / "ema" / "last.pt")
+    assert last["step"] == 1
+    for name, w_1 in last["trained"].items():
+        torch.testing.assert_close(last["model"][name], 0.25 * w_0[name] + 0.75 * w_1)
+    assert not torch.equal(last["trained"]["classifier.fc.weight"], w_0["classifier.fc.weight"])
+    # Validation chose the average, and it is the agent that ships and is tested.
+    best, agent = checkpoint.load(tmp_path / "ema" / "best.pt"), checkpoint.load(tmp_path / "ema" / "agent.pt")
+    assert all(torch.equal(agent["model"][k], best["model"][k]) for k in best["model"]) and "trained" not in agent
+    assert all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
 
 
 def test_resume_refuses_contradicting_settings(mnist, tmp_path, capsys):
@@ -114,7 +134,7 @@ def test_visualize_and_evaluate_commands(mnist, tmp_path, capsys):
     [(["--task", "cluttered61"], "invalid choice"), (["--glimpse-size", "80"], "larger than"),
      (["--glimpses", "-1"], "positive"), (["--batch-size", "0"], "positive"), (["--resume"], "--run-dir"),
      (["--lr", "abc"], "invalid float"), (["evaluate", "/no/such/run"], "no checkpoint"),
-     (["visualize", "/no/such/run"], "no checkpoint"), (["--lr-final", "2"], "lr-final"),
+     (["visualize", "/no/such/run"], "no checkpoint"), (["--lr-final", "2"], "lr-final"), (["--ema", "1"], "--ema must be in"),
      (["evaluate", "x", "--threads", "0"], "threads"), (["evaluate", "x", "--split", "train"], "invalid choice"),
      (["--std-final", "0"], "must be > 0"), (["--model", "fc", "--std-final", "0.1"], "no location policy"),
      (["--init", "/no/such/run"], "no such checkpoint")],
