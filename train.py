@@ -440,7 +440,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     start_samples = step * args.batch_size
     # Polyak averaging: a copy whose weights trail the trained ones; it is what validation selects and what ships.
-    # Adam trains only `model`: the average has no gradients, it is updated in place after every step.
+    # Adam trains only `model`: the average has no gradients, it is updated in place after every step. Parameters are
+    # the whole state: no model here has buffers (no batch norm), which a test checks.
     average = None
     if args.ema:
         average = copy.deepcopy(model).requires_grad_(False)

@@ -37,6 +37,7 @@ def integral_image(images: Tensor) -> Tensor:
 
     uint8 images give an exact integer table (int32 up to 2,896 x 2,896 pixels, where 255 * H * W < 2**31; int64
     beyond), read back as pixel / 255; floating images a float64 one.
+    The table is on the images' device (the retina reads CPU tables) and is not detached from autograd.
     """
     if images.dim() != 3:
         raise ValueError(f"images must have shape (B, H, W), got {tuple(images.shape)}")

@@ -62,17 +62,31 @@ def test_resume_continues_exactly_where_it_stopped(mnist, tmp_path, ema):
 
 
 def test_ema_evaluates_and_ships_the_average_of_the_weights(mnist, tmp_path):
-    assert run(tmp_path, "base", "--samples", "32", "--eval-every", "32") == 0
+    # A little trained (so that errors depend on the weights), from the centre (so Agent.predict is the env's path).
+    assert run(tmp_path, "base", "--samples", "10000", "--eval-every", "10000", "--batch-size", "100",
+               "--start", "center") == 0
     w_0 = checkpoint.load(tmp_path / "base" / "last.pt")["model"]
     # One step from known weights: the average is 0.25 w_0 + 0.75 w_1, w_1 the weights after the step.
-    assert run(tmp_path, "ema", "--samples", "16", "--eval-every", "16", "--ema", "0.25",
+    assert run(tmp_path, "ema", "--samples", "16", "--eval-every", "16", "--ema", "0.25", "--start", "center",
                "--init", str(tmp_path / "base" / "last.pt")) == 0
     last = checkpoint.load(tmp_path / "ema" / "last.pt")
     assert last["step"] == 1
     for name, w_1 in last["trained"].items():
         torch.testing.assert_close(last["model"][name], 0.25 * w_0[name] + 0.75 * w_1)
     assert not torch.equal(last["trained"]["classifier.fc.weight"], w_0["classifier.fc.weight"])
-    # Validation chose the average, and it is the agent that ships and is tested.
+    # Averaging parameters only is complete because no model has buffers (a batch norm's statistics would go stale).
+    for model in ("ram", "soft", "soft-glimpse", "fc", "cnn"):
+        args = train.Args(task="mnist28", model=model, progress=False)
+        task = train.task_of(args)
+        env = train.make_env(args, task, "val", 2)
+        assert not list(train.build_model(args, task, env)[0].buffers()), model
+        env.close()
+    # Validation measured the average, not the trained weights, and the average is the agent that ships.
+    val = fixed(mnist, get_task("mnist28"), "val")
+    average, trained = Agent.from_state(last), Agent.from_state({**last, "model": last["trained"]})
+    assert not np.array_equal(average.predict(val.images).probs, trained.predict(val.images).probs)
+    errors = [(agent.predict(val.images).labels != val.labels).sum() for agent in (average, trained)]
+    assert errors[0] != errors[1] and 100.0 * errors[0] / len(val.labels) == last["history"][-1]["val_error"]
     best, agent = checkpoint.load(tmp_path / "ema" / "best.pt"), checkpoint.load(tmp_path / "ema" / "agent.pt")
     assert all(torch.equal(agent["model"][k], best["model"][k]) for k in best["model"]) and "trained" not in agent
     assert all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
@@ -134,7 +148,8 @@ def test_visualize_and_evaluate_commands(mnist, tmp_path, capsys):
     [(["--task", "cluttered61"], "invalid choice"), (["--glimpse-size", "80"], "larger than"),
      (["--glimpses", "-1"], "positive"), (["--batch-size", "0"], "positive"), (["--resume"], "--run-dir"),
      (["--lr", "abc"], "invalid float"), (["evaluate", "/no/such/run"], "no checkpoint"),
-     (["visualize", "/no/such/run"], "no checkpoint"), (["--lr-final", "2"], "lr-final"), (["--ema", "1"], "--ema must be in"),
+     (["visualize", "/no/such/run"], "no checkpoint"), (["--lr-final", "2"], "lr-final"),
+     (["--ema", "1"], "--ema must be in"),
      (["evaluate", "x", "--threads", "0"], "threads"), (["evaluate", "x", "--split", "train"], "invalid choice"),
      (["--std-final", "0"], "must be > 0"), (["--model", "fc", "--std-final", "0.1"], "no location policy"),
      (["--init", "/no/such/run"], "no such checkpoint")],
