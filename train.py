@@ -744,8 +744,13 @@ def compare_command(argv: list[str]) -> int:
 
     torch.set_num_threads(opts.threads)
     mnist = load_mnist(opts.data_dir)
-    rows, scaling, curves = [], [], {}
+    rows, scaling, curves, notes = [], [], {}, []
     loaded = [load_run(run, opts.data_dir) for run in opts.runs]
+
+    def parent_results(init: str) -> dict | None:  # results.json of the run that wrote a --init checkpoint
+        folder = Path(init) if Path(init).is_dir() else Path(init).parent
+        found = folder / "results.json"
+        return json.loads(found.read_text()) if found.is_file() else None
 
     def model_name(args, task) -> str:
         kind = "ram, random glimpses" if args.model == "ram" and args.policy == "random" else args.model
@@ -757,6 +762,10 @@ def compare_command(argv: list[str]) -> int:
         if names.count(name) > 1:  # several runs of one model: tell them apart by their folders
             name = f"{name} ({Path(run).name})"
         results = json.loads((Path(run) / "results.json").read_text())
+        curves[name], minutes, chain = compare.lineage(results, parent_results)
+        if chain:
+            notes.append(f"- {name} was fine-tuned from {' <- '.join(chain)}: its minutes and learning curve "
+                         "include the runs it started from, up to the checkpoint it started from.")
         env = make_env(args, task, "test", 1)
         model, _ = build_model(args, task, env)
         model.load_state_dict(state["model"])
@@ -766,7 +775,7 @@ def compare_command(argv: list[str]) -> int:
         images = torch.from_numpy(fixed(mnist, task, "test", 0, 256).images)
         rows.append({
             "name": name, "greedy": results["test"]["greedy_error"], "mc": results["test"].get("mc_error"),
-            "params": sum(p.numel() for p in model.parameters()), "minutes": results["train_minutes"],
+            "params": sum(p.numel() for p in model.parameters()), "minutes": minutes,
             "macs": compare.count_macs(fn, images[:1]),
             "latency_1": compare.latency(fn, images[:1], repeats=opts.repeats) * 1e3,
             "latency_256": compare.latency(fn, images, repeats=opts.repeats) * 1e3 / 256,
@@ -776,7 +785,6 @@ def compare_command(argv: list[str]) -> int:
                                                                .locations), retina, task.canvas_size)
                        if retina is not None else float(task.canvas_size**2)),
         })
-        curves[name] = results["history"]
         for C in canvases:
             # Clutter density held constant; the weights carry over (the FC net's input cannot: a fresh one of the
             # right size measures its cost).
@@ -799,6 +807,7 @@ def compare_command(argv: list[str]) -> int:
         lines.append(f"| {r['name']} | {r['greedy']:.2f}% | {mc} | {r['params']:,} | {r['minutes']:.0f} | "
                      f"{r['macs']:,} | {r['latency_1']:.2f} | {r['latency_256']:.3f} | {r['values']:,} | "
                      f"{r['pixels']:,.0f} |")
+    lines += ["", *notes] if notes else []
     lines += ["", "## Cost against canvas size (batch 1)", "", "| model | canvas | MACs/image | latency (ms) |",
               "|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['canvas']} | {r['macs']:,} | {r['latency_ms']:.2f} |" for r in scaling]

@@ -1,6 +1,6 @@
 import json
-import shutil
 
+import pytest
 import torch
 
 import train
@@ -48,7 +48,8 @@ def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
     out = tmp_path / "cmp"
     for name in ("best.pt", "last.pt"):  # the RAM run as shipped in results/: results.json and agent.pt alone
         (tmp_path / "ram" / name).unlink()
-    shutil.copytree(tmp_path / "ram", tmp_path / "ram2")
+    # A second RAM run, fine-tuned from the first as shipped (its agent.pt).
+    assert train.main([*common, "--init", str(tmp_path / "ram"), "--run-dir", str(tmp_path / "ram2")]) == 0
     assert train.main(["compare", str(tmp_path / "ram"), str(tmp_path / "soft"), str(tmp_path / "ram2"),
                        "--out", str(out), "--canvases", "28,60", "--repeats", "1", "--threads", "1"]) == 0
     report = (out / "report.md").read_text()
@@ -56,7 +57,12 @@ def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
     # two runs of the same model are both named by their folders
     assert "| ram mnist28 T=2 (ram) |" in report and "| ram mnist28 T=2 (ram2) |" in report
     data = json.loads((out / "report.json").read_text())
-    ram_row, soft_row, _ = data["models"]
+    ram_row, soft_row, tuned_row = data["models"]
+    # The fine-tuned run's minutes and curve include its starting run up to the checkpoint it started from.
+    first, second = (json.loads((tmp_path / run / "results.json").read_text()) for run in ("ram", "ram2"))
+    at_checkpoint = [h["minutes"] for h in first["history"] if h["samples"] == first["samples"]]
+    assert tuned_row["minutes"] == pytest.approx(at_checkpoint[0] + second["train_minutes"])
+    assert f"ram mnist28 T=2 (ram2) was fine-tuned from {tmp_path / 'ram'}" in report
     assert ram_row["values"] == 2 * 64 and soft_row["values"] == soft_row["pixels"] == 28 * 28
     assert 0 < ram_row["pixels"] <= 2 * 64  # mnist28: one 8x8 patch per glimpse, clipped to the canvas
     ram_macs = {r["canvas"]: r["macs"] for r in data["scaling"] if r["name"].startswith("ram")}
@@ -68,3 +74,26 @@ def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
     assert "no results.json" in capsys.readouterr().err
     assert train.main(["compare", str(tmp_path / "ram"), str(tmp_path / "soft"), str(tmp_path / "ram") + "/"]) == 2
     assert "given twice" in capsys.readouterr().err
+
+
+def test_lineage_joins_a_fine_tuned_run_to_the_runs_it_started_from():
+    def point(samples, minutes, val_error):
+        return {"samples": samples, "minutes": minutes, "val_error": val_error}
+
+    # "a" evaluated at 100, 200, 300 images; its best (200 images, minute 2) started "b"; "b"'s last started "c".
+    a = {"history": [point(100, 1.0, 50.0), point(200, 2.0, 40.0), point(300, 3.0, 45.0)], "train_minutes": 3.5}
+    b = {"history": [point(100, 1.5, 30.0), point(200, 2.5, 25.0)], "train_minutes": 2.6,
+         "init": {"checkpoint": "runs/a/agent.pt", "samples": 200}}
+    c = {"history": [point(50, 0.5, 20.0)], "train_minutes": 0.7,
+         "init": {"checkpoint": "runs/b/last.pt", "samples": 400}}
+    found = {"runs/a/agent.pt": a, "runs/b/last.pt": b}
+    assert compare.lineage(a, found.get) == (a["history"], 3.5, [])
+    curve, minutes, chain = compare.lineage(c, found.get)
+    # a up to its checkpoint (not its later point at 300), then b from minute 2, then c from b's last point.
+    assert curve == [point(100, 1.0, 50.0), point(200, 2.0, 40.0), point(300, 3.5, 30.0), point(400, 4.5, 25.0),
+                     point(450, 5.0, 20.0)]
+    assert minutes == pytest.approx(2.0 + 2.5 + 0.7) and chain == ["runs/b/last.pt", "runs/a/agent.pt"]
+    # A starting run that is not at hand: samples still count from the checkpoint, minutes cover this run only.
+    curve, minutes, chain = compare.lineage(b, {}.get)
+    assert curve == [point(300, 1.5, 30.0), point(400, 2.5, 25.0)] and minutes == 2.6
+    assert chain == ["runs/a/agent.pt (not at hand)"]
