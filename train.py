@@ -747,10 +747,17 @@ def compare_command(argv: list[str]) -> int:
     rows, scaling, curves, notes = [], [], {}, []
     loaded = [load_run(run, opts.data_dir) for run in opts.runs]
 
-    def parent_results(init: str) -> dict | None:  # results.json of the run that wrote a --init checkpoint
-        folder = Path(init) if Path(init).is_dir() else Path(init).parent
-        found = folder / "results.json"
-        return json.loads(found.read_text()) if found.is_file() else None
+    def parents(run: str):
+        def parent_results(init: str) -> dict | None:
+            """results.json of the run that wrote a --init checkpoint: in its folder, else in a folder of the same
+            name beside RUN (runs shipped together, e.g. in results/, after the paths they trained in are gone)."""
+            folder = Path(init).parent if Path(init).suffix == ".pt" else Path(init)  # a checkpoint file or a run
+            for found in (folder / "results.json", Path(run).parent / folder.name / "results.json"):
+                if found.is_file():
+                    return json.loads(found.read_text())
+            return None
+
+        return parent_results
 
     def model_name(args, task) -> str:
         kind = "ram, random glimpses" if args.model == "ram" and args.policy == "random" else args.model
@@ -762,7 +769,7 @@ def compare_command(argv: list[str]) -> int:
         if names.count(name) > 1:  # several runs of one model: tell them apart by their folders
             name = f"{name} ({Path(run).name})"
         results = json.loads((Path(run) / "results.json").read_text())
-        curves[name], minutes, chain = compare.lineage(results, parent_results)
+        curves[name], minutes, chain = compare.lineage(results, parents(run))
         if chain:
             notes.append(f"- {name} was fine-tuned from {' <- '.join(chain)}: its minutes and learning curve "
                          "include the runs it started from, up to the checkpoint it started from.")

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -50,7 +51,11 @@ def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
         (tmp_path / "ram" / name).unlink()
     # A second RAM run, fine-tuned from the first as shipped (its agent.pt).
     assert train.main([*common, "--init", str(tmp_path / "ram"), "--run-dir", str(tmp_path / "ram2")]) == 0
-    assert train.main(["compare", str(tmp_path / "ram"), str(tmp_path / "soft"), str(tmp_path / "ram2"),
+    # Both shipped to another folder: the path the second was started from is gone, its copy lies beside it.
+    for name in ("ram", "ram2"):
+        shutil.move(tmp_path / name, tmp_path / "shipped" / name)
+    ram, ram2 = tmp_path / "shipped" / "ram", tmp_path / "shipped" / "ram2"
+    assert train.main(["compare", str(ram), str(tmp_path / "soft"), str(ram2),
                        "--out", str(out), "--canvases", "28,60", "--repeats", "1", "--threads", "1"]) == 0
     report = (out / "report.md").read_text()
     assert "| soft mnist28 T=2 |" in report
@@ -59,7 +64,7 @@ def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
     data = json.loads((out / "report.json").read_text())
     ram_row, soft_row, tuned_row = data["models"]
     # The fine-tuned run's minutes and curve include its starting run up to the checkpoint it started from.
-    first, second = (json.loads((tmp_path / run / "results.json").read_text()) for run in ("ram", "ram2"))
+    first, second = (json.loads((run / "results.json").read_text()) for run in (ram, ram2))
     at_checkpoint = [h["minutes"] for h in first["history"] if h["samples"] == first["samples"]]
     assert tuned_row["minutes"] == pytest.approx(at_checkpoint[0] + second["train_minutes"])
     assert f"ram mnist28 T=2 (ram2) was fine-tuned from {tmp_path / 'ram'}" in report
@@ -72,7 +77,7 @@ def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
     capsys.readouterr()
     assert train.main(["compare", str(tmp_path / "nope")]) == 2
     assert "no results.json" in capsys.readouterr().err
-    assert train.main(["compare", str(tmp_path / "ram"), str(tmp_path / "soft"), str(tmp_path / "ram") + "/"]) == 2
+    assert train.main(["compare", str(ram), str(tmp_path / "soft"), str(ram) + "/"]) == 2
     assert "given twice" in capsys.readouterr().err
 
 
