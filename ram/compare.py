@@ -73,23 +73,25 @@ def pixels_covered(locations: Tensor, retina: Retina, canvas_size: int) -> float
     return covered.float().sum((1, 2)).mean().item()
 
 
-def lineage(results: dict, parent_of: Callable[[str], dict | None]) -> tuple[list[dict], float, list[str]]:
+def lineage(results: dict, parent_of: Callable[[str], dict | None],
+            _seen: frozenset[str] = frozenset()) -> tuple[list[dict], float, list[str]]:
     """The validation curve and training minutes of a run together with the runs it was fine-tuned from.
 
     ``results`` is a run's results.json; ``parent_of(checkpoint)`` returns the results.json of the run that wrote
     the checkpoint a run started from (``--init``), or None if it is not at hand. The curve holds the starting
     run's evaluations up to that checkpoint, then the run's own, shifted by the checkpoint's samples and minutes;
     the minutes are those of the whole chain. Returns (curve, minutes, the checkpoints of the chain, nearest first);
-    where a starting run is missing, the curve is shifted by its samples alone and its minutes are not counted.
+    where a starting run is missing (or would repeat a checkpoint of the chain), the curve is shifted by its samples
+    alone and its minutes are not counted.
     """
     init = results.get("init")
     if init is None:
         return results["history"], results["train_minutes"], []
-    parent = parent_of(init["checkpoint"])
+    parent = parent_of(init["checkpoint"]) if init["checkpoint"] not in _seen else None
     if parent is None:
         curve = [{**h, "samples": h["samples"] + init["samples"]} for h in results["history"]]
         return curve, results["train_minutes"], [init["checkpoint"] + " (not at hand)"]
-    before, _, chain = lineage(parent, parent_of)
+    before, _, chain = lineage(parent, parent_of, _seen | {init["checkpoint"]})
     before = [h for h in before if h["samples"] <= init["samples"]]
     start = before[-1]["minutes"] if before else 0.0
     curve = before + [{**h, "samples": h["samples"] + init["samples"], "minutes": h["minutes"] + start}
