@@ -22,6 +22,7 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -709,6 +710,17 @@ def visualize_command(argv: list[str]) -> int:
     return 0
 
 
+def starting_run(init: str, *, beside: Path) -> dict | None:
+    """results.json of the run that wrote a --init checkpoint (a .pt file or a run folder): in its folder, else in a
+    folder of the same name in ``beside`` (runs shipped together, e.g. in results/, after the paths they trained in
+    are gone); None if neither has one."""
+    folder = Path(init).parent if Path(init).suffix == ".pt" else Path(init)
+    for found in (folder / "results.json", beside / folder.name / "results.json"):
+        if found.is_file():
+            return json.loads(found.read_text())
+    return None
+
+
 def compare_command(argv: list[str]) -> int:
     parser = Parser(prog="train.py compare", description="Compare trained runs: test error, parameters, training "
                     "time, multiply-accumulates and latency per image, pixels examined, cost against canvas size, "
@@ -747,18 +759,6 @@ def compare_command(argv: list[str]) -> int:
     rows, scaling, curves, notes = [], [], {}, []
     loaded = [load_run(run, opts.data_dir) for run in opts.runs]
 
-    def parents(run: str):
-        def parent_results(init: str) -> dict | None:
-            """results.json of the run that wrote a --init checkpoint: in its folder, else in a folder of the same
-            name beside RUN (runs shipped together, e.g. in results/, after the paths they trained in are gone)."""
-            folder = Path(init).parent if Path(init).suffix == ".pt" else Path(init)  # a checkpoint file or a run
-            for found in (folder / "results.json", Path(run).parent / folder.name / "results.json"):
-                if found.is_file():
-                    return json.loads(found.read_text())
-            return None
-
-        return parent_results
-
     def model_name(args, task) -> str:
         kind = "ram, random glimpses" if args.model == "ram" and args.policy == "random" else args.model
         return f"{kind} {task.name}" + (f" T={task.n_glimpses}" if args.model in ("ram", "soft", "soft-glimpse")
@@ -769,7 +769,7 @@ def compare_command(argv: list[str]) -> int:
         if names.count(name) > 1:  # several runs of one model: tell them apart by their folders
             name = f"{name} ({Path(run).name})"
         results = json.loads((Path(run) / "results.json").read_text())
-        curves[name], minutes, chain = compare.lineage(results, parents(run))
+        curves[name], minutes, chain = compare.lineage(results, partial(starting_run, beside=Path(run).parent))
         if chain:
             notes.append(f"- {name} was fine-tuned from {' <- '.join(chain)}: its minutes and learning curve "
                          "include the runs it started from, up to the checkpoint it started from.")
