@@ -35,7 +35,7 @@ from envs.tasks import TASKS
 DEFAULT_LR = {"soft-glimpse": 3e-4}
 
 # Bookkeeping flags: how a run is executed, not what it learns. Only these may change on --resume.
-BOOKKEEPING = ("resume", "run_dir", "progress", "data_dir", "threads", "stop_after")
+BOOKKEEPING = ("resume", "run_dir", "progress", "data_dir", "threads", "stop_after", "snapshots")
 
 
 def _flag(default, help: str, **kw):
@@ -88,6 +88,8 @@ class Args:
                        "per step, e.g. 0.999 (0: off, the trained weights themselves)")
     eval_every: int = _flag(300_000, "evaluate on the validation set every this many samples")
     eval_batch: int = _flag(1000, "episodes per batch when evaluating")
+    snapshots: bool = _flag(False, "keep the weights of every validation in RUN/snapshots/ (1-3 MB each), for "
+                            "`train.py curve RUN`: test error against training minutes")
     mc_samples: int = _flag(10, "rollouts averaged for the Monte-Carlo test error")
     seed: int = _flag(0, "random seed")
     threads: int = _flag(2, "torch CPU threads")
@@ -138,7 +140,8 @@ def parse_args(argv: list[str]) -> Args:
     parser = Parser(
         prog="train.py",
         description="Train the Recurrent Attention Model (Mnih et al. 2014) on a cluttered-MNIST task. "
-        "Subcommands: `train.py evaluate RUN`, `train.py visualize RUN`, `train.py compare RUN...` (each has --help).",
+        "Subcommands: `train.py evaluate RUN`, `train.py visualize RUN`, `train.py curve RUN`, `train.py compare RUN...` "
+        "(each has --help).",
     )
     for f in dataclasses.fields(Args):
         name = "--" + f.name.replace("_", "-")
@@ -542,6 +545,9 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
                 best_val = val_error
                 checkpoint.save(state_dict(val_error), run_dir / "best.pt")
             checkpoint.save(state_dict(val_error), run_dir / "last.pt")
+            if args.snapshots:  # the agent as validation saw it, and when; `train.py curve` tests them afterwards
+                checkpoint.save({**checkpoint.agent_only(state_dict(val_error)), "minutes": elapsed / 60},
+                                run_dir / "snapshots" / f"{samples:012d}.pt")
             bar.write(f"samples {samples:,}  val error {val_error:.2f}%  best {best_val:.2f}%  "
                       f"{elapsed / 60:.1f} min")
             if stopping and step < total_steps:
@@ -721,6 +727,81 @@ def starting_run(init: str, *, beside: Path) -> dict | None:
     return None
 
 
+def first_reached(points: list[dict], key: str, target: float) -> dict | None:
+    """The first point (in training order) whose ``key`` error is at or below ``target``, or None."""
+    return next((p for p in points if p.get(key) is not None and p[key] <= target), None)
+
+
+def curve_command(argv: list[str]) -> int:
+    parser = Parser(prog="train.py curve", description="Test error against training time: every snapshot of a run "
+                    "trained with --snapshots, measured on the fixed test set (greedy and Monte-Carlo), and the "
+                    "training minutes at which it first reached a target error. A report only: the run's checkpoint "
+                    "is chosen by validation error, never by this curve. Writes RUN/test_curve.json and "
+                    "RUN/test_curve.png.")
+    parser.add_argument("run", help="run folder trained with --snapshots")
+    parser.add_argument("--target", type=float, default=None, help="test error (%%) to reach (default: the paper's "
+                        "for the task and number of glimpses)")
+    parser.add_argument("--mc-samples", type=int, default=10, help="rollouts averaged for the Monte-Carlo error "
+                        "(0: greedy only)")
+    parser.add_argument("--data-dir", default=None, help="MNIST cache folder")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    opts = parser.parse_args(argv)
+    if opts.mc_samples < 0 or opts.threads < 1:
+        raise UsageError("--mc-samples must be >= 0 and --threads >= 1")
+    run_dir = Path(opts.run)
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is not a run folder")
+    snapshots = sorted((run_dir / "snapshots").glob("*.pt"))
+    if not snapshots:
+        raise UsageError(f"{run_dir} has no snapshots: train it with --snapshots")
+    from envs.tasks import Task, paper_error
+    from ram import compare
+    from ram.checkpoint import load, write_bytes, write_text
+    from ram.plots import test_curve_figure
+
+    torch.set_num_threads(opts.threads)
+    first = load(snapshots[0])
+    args, task = Args(**{**first["args"], "data_dir": opts.data_dir}), Task(**first["task"])
+    target = opts.target if opts.target is not None else paper_error(task)
+    if target is None:
+        raise UsageError(f"the paper has no number for this task ({task.name}, T={task.n_glimpses}): pass --target")
+    # A fine-tuned run's clock starts where its starting runs stopped, as in `compare` (their minutes are counted
+    # once the run has finished and its results.json names them; until then, its own minutes only).
+    offset, note = {"samples": first.get("init_samples", 0), "minutes": 0.0}, "minutes of this run alone"
+    if (run_dir / "results.json").exists():
+        results = json.loads((run_dir / "results.json").read_text())
+        curve, _, chain = compare.lineage(results, partial(starting_run, beside=run_dir.parent))
+        own = curve[len(curve) - len(results["history"])]
+        offset = {k: own[k] - results["history"][0][k] for k in ("samples", "minutes")}
+        note = ("minutes include the runs it started from: " + " <- ".join(chain)) if chain else note
+    env = make_env(args, task, "test", args.eval_batch)
+    model, _ = build_model(args, task, env)
+    points = []
+    for path in snapshots:
+        state = load(path)
+        model.load_state_dict(state["model"])
+        errors = evaluate(model, env, env.split_size, mc_samples=opts.mc_samples, seed=args.seed)
+        points.append({"samples": state["samples"] + offset["samples"], "minutes": state["minutes"] + offset["minutes"],
+                       "val_error": state["val_error"], **errors})
+        mc = f"  MC {errors['mc_error']:.2f}%" if "mc_error" in errors else ""
+        print(f"{points[-1]['samples']:>12,} samples {points[-1]['minutes']:7.1f} min  val {state['val_error']:.2f}%  "
+              f"test greedy {errors['greedy_error']:.2f}%{mc}")
+    env.close()
+    reached = {key: first_reached(points, key, target) for key in ("greedy_error", "mc_error")}
+    for key, point in reached.items():
+        print(f"{key.split('_')[0]} reached {target}%: " + (f"at {point['minutes']:.1f} min, {point['samples']:,} "
+                                                             "samples" if point else "never"))
+    report = {"note": "test error of every snapshot (reporting only: checkpoints are chosen by validation); "
+                      + note, "split": "test", "n": env.split_size, "mc_samples": opts.mc_samples,
+              "target": target, "reached": reached, "points": points}
+    write_text(json.dumps(report, indent=2), run_dir / "test_curve.json")
+    png = io.BytesIO()
+    test_curve_figure(points, target).savefig(png, format="png", dpi=110)
+    write_bytes(png.getvalue(), run_dir / "test_curve.png")
+    print(f"wrote {run_dir / 'test_curve.json'} and {run_dir / 'test_curve.png'}")
+    return 0
+
+
 def compare_command(argv: list[str]) -> int:
     parser = Parser(prog="train.py compare", description="Compare trained runs: test error, parameters, training "
                     "time, multiply-accumulates and latency per image, pixels examined, cost against canvas size, "
@@ -842,6 +923,8 @@ def main(argv: list[str] | None = None) -> int:
             return visualize_command(argv[1:])
         if argv and argv[0] == "compare":
             return compare_command(argv[1:])
+        if argv and argv[0] == "curve":
+            return curve_command(argv[1:])
         args = parse_args(argv)
         results = train(args, given_flags(argv))
         if results.get("stopped"):

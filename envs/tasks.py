@@ -72,6 +72,18 @@ TASKS = {
 }
 
 
+# Test errors (%) of Mnih et al. (2014), Tables 1-2, for a preset's sensor with T glimpses: (task name, T) -> error.
+PAPER_ERRORS = {("mnist28", 6): 1.12, ("translated60", 6): 1.22, ("cluttered60", 4): 4.96, ("cluttered60", 6): 4.08,
+                ("cluttered60", 8): 4.04, ("cluttered100", 8): 8.11}
+
+
+def paper_error(task: Task) -> float | None:
+    """The paper's test error for this task, if it is a preset with only the number of glimpses changed."""
+    if task.name not in TASKS or task != TASKS[task.name].with_(n_glimpses=task.n_glimpses):
+        return None
+    return PAPER_ERRORS.get((task.name, task.n_glimpses))
+
+
 def get_task(name: str, **overrides) -> Task:
     """A preset by name with fields overridden (``None`` values are ignored). Raises ValueError for unknown names."""
     if name not in TASKS:

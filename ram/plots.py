@@ -147,3 +147,21 @@ def matrix_figure(weights: np.ndarray, *, query_labels: list[str] | None = None,
         ax.set_xticks(range(len(key_labels)), key_labels, rotation=90)
     fig.colorbar(im, ax=ax, label="attention weight")
     return fig
+
+
+def test_curve_figure(points: list[dict], target: float) -> Figure:
+    """Error against training minutes of one run's snapshots: validation, test greedy and (if measured) test
+    Monte-Carlo, with the target error as a dashed line."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    minutes = [p["minutes"] for p in points]
+    for key, label in (("val_error", "validation (greedy)"), ("greedy_error", "test, greedy"),
+                       ("mc_error", "test, Monte-Carlo")):
+        if all(key in p for p in points):
+            ax.plot(minutes, [p[key] for p in points], "o-", markersize=3, label=label)
+    ax.axhline(target, color="k", linestyle="--", linewidth=1, label=f"target {target}%")
+    ax.set_xlabel("training minutes")
+    ax.set_ylabel("error (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from envs.mnist import MNIST
-from envs.tasks import TASKS, Task, compose, fixed, get_task, integers, sample
+from envs.tasks import TASKS, Task, compose, fixed, get_task, integers, paper_error, sample
 
 
 def digest(*arrays: np.ndarray) -> str:
@@ -134,3 +134,11 @@ def test_bad_tasks_are_refused(changes, match):
 def test_presets_match_the_paper():
     assert [(t.canvas_size, t.n_clutter, t.glimpse_size, t.n_scales) for t in TASKS.values()] == [
         (28, 0, 8, 1), (60, 0, 12, 3), (60, 4, 12, 3), (100, 8, 12, 4)]
+
+
+def test_the_papers_error_is_known_only_for_its_own_sensors():
+    assert paper_error(get_task("cluttered60")) == 4.08
+    assert paper_error(get_task("cluttered60", n_glimpses=8)) == 4.04
+    assert paper_error(get_task("cluttered100")) == 8.11
+    assert paper_error(get_task("cluttered60", n_glimpses=5)) is None  # not in the paper's table
+    assert paper_error(get_task("cluttered60", canvas_size=80)) is None  # another task under the same name

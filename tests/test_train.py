@@ -152,7 +152,8 @@ def test_visualize_and_evaluate_commands(mnist, tmp_path, capsys):
      (["--ema", "1"], "--ema must be in"),
      (["evaluate", "x", "--threads", "0"], "threads"), (["evaluate", "x", "--split", "train"], "invalid choice"),
      (["--std-final", "0"], "must be > 0"), (["--model", "fc", "--std-final", "0.1"], "no location policy"),
-     (["--init", "/no/such/run"], "no such checkpoint")],
+     (["--init", "/no/such/run"], "no such checkpoint"), (["curve", "/no/such/run"], "not a run folder"),
+     (["curve", "x", "--mc-samples", "-1"], "--mc-samples must be")],
 )
 def test_cli_errors_are_one_line_and_non_zero(argv, message, capsys):
     code = train.main(argv)
@@ -234,6 +235,42 @@ def test_init_starts_from_a_trained_agent_and_counts_its_samples(mnist, tmp_path
     assert run(tmp_path, "other", "--samples", "32", "--hidden-size", "16", "--init", str(tmp_path / "base")) == 2
     err = capsys.readouterr().err
     assert "different architecture (hidden_size differ" in err and "\n" not in err.strip()
+
+
+def test_snapshots_and_the_test_curve_of_a_fine_tuned_run(mnist, tmp_path, capsys):
+    assert run(tmp_path, "base", "--samples", "64", "--eval-every", "64") == 0
+    assert run(tmp_path, "tuned", "--samples", "64", "--eval-every", "32", "--snapshots",
+               "--init", str(tmp_path / "base" / "agent.pt")) == 0
+    folder = tmp_path / "tuned"
+    snapshots = sorted((folder / "snapshots").glob("*.pt"))
+    assert [checkpoint.load(p)["samples"] for p in snapshots] == [32, 64]
+    results = json.loads((folder / "results.json").read_text())
+    assert [checkpoint.load(p)["minutes"] for p in snapshots] == [h["minutes"] for h in results["history"]]
+    capsys.readouterr()
+    assert train.main(["curve", str(folder), "--target", "100", "--mc-samples", "2", "--threads", "1"]) == 0
+    assert "greedy reached 100.0%: at" in capsys.readouterr().out
+    report = json.loads((folder / "test_curve.json").read_text())
+    base = json.loads((tmp_path / "base" / "results.json").read_text())
+    # The fine-tuned run's clock starts where the run it started from stopped.
+    assert [p["samples"] for p in report["points"]] == [64 + 32, 64 + 64]
+    assert [p["minutes"] for p in report["points"]] == pytest.approx(
+        [base["history"][-1]["minutes"] + h["minutes"] for h in results["history"]])
+    # The snapshot validation chose measures what the run's own test measured.
+    chosen = next(p for p in report["points"] if p["samples"] == 64 + results["samples"])
+    assert (chosen["greedy_error"], chosen["mc_error"]) == (results["test"]["greedy_error"],
+                                                            results["test"]["mc_error"])
+    assert report["reached"]["greedy_error"] == report["points"][0]  # a 100% target is met at once
+    assert (folder / "test_curve.png").stat().st_size > 1000
+    assert train.main(["curve", str(tmp_path / "base")]) == 2
+    assert "has no snapshots: train it with --snapshots" in capsys.readouterr().err
+
+
+def test_first_reached_is_the_first_point_at_or_below_the_target():
+    points = [{"greedy_error": 5.0, "mc_error": 4.0}, {"greedy_error": 4.08, "mc_error": 3.0},
+              {"greedy_error": 3.9}]
+    assert train.first_reached(points, "greedy_error", 4.08) is points[1]
+    assert train.first_reached(points, "mc_error", 4.08) is points[0]
+    assert train.first_reached(points, "greedy_error", 3.0) is None
 
 
 def test_no_second_validation_pass_just_after_a_scheduled_one(mnist, tmp_path):
