@@ -140,8 +140,8 @@ def parse_args(argv: list[str]) -> Args:
     parser = Parser(
         prog="train.py",
         description="Train the Recurrent Attention Model (Mnih et al. 2014) on a cluttered-MNIST task. "
-        "Subcommands: `train.py evaluate RUN`, `train.py visualize RUN`, `train.py curve RUN`, `train.py compare RUN...` "
-        "(each has --help).",
+        "Subcommands: `train.py evaluate RUN`, `train.py visualize RUN`, `train.py curve RUN`, "
+        "`train.py compare RUN...` (each has --help).",
     )
     for f in dataclasses.fields(Args):
         name = "--" + f.name.replace("_", "-")
