@@ -787,7 +787,7 @@ def curve_command(argv: list[str]) -> int:
         print(f"{points[-1]['samples']:>12,} samples {points[-1]['minutes']:7.1f} min  val {state['val_error']:.2f}%  "
               f"test greedy {errors['greedy_error']:.2f}%{mc}")
     env.close()
-    reached = {key: first_reached(points, key, target) for key in ("greedy_error", "mc_error")}
+    reached = {key: first_reached(points, key, target) for key in ("greedy_error", "mc_error") if key in points[0]}
     for key, point in reached.items():
         print(f"{key.split('_')[0]} reached {target}%: " + (f"at {point['minutes']:.1f} min, {point['samples']:,} "
                                                              "samples" if point else "never"))

@@ -191,7 +191,7 @@ def test_whole_canvas_models_train_and_evaluate_through_the_same_cli(mnist, tmp_
     # Same task, splits, run folder, checkpoints and results as RAM; no Monte-Carlo error (nothing is sampled).
     argv = ["--task", "mnist28", "--model", model, "--glimpses", "2", "--batch-size", "16", "--hidden-size", "32",
             "--samples", "32", "--eval-every", "32", "--eval-batch", "1000", "--threads", "1", "--no-progress",
-            "--run-dir", str(tmp_path / model)]
+            "--snapshots", "--run-dir", str(tmp_path / model)]
     assert train.main(argv) == 0
     results = json.loads((tmp_path / model / "results.json").read_text())
     assert 0 <= results["test"]["greedy_error"] <= 100 and "mc_error" not in results["test"]
@@ -204,6 +204,13 @@ def test_whole_canvas_models_train_and_evaluate_through_the_same_cli(mnist, tmp_
         assert train.main(["visualize", str(tmp_path / model), "--n", "2"]) == 0
     else:
         assert train.main(["visualize", str(tmp_path / model)]) == 2
+    # The paper has no number for 2 glimpses: the curve needs a target, and has no Monte-Carlo line.
+    assert train.main(["curve", str(tmp_path / model), "--threads", "1"]) == 2
+    assert "pass --target" in capsys.readouterr().err
+    assert train.main(["curve", str(tmp_path / model), "--target", "50", "--threads", "1"]) == 0
+    report = json.loads((tmp_path / model / "test_curve.json").read_text())
+    assert list(report["reached"]) == ["greedy_error"]
+    assert report["points"][-1]["greedy_error"] == results["test"]["greedy_error"]
 
 
 def test_std_anneals_to_std_final_and_the_agent_keeps_it(mnist, tmp_path):
