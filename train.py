@@ -728,8 +728,12 @@ def starting_run(init: str, *, beside: Path) -> dict | None:
 
 
 def first_reached(points: list[dict], key: str, target: float) -> dict | None:
-    """The first point (in training order) whose ``key`` error is at or below ``target``, or None."""
-    return next((p for p in points if p.get(key) is not None and p[key] <= target), None)
+    """The first point (in training order) whose ``key`` error is at or below ``target``, with the minutes of the
+    point before it ("after_minutes", None for the first): the two bracket the moment. None if none is."""
+    for i, p in enumerate(points):
+        if p.get(key) is not None and p[key] <= target:
+            return {**p, "after_minutes": points[i - 1]["minutes"] if i else None}
+    return None
 
 
 def curve_command(argv: list[str]) -> int:
@@ -789,8 +793,10 @@ def curve_command(argv: list[str]) -> int:
     env.close()
     reached = {key: first_reached(points, key, target) for key in ("greedy_error", "mc_error") if key in points[0]}
     for key, point in reached.items():
-        print(f"{key.split('_')[0]} reached {target}%: " + (f"at {point['minutes']:.1f} min, {point['samples']:,} "
-                                                             "samples" if point else "never"))
+        after = point and point["after_minutes"]
+        when = ("never" if point is None else f"by {point['minutes']:.1f} min and {point['samples']:,} samples, "
+                + (f"after {after:.1f} min" if after is not None else "at the first snapshot"))
+        print(f"{key.split('_')[0]} reached {target}%: {when}")
     report = {"note": "test error of every snapshot (reporting only: checkpoints are chosen by validation); "
                       + note, "split": "test", "n": env.split_size, "mc_samples": opts.mc_samples,
               "target": target, "reached": reached, "points": points}

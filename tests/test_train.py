@@ -255,7 +255,7 @@ def test_snapshots_and_the_test_curve_of_a_fine_tuned_run(mnist, tmp_path, capsy
     assert [checkpoint.load(p)["minutes"] for p in snapshots] == [h["minutes"] for h in results["history"]]
     capsys.readouterr()
     assert train.main(["curve", str(folder), "--target", "100", "--mc-samples", "2", "--threads", "1"]) == 0
-    assert "greedy reached 100.0%: at" in capsys.readouterr().out
+    assert "greedy reached 100.0%: by " in capsys.readouterr().out
     report = json.loads((folder / "test_curve.json").read_text())
     base = json.loads((tmp_path / "base" / "results.json").read_text())
     # The fine-tuned run's clock starts where the run it started from stopped.
@@ -266,17 +266,18 @@ def test_snapshots_and_the_test_curve_of_a_fine_tuned_run(mnist, tmp_path, capsy
     chosen = next(p for p in report["points"] if p["samples"] == 64 + results["samples"])
     assert (chosen["greedy_error"], chosen["mc_error"]) == (results["test"]["greedy_error"],
                                                             results["test"]["mc_error"])
-    assert report["reached"]["greedy_error"] == report["points"][0]  # a 100% target is met at once
+    # A 100% target is met at once: by the first snapshot, after nothing.
+    assert report["reached"]["greedy_error"] == {**report["points"][0], "after_minutes": None}
     assert (folder / "test_curve.png").stat().st_size > 1000
     assert train.main(["curve", str(tmp_path / "base")]) == 2
     assert "has no snapshots: train it with --snapshots" in capsys.readouterr().err
 
 
 def test_first_reached_is_the_first_point_at_or_below_the_target():
-    points = [{"greedy_error": 5.0, "mc_error": 4.0}, {"greedy_error": 4.08, "mc_error": 3.0},
-              {"greedy_error": 3.9}]
-    assert train.first_reached(points, "greedy_error", 4.08) is points[1]
-    assert train.first_reached(points, "mc_error", 4.08) is points[0]
+    points = [{"minutes": 1.0, "greedy_error": 5.0, "mc_error": 4.0},
+              {"minutes": 2.0, "greedy_error": 4.08, "mc_error": 3.0}, {"minutes": 3.0, "greedy_error": 3.9}]
+    assert train.first_reached(points, "greedy_error", 4.08) == {**points[1], "after_minutes": 1.0}
+    assert train.first_reached(points, "mc_error", 4.08) == {**points[0], "after_minutes": None}
     assert train.first_reached(points, "greedy_error", 3.0) is None
 
 
