@@ -615,11 +615,9 @@ def load_run(run: str, data_dir: str | None):
     return path, state, Args(**{**state["args"], "data_dir": data_dir}), Task(**state["task"])
 
 
-def evaluate_command(argv: list[str]) -> int:
-    parser = Parser(prog="train.py evaluate", description="Test error of a trained agent, "
-                    "greedy and Monte-Carlo, on the fixed test (or validation) set.")
-    parser.add_argument("run", help="run folder (its best.pt, else its agent.pt) or checkpoint file")
-    parser.add_argument("--split", default="test", choices=("test", "val"), help="fixed set to evaluate on")
+def parse_evaluation_flags(parser: Parser, argv: list[str]) -> argparse.Namespace:
+    """Parse argv with the flags every test-set evaluation shares (--mc-samples, --data-dir, --threads) added,
+    checked, and the threads set."""
     parser.add_argument("--mc-samples", type=int, default=10, help="rollouts averaged for the Monte-Carlo error "
                         "(0: greedy only)")
     parser.add_argument("--data-dir", default=None, help="MNIST cache folder")
@@ -628,6 +626,15 @@ def evaluate_command(argv: list[str]) -> int:
     if opts.mc_samples < 0 or opts.threads < 1:
         raise UsageError("--mc-samples must be >= 0 and --threads >= 1")
     torch.set_num_threads(opts.threads)
+    return opts
+
+
+def evaluate_command(argv: list[str]) -> int:
+    parser = Parser(prog="train.py evaluate", description="Test error of a trained agent, "
+                    "greedy and Monte-Carlo, on the fixed test (or validation) set.")
+    parser.add_argument("run", help="run folder (its best.pt, else its agent.pt) or checkpoint file")
+    parser.add_argument("--split", default="test", choices=("test", "val"), help="fixed set to evaluate on")
+    opts = parse_evaluation_flags(parser, argv)
     path, state, args, task = load_run(opts.run, opts.data_dir)
     env = make_env(args, task, opts.split, args.eval_batch)
     model, _ = build_model(args, task, env)
@@ -745,13 +752,7 @@ def curve_command(argv: list[str]) -> int:
     parser.add_argument("run", help="run folder trained with --snapshots")
     parser.add_argument("--target", type=float, default=None, help="test error (%%) to reach (default: the paper's "
                         "for the task and number of glimpses)")
-    parser.add_argument("--mc-samples", type=int, default=10, help="rollouts averaged for the Monte-Carlo error "
-                        "(0: greedy only)")
-    parser.add_argument("--data-dir", default=None, help="MNIST cache folder")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    opts = parser.parse_args(argv)
-    if opts.mc_samples < 0 or opts.threads < 1:
-        raise UsageError("--mc-samples must be >= 0 and --threads >= 1")
+    opts = parse_evaluation_flags(parser, argv)
     run_dir = Path(opts.run)
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a run folder")
@@ -763,7 +764,6 @@ def curve_command(argv: list[str]) -> int:
     from ram.checkpoint import load, write_bytes, write_text
     from ram.plots import test_curve_figure
 
-    torch.set_num_threads(opts.threads)
     first = load(snapshots[0])
     args, task = Args(**{**first["args"], "data_dir": opts.data_dir}), Task(**first["task"])
     target = opts.target if opts.target is not None else paper_error(task)
