@@ -541,12 +541,14 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
                 name, figure_for, _ = attention_frames(evaluated, args, task, {}, canvases.images, canvases.labels)
                 writer.add_figure(f"val/{name}", figure_for(None), samples)
                 evaluated.train()
-            if val_error < best_val:
-                best_val = val_error
-                checkpoint.save(state_dict(val_error), run_dir / "best.pt")
-            checkpoint.save(state_dict(val_error), run_dir / "last.pt")
+            improved = val_error < best_val
+            best_val = min(best_val, val_error)
+            state = state_dict(val_error)
+            if improved:
+                checkpoint.save(state, run_dir / "best.pt")
+            checkpoint.save(state, run_dir / "last.pt")
             if args.snapshots:  # the agent as validation saw it, and when; `train.py curve` tests them afterwards
-                checkpoint.save({**checkpoint.agent_only(state_dict(val_error)), "minutes": elapsed / 60},
+                checkpoint.save({**checkpoint.agent_only(state), "minutes": elapsed / 60},
                                 run_dir / "snapshots" / f"{samples:012d}.pt")
             bar.write(f"samples {samples:,}  val error {val_error:.2f}%  best {best_val:.2f}%  "
                       f"{elapsed / 60:.1f} min")
