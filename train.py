@@ -88,8 +88,9 @@ class Args:
                        "per step, e.g. 0.999 (0: off, the trained weights themselves)")
     eval_every: int = _flag(300_000, "evaluate on the validation set every this many samples")
     eval_batch: int = _flag(1000, "episodes per batch when evaluating")
-    snapshots: bool = _flag(False, "keep the weights of every validation in RUN/snapshots/ (1-3 MB each), for "
-                            "`train.py curve RUN`: test error against training minutes")
+    snapshots: bool = _flag(False, "keep the weights of every validation in RUN/snapshots/ (the agent alone: 1-3 MB "
+                            "for RAM), for `train.py curve RUN`: test error against training minutes; a resumed "
+                            "run keeps it unless given")
     mc_samples: int = _flag(10, "rollouts averaged for the Monte-Carlo test error")
     seed: int = _flag(0, "random seed")
     threads: int = _flag(2, "torch CPU threads")
@@ -397,7 +398,9 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
             if getattr(args, name) != own:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} differs from the run's {own}: a "
                                  f"resumed run keeps its own settings (start a new run with another --run-dir)")
-        args = Args(**{**saved, **{name: getattr(args, name) for name in BOOKKEEPING}, "run_dir": str(run_dir)})
+        # Bookkeeping comes from this command line, except --snapshots, which the run keeps unless it is given.
+        now = {name: getattr(args, name) for name in BOOKKEEPING if name != "snapshots" or name in given}
+        args = Args(**{**saved, **now, "run_dir": str(run_dir)})
         task = task_of(args)
     elif (run_dir / "last.pt").exists():
         raise UsageError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
@@ -779,15 +782,20 @@ def curve_command(argv: list[str]) -> int:
         curve, _, chain = compare.lineage(results, partial(starting_run, beside=run_dir.parent))
         own = curve[len(curve) - len(results["history"])]
         offset = {k: own[k] - results["history"][0][k] for k in ("samples", "minutes")}
-        note = ("minutes include the runs it started from: " + " <- ".join(chain)) if chain else note
+        note = ("minutes include those of the runs it started from that were found: " + " <- ".join(chain)
+                if chain else note)
     env = make_env(args, task, "test", args.eval_batch)
     model, _ = build_model(args, task, env)
     points = []
     for path in snapshots:
         state = load(path)
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+            minutes = state["minutes"]
+        except (RuntimeError, KeyError):
+            raise UsageError(f"{path} is not a snapshot of this run (another architecture, or no minutes)") from None
         errors = evaluate(model, env, env.split_size, mc_samples=opts.mc_samples, seed=args.seed)
-        points.append({"samples": state["samples"] + offset["samples"], "minutes": state["minutes"] + offset["minutes"],
+        points.append({"samples": state["samples"] + offset["samples"], "minutes": minutes + offset["minutes"],
                        "val_error": state["val_error"], **errors})
         mc = f"  MC {errors['mc_error']:.2f}%" if "mc_error" in errors else ""
         print(f"{points[-1]['samples']:>12,} samples {points[-1]['minutes']:7.1f} min  val {state['val_error']:.2f}%  "

@@ -273,6 +273,25 @@ def test_snapshots_and_the_test_curve_of_a_fine_tuned_run(mnist, tmp_path, capsy
     assert "has no snapshots: train it with --snapshots" in capsys.readouterr().err
 
 
+def test_a_resumed_run_keeps_its_snapshots_unless_told_otherwise(mnist, tmp_path):
+    common = ["--samples", "96", "--eval-every", "32"]
+    assert run(tmp_path, "snap", *common, "--snapshots", "--stop-after", "32") == 0
+    assert run(tmp_path, "snap", "--resume", "--stop-after", "32") == 0  # no flag: the run's own setting
+    assert run(tmp_path, "snap", "--resume", "--no-snapshots") == 0
+    assert [checkpoint.load(p)["samples"] for p in sorted((tmp_path / "snap" / "snapshots").glob("*.pt"))] == [32, 64]
+
+
+def test_curve_refuses_a_file_that_is_not_a_snapshot_of_the_run(mnist, tmp_path, capsys):
+    assert run(tmp_path, "mixed", "--samples", "32", "--eval-every", "32", "--snapshots") == 0
+    import shutil
+
+    shutil.copy(tmp_path / "mixed" / "best.pt", tmp_path / "mixed" / "snapshots" / "x.pt")  # no "minutes"
+    capsys.readouterr()
+    assert train.main(["curve", str(tmp_path / "mixed"), "--target", "50", "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "x.pt is not a snapshot of this run" in err and "Traceback" not in err
+
+
 def test_first_reached_is_the_first_point_at_or_below_the_target():
     points = [{"minutes": 1.0, "greedy_error": 5.0, "mc_error": 4.0},
               {"minutes": 2.0, "greedy_error": 4.08, "mc_error": 3.0}, {"minutes": 3.0, "greedy_error": 3.9}]
