@@ -869,7 +869,8 @@ def compare_command(argv: list[str]) -> int:
         curves[name], minutes, chain = compare.lineage(results, partial(starting_run, beside=Path(run).parent))
         if chain:
             notes.append(f"- {name} was fine-tuned from {' <- '.join(chain)}: its minutes and learning curve "
-                         "include the runs it started from, up to the checkpoint it started from.")
+                         "include those of the runs it started from that were found, up to the checkpoint it "
+                         "started from.")
         env = make_env(args, task, "test", 1)
         model, _ = build_model(args, task, env)
         model.load_state_dict(state["model"])
