@@ -209,7 +209,7 @@ def run_episodes(model, env, *, greedy: bool, index=None, seed=None):
     T = env.task.n_glimpses
     options = None if index is None else {"index": index}
     obs, _ = env.reset(seed=seed, options=options)
-    state = model.initial_state(env.num_envs)
+    state = None  # the zero state h_0 = c_0 = 0 (CoreNetwork)
     steps, locations = [], []
     no_label = np.zeros(env.num_envs, np.int64)
     for t in range(T):

@@ -81,7 +81,7 @@ class GlimpseNetwork(nn.Module):
 
 class CoreNetwork(nn.Module):
     """h_t = ReLU(Linear(h_{t-1}) + Linear(g_t)) (the paper), or an LSTM cell. The state is (h, c) for both;
-    the ReLU core carries c = h."""
+    the ReLU core carries c = h. A state of None is the zero state h_0 = c_0 = 0."""
 
     def __init__(self, *, g_size: int, hidden_size: int, core: str):
         super().__init__()
@@ -92,10 +92,17 @@ class CoreNetwork(nn.Module):
             self.fc_h = nn.Linear(hidden_size, hidden_size)
             self.fc_g = nn.Linear(g_size, hidden_size)
 
-    def forward(self, g_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    def forward(self, g_t: Tensor, state: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
+        # From the zero state, Linear(h_0) is its bias: no product to compute forward, no weight gradient backward.
         if self.core == "lstm":
-            return self.cell(g_t, state)
-        h_t = F.relu(self.fc_h(state[0]) + self.fc_g(g_t))
+            if state is not None:
+                return self.cell(g_t, state)
+            cell = self.cell  # its gates in PyTorch's order: input, forget, cell, output; c_0 = 0 drops the forget gate
+            i, _, g, o = F.linear(g_t, cell.weight_ih, cell.bias_ih + cell.bias_hh).chunk(4, 1)
+            c_t = torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c_t), c_t
+        recurrent = self.fc_h.bias if state is None else self.fc_h(state[0])
+        h_t = F.relu(recurrent + self.fc_g(g_t))
         return h_t, h_t
 
 
@@ -177,11 +184,7 @@ class RecurrentAttention(nn.Module):
         self.classifier = Classifier(hidden_size=c.hidden_size, n_classes=c.n_classes)
         self.baseline = Baseline(hidden_size=c.hidden_size)
 
-    def initial_state(self, batch_size: int) -> tuple[Tensor, Tensor]:
-        h_0 = torch.zeros(batch_size, self.config.hidden_size, device=self.classifier.fc.weight.device)
-        return h_0, h_0
-
-    def step(self, rho: Tensor, l: Tensor, state: tuple[Tensor, Tensor], *, greedy: bool = False) -> Step:
+    def step(self, rho: Tensor, l: Tensor, state: tuple[Tensor, Tensor] | None, *, greedy: bool = False) -> Step:
         """One glimpse: rho (B, k, g, g) taken at l (B, 2) -> the new state and the next location."""
         # l is data (where the env looked), never a path for gradients back into an earlier LocationPolicy step.
         g_t = self.glimpse(rho, l.detach())
@@ -204,7 +207,7 @@ class RecurrentAttention(nn.Module):
 
         Sees exactly what the environments would: same retina, same clipping."""
         S = integral_image(images)
-        state = self.initial_state(images.shape[0])
+        state = None  # h_0 = c_0 = 0
         l = clip_location(l_0)
         locations, steps = [l], []
         for t in range(n_glimpses):

@@ -22,7 +22,8 @@ def test_macs_of_a_tiny_ram_match_a_hand_count_and_do_not_grow_with_the_canvas()
     model = RecurrentAttention(RAMConfig(glimpse_shape=(k, g, g), hg_size=hg, hl_size=hl, g_size=G, hidden_size=H))
     fn = compare.forward_fn(model, retina=Retina(g=g, k=k), n_glimpses=T)
     per_step = k * g * g * hg + 2 * hl + hg * G + hl * G + H * H + G * H + H * 2  # glimpse, core, location
-    expected = T * per_step + (T - 1) * H + H * 10  # baselines of the T - 1 choices, classifier
+    # The first step's core has no product with h_0 = 0; baselines of the T - 1 choices; the classifier.
+    expected = T * per_step - H * H + (T - 1) * H + H * 10
     for size in (28, 60, 200):
         assert compare.count_macs(fn, torch.zeros(2, size, size, dtype=torch.uint8)) == expected
 

@@ -41,6 +41,26 @@ def test_shapes(core):
     assert (out.locations.abs() <= 1).all()  # what the sensor saw is clipped
 
 
+@pytest.mark.parametrize("core", ["rnn", "lstm"])
+def test_the_none_state_is_the_zero_state(core):
+    # The first step skips the product with h_0 = 0; it must give the state and the gradients of explicit zeros.
+    model = make(core)
+    g_t = torch.randn(5, 16)
+    zeros = torch.zeros(5, 16)
+    out = {}
+    for name, state in (("none", None), ("zeros", (zeros, zeros))):
+        model.zero_grad(set_to_none=True)
+        h, c = model.core(g_t, state)
+        (h.square().sum() + c.sum()).backward()
+        # No gradient at all (the skipped product's weight) is the zero gradient.
+        out[name] = (h.detach(), c.detach(), {k: torch.zeros_like(p) if p.grad is None else p.grad.clone()
+                                              for k, p in model.core.named_parameters()})
+    torch.testing.assert_close(out["none"][:2], out["zeros"][:2])
+    for name, grad in out["zeros"][2].items():
+        assert grad.abs().sum() > 0 or name in ("cell.weight_hh", "fc_h.weight"), name
+        torch.testing.assert_close(out["none"][2][name], grad, msg=name)
+
+
 @pytest.mark.parametrize("core,loc_hidden", [("rnn", 0), ("lstm", 0), ("rnn", 8)])
 def test_gradient_routing(core, loc_hidden):
     model = make(core, loc_hidden=loc_hidden)
