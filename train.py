@@ -728,6 +728,22 @@ def visualize_command(argv: list[str]) -> int:
     return 0
 
 
+def read_results(path: Path) -> dict:
+    """A run's results.json, or a one-line UsageError if it cannot be read or lacks what `compare` and `curve` use."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path}: not a readable results.json ({type(e).__name__})") from None
+    init = results.get("init") if isinstance(results, dict) else None
+    if (not isinstance(results, dict) or not isinstance(results.get("history"), list) or not results["history"]
+            or not isinstance(results.get("train_minutes"), (int, float))
+            or not (isinstance(results.get("test"), dict) and "greedy_error" in results["test"])
+            or not all(isinstance(h, dict) and {"samples", "minutes"} <= h.keys() for h in results["history"])
+            or (init is not None and not (isinstance(init, dict) and {"checkpoint", "samples"} <= init.keys()))):
+        raise UsageError(f"{path}: not a results.json written by train.py (no test, history or train_minutes)")
+    return results
+
+
 def starting_run(init: str, *, beside: Path) -> dict | None:
     """results.json of the run that wrote a --init checkpoint (a .pt file or a run folder): in its folder, else in a
     folder of the same name in ``beside`` (runs shipped together, e.g. in results/, after the paths they trained in
@@ -735,7 +751,7 @@ def starting_run(init: str, *, beside: Path) -> dict | None:
     folder = Path(init).parent if Path(init).suffix == ".pt" else Path(init)
     for found in (folder / "results.json", beside / folder.name / "results.json"):
         if found.is_file():
-            return json.loads(found.read_text())
+            return read_results(found)
     return None
 
 
@@ -778,7 +794,7 @@ def curve_command(argv: list[str]) -> int:
     # once the run has finished and its results.json names them; until then, its own minutes only).
     offset, note = {"samples": first.get("init_samples", 0), "minutes": 0.0}, "minutes of this run alone"
     if (run_dir / "results.json").exists():
-        results = json.loads((run_dir / "results.json").read_text())
+        results = read_results(run_dir / "results.json")
         curve, _, chain = compare.lineage(results, partial(starting_run, beside=run_dir.parent))
         own = curve[len(curve) - len(results["history"])]
         offset = {k: own[k] - results["history"][0][k] for k in ("samples", "minutes")}
@@ -865,7 +881,7 @@ def compare_command(argv: list[str]) -> int:
     for run, (_, state, args, task), name in zip(opts.runs, loaded, names):
         if names.count(name) > 1:  # several runs of one model: tell them apart by their folders
             name = f"{name} ({Path(run).name})"
-        results = json.loads((Path(run) / "results.json").read_text())
+        results = read_results(Path(run) / "results.json")
         curves[name], minutes, chain = compare.lineage(results, partial(starting_run, beside=Path(run).parent))
         if chain:
             notes.append(f"- {name} was fine-tuned from {' <- '.join(chain)}: its minutes and learning curve "

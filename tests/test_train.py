@@ -292,6 +292,21 @@ def test_curve_refuses_a_file_that_is_not_a_snapshot_of_the_run(mnist, tmp_path,
     assert "x.pt is not a snapshot of this run" in err and "Traceback" not in err
 
 
+def test_compare_and_curve_refuse_an_unreadable_results_json_in_one_line(mnist, tmp_path, capsys):
+    assert run(tmp_path, "base", "--samples", "32", "--eval-every", "32") == 0
+    assert run(tmp_path, "tuned", "--samples", "32", "--eval-every", "32", "--snapshots",
+               "--init", str(tmp_path / "base")) == 0
+    for text, message in (("{not json", "not a readable results.json (JSONDecodeError)"),
+                          ('{"history": []}', "not a results.json written by train.py")):
+        (tmp_path / "base" / "results.json").write_text(text)  # the starting run's, read for the lineage
+        for argv in (["curve", str(tmp_path / "tuned"), "--target", "50", "--threads", "1"],
+                     ["compare", str(tmp_path / "tuned"), "--out", str(tmp_path / "cmp"), "--threads", "1"]):
+            capsys.readouterr()
+            assert train.main(argv) == 2, argv
+            err = capsys.readouterr().err.strip()
+            assert message in err and "results.json" in err and "\n" not in err and "Traceback" not in err, err
+
+
 def test_first_reached_is_the_first_point_at_or_below_the_target():
     points = [{"minutes": 1.0, "greedy_error": 5.0, "mc_error": 4.0},
               {"minutes": 2.0, "greedy_error": 4.08, "mc_error": 3.0}, {"minutes": 3.0, "greedy_error": 3.9}]
