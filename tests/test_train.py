@@ -307,6 +307,38 @@ def test_compare_and_curve_refuse_an_unreadable_results_json_in_one_line(mnist, 
             assert message in err and "results.json" in err and "\n" not in err and "Traceback" not in err, err
 
 
+def test_snapshots_of_an_ema_run_hold_the_average(mnist, tmp_path):
+    assert run(tmp_path, "ema", "--samples", "64", "--eval-every", "32", "--ema", "0.9", "--snapshots") == 0
+    last = checkpoint.load(tmp_path / "ema" / "last.pt")
+    snapshot = checkpoint.load(sorted((tmp_path / "ema" / "snapshots").glob("*.pt"))[-1])
+    # What validation evaluated (and `curve` will test) is the average, not the weights the optimiser moved.
+    assert snapshot["model"].keys() == last["model"].keys() and "trained" not in snapshot
+    assert all(torch.equal(snapshot["model"][k], last["model"][k]) for k in last["model"])
+    assert any(not torch.equal(last["model"][k], last["trained"][k]) for k in last["model"])
+
+
+def test_curve_of_an_unfinished_run_and_of_one_whose_starting_run_is_gone(mnist, tmp_path, capsys):
+    assert run(tmp_path, "going", "--samples", "64", "--eval-every", "32", "--snapshots", "--stop-after", "32") == 0
+    assert not (tmp_path / "going" / "results.json").exists()
+    assert train.main(["curve", str(tmp_path / "going"), "--target", "100", "--threads", "1"]) == 0
+    report = json.loads((tmp_path / "going" / "test_curve.json").read_text())
+    assert [p["samples"] for p in report["points"]] == [32] and report["note"].endswith("minutes of this run alone")
+    # A fine-tuned run whose starting run is not at hand: its own minutes, shifted by the samples it started from.
+    assert run(tmp_path, "base", "--samples", "32", "--eval-every", "32") == 0
+    assert run(tmp_path, "tuned", "--samples", "32", "--eval-every", "32", "--snapshots",
+               "--init", str(tmp_path / "base" / "agent.pt")) == 0
+    import shutil
+
+    shutil.rmtree(tmp_path / "base")
+    capsys.readouterr()
+    assert train.main(["curve", str(tmp_path / "tuned"), "--target", "100", "--threads", "1"]) == 0
+    report = json.loads((tmp_path / "tuned" / "test_curve.json").read_text())
+    own = json.loads((tmp_path / "tuned" / "results.json").read_text())["history"]
+    assert [p["samples"] for p in report["points"]] == [32 + 32]
+    assert [p["minutes"] for p in report["points"]] == pytest.approx([h["minutes"] for h in own])
+    assert "(not at hand)" in report["note"]
+
+
 def test_first_reached_is_the_first_point_at_or_below_the_target():
     points = [{"minutes": 1.0, "greedy_error": 5.0, "mc_error": 4.0},
               {"minutes": 2.0, "greedy_error": 4.08, "mc_error": 3.0}, {"minutes": 3.0, "greedy_error": 3.9}]
