@@ -734,12 +734,14 @@ def read_results(path: Path) -> dict:
         results = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UsageError(f"{path}: not a readable results.json ({type(e).__name__})") from None
+    def numbers(d, *keys) -> bool:
+        return isinstance(d, dict) and all(isinstance(d.get(k), (int, float)) for k in keys)
+
     init = results.get("init") if isinstance(results, dict) else None
-    if (not isinstance(results, dict) or not isinstance(results.get("history"), list) or not results["history"]
-            or not isinstance(results.get("train_minutes"), (int, float))
-            or not (isinstance(results.get("test"), dict) and "greedy_error" in results["test"])
-            or not all(isinstance(h, dict) and {"samples", "minutes"} <= h.keys() for h in results["history"])
-            or (init is not None and not (isinstance(init, dict) and {"checkpoint", "samples"} <= init.keys()))):
+    if (not numbers(results, "train_minutes") or not numbers(results.get("test"), "greedy_error")
+            or not isinstance(results.get("history"), list) or not results["history"]
+            or not all(numbers(h, "samples", "minutes", "val_error") for h in results["history"])
+            or (init is not None and not (numbers(init, "samples") and isinstance(init.get("checkpoint"), str)))):
         raise UsageError(f"{path}: not a results.json written by train.py (no test, history or train_minutes)")
     return results
 

@@ -98,7 +98,8 @@ class CoreNetwork(nn.Module):
             if state is not None:
                 return self.cell(g_t, state)
             cell = self.cell  # its gates in PyTorch's order: input, forget, cell, output; c_0 = 0 drops the forget gate
-            i, _, g, o = F.linear(g_t, cell.weight_ih, cell.bias_ih + cell.bias_hh).chunk(4, 1)
+            # (x W_ih + b_ih) + b_hh: the sum in nn.LSTMCell's order, so the result is bit-identical to the cell's
+            i, _, g, o = (F.linear(g_t, cell.weight_ih, cell.bias_ih) + cell.bias_hh).chunk(4, 1)
             c_t = torch.sigmoid(i) * torch.tanh(g)
             return torch.sigmoid(o) * torch.tanh(c_t), c_t
         recurrent = self.fc_h.bias if state is None else self.fc_h(state[0])

@@ -193,11 +193,11 @@ class SoftGlimpseRAM(nn.Module):
 
     def forward(self, x: Tensor) -> SoftOutput:
         B, C, _ = x.shape
-        h = x.new_zeros(B, self.config.hidden_size)
-        state = (h, h)
+        state = None  # the zero state h_0 = c_0 = 0 (CoreNetwork)
         locations, strides = [], []
         for _ in range(self.config.n_steps):
-            p = self.read_params(state[0])
+            # From h_0 = 0 the read parameters are the bias alone: the first read is the same for every canvas.
+            p = self.read_params.bias.expand(B, -1) if state is None else self.read_params(state[0])
             centre = torch.tanh(p[:, :2])
             # Stride and width are relative to the canvas: a zero parameter makes the coarsest scale span the whole
             # canvas. Each factor is bounded (exp of a tanh): unbounded exps let one large step blow the ReLU core

@@ -28,6 +28,16 @@ def test_macs_of_a_tiny_ram_match_a_hand_count_and_do_not_grow_with_the_canvas()
         assert compare.count_macs(fn, torch.zeros(2, size, size, dtype=torch.uint8)) == expected
 
 
+def test_macs_of_a_tiny_lstm_ram_skip_the_product_with_the_zero_state():
+    k, g, hg, hl, G, H, T = 2, 4, 8, 8, 16, 32, 3
+    model = RecurrentAttention(RAMConfig(glimpse_shape=(k, g, g), hg_size=hg, hl_size=hl, g_size=G, hidden_size=H,
+                                         core="lstm"))
+    fn = compare.forward_fn(model, retina=Retina(g=g, k=k), n_glimpses=T)
+    per_step = k * g * g * hg + 2 * hl + hg * G + hl * G + 4 * H * (G + H) + H * 2  # glimpse, LSTM gates, location
+    expected = T * per_step - 4 * H * H + (T - 1) * H + H * 10  # no h_0 product at the first step
+    assert compare.count_macs(fn, torch.zeros(2, 28, 28, dtype=torch.uint8)) == expected
+
+
 def test_pixels_examined():
     assert compare.values_read(canvas_size=60) == 3600
     assert compare.values_read(canvas_size=60, retina=Retina(g=12, k=3), n_glimpses=6) == 6 * 3 * 144

@@ -102,3 +102,17 @@ def test_bad_arguments():
         retina(torch.zeros(2, 8, 8), torch.zeros(3, 2))
     with pytest.raises(ValueError, match="square"):
         retina(torch.zeros(1, 8, 9), torch.zeros(1, 2))
+
+
+def test_one_retina_reads_tables_of_any_batch_canvas_and_dtype_in_turn():
+    # The retina keeps constants between reads; reads of other batch sizes, canvases and image dtypes in any order
+    # must give what a fresh retina gives.
+    rng = np.random.default_rng(3)
+    shared = Retina(g=6, k=3, s=2)
+    for B, size, floating in [(4, 30, False), (7, 30, False), (4, 41, False), (4, 30, True), (2, 41, True),
+                              (7, 30, False)]:
+        images = torch.from_numpy(rng.integers(0, 256, (B, size, size), dtype=np.uint8))
+        if floating:
+            images = images.double() / 255
+        l = torch.from_numpy(rng.uniform(-1.2, 1.2, (B, 2)).astype(np.float32))
+        torch.testing.assert_close(shared(images, l), Retina(g=6, k=3, s=2)(images, l), rtol=0, atol=0)
