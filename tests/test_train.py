@@ -298,8 +298,8 @@ def test_compare_and_curve_refuse_an_unreadable_results_json_in_one_line(mnist, 
                "--init", str(tmp_path / "base")) == 0
     for text, message in (("{not json", "not a readable results.json (JSONDecodeError)"),
                           ('{"history": []}', "not a results.json written by train.py"),
-                          ('{"history": [{"samples": 1, "minutes": 1}], "train_minutes": 1, "test": {"greedy_error": 1}}',
-                           "not a results.json written by train.py")):
+                          (json.dumps({"history": [{"samples": 1, "minutes": 1}], "train_minutes": 1,
+                                       "test": {"greedy_error": 1}}), "not a results.json written by train.py")):
         (tmp_path / "base" / "results.json").write_text(text)  # the starting run's, read for the lineage
         for argv in (["curve", str(tmp_path / "tuned"), "--target", "50", "--threads", "1"],
                      ["compare", str(tmp_path / "tuned"), "--out", str(tmp_path / "cmp"), "--threads", "1"]):
