@@ -734,6 +734,7 @@ def read_results(path: Path) -> dict:
         results = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UsageError(f"{path}: not a readable results.json ({type(e).__name__})") from None
+
     def numbers(d, *keys) -> bool:
         return isinstance(d, dict) and all(isinstance(d.get(k), (int, float)) for k in keys)
 

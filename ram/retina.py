@@ -131,7 +131,7 @@ class Retina:
             raise ValueError(f"locations must have shape ({B}, 2), got {tuple(l.shape)}")
         size = H1 - 1
         # int32 offsets when the flat table allows: half the bytes to add; with the constants kept between reads,
-        # 175-200 against 230 us per read (B = 128 on cluttered60, 2 threads).
+        # 185-220 against 227-266 us per read (B = 128 on cluttered60, 2 threads, 4 alternating rounds).
         # The largest flat index formed is S.numel() - 1.
         index_dtype = torch.int32 if S.numel() < 2**31 else torch.int64
         edges, divisor = self._read_constants(H1, index_dtype, S.dtype)
