@@ -1,6 +1,7 @@
 """End to end: tiny runs of train.py into a temporary folder (real MNIST, a few steps)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -283,8 +284,6 @@ def test_a_resumed_run_keeps_its_snapshots_unless_told_otherwise(mnist, tmp_path
 
 def test_curve_refuses_a_file_that_is_not_a_snapshot_of_the_run(mnist, tmp_path, capsys):
     assert run(tmp_path, "mixed", "--samples", "32", "--eval-every", "32", "--snapshots") == 0
-    import shutil
-
     shutil.copy(tmp_path / "mixed" / "best.pt", tmp_path / "mixed" / "snapshots" / "x.pt")  # no "minutes"
     capsys.readouterr()
     assert train.main(["curve", str(tmp_path / "mixed"), "--target", "50", "--threads", "1"]) == 2
@@ -329,8 +328,6 @@ def test_curve_of_an_unfinished_run_and_of_one_whose_starting_run_is_gone(mnist,
     assert run(tmp_path, "base", "--samples", "32", "--eval-every", "32") == 0
     assert run(tmp_path, "tuned", "--samples", "32", "--eval-every", "32", "--snapshots",
                "--init", str(tmp_path / "base" / "agent.pt")) == 0
-    import shutil
-
     shutil.rmtree(tmp_path / "base")
     capsys.readouterr()
     assert train.main(["curve", str(tmp_path / "tuned"), "--target", "100", "--threads", "1"]) == 0
