@@ -11,8 +11,8 @@ Run from the repository root (MNIST must be cached; ``make data`` fetches it):
 ``--reference PATH`` is a local checkout of https://github.com/kevinzakka/recurrent-visual-attention (obtained with
 ``git clone``; never copied into this repository). Its ``model.py`` is imported from PATH.
 
-One step, ours, is what ``train.py`` does per batch: ``train.run_episodes`` through the batched vector env made by
-``train.make_env`` (fresh canvases made a batch ahead on a worker thread, their integral images; T retina
+One step, ours, is what ``train.py`` does per batch: ``ram.episodes.episode`` through the batched vector env made by
+``ram.episodes.make_env`` (fresh canvases made a batch ahead on a worker thread, their integral images; T retina
 reads), the hybrid loss, backward, gradient clipping, Adam and the scheduler. Theirs is what its
 ``Trainer.train_one_epoch`` does per batch, fed the same fresh canvases from ``envs.tasks.sample`` as float
 (B, 1, 60, 60) tensors: T calls of its ``RecurrentAttention.forward`` (its retina loops over the batch in Python),
@@ -49,11 +49,14 @@ import torch
 from bench_foundation import SPREAD, print_table, write_json  # this script's folder is on sys.path
 from torch.nn import functional as F
 
-import train
 from envs import cluttered_mnist
 from envs.tasks import sample
+from ram.config import Args, task_of
+from ram.episodes import episode, make_env
 from ram.model import RAMConfig, RecurrentAttention, hybrid_loss
+from ram.registry import spec
 from ram.retina import Retina
+from ram.system import keep_freed_memory, seed_everything
 
 SEED = 0
 TASK = "cluttered60"
@@ -109,13 +112,13 @@ class Ours:
     name = "ours"
 
     def __init__(self):
-        args = train.Args(task=TASK, progress=False)
-        train.keep_freed_memory()
-        task = train.task_of(args)
+        args = Args(task=TASK, progress=False)
+        keep_freed_memory()
+        task = task_of(args)
         assert (task.n_glimpses, task.glimpse_size, task.n_scales, task.scale) == (6, 12, 3, 2), task
         assert (args.batch_size, args.hidden_size, args.core) == (128, 256, "rnn"), args
         self.args, self.task = args, task
-        self.env = train.make_env(args, task, "train", args.batch_size)
+        self.env = make_env(spec("ram"), args, task, "train", args.batch_size)
         self.env.reset(seed=SEED)
         config = RAMConfig(glimpse_shape=self.env.single_observation_space["glimpse"].shape,
                            n_classes=int(self.env.single_action_space["label"].n), hidden_size=args.hidden_size,
@@ -132,7 +135,7 @@ class Ours:
     def step(self, watch: Stopwatch) -> None:
         args, model, optimizer = self.args, self.model, self.optimizer
         with watch("rollout"):
-            logits, labels, _, log_pi, b, _ = train.run_episodes(model, self.env, greedy=False)
+            logits, labels, _, log_pi, b, _ = episode(spec("ram"), model, self.env, greedy=False)
         with watch("loss"):
             losses = hybrid_loss(logits, labels, log_pi, b, reinforce_weight=args.reinforce_weight)
         with watch("backward"):
@@ -332,7 +335,7 @@ def main() -> None:
         parser.error("--repeats, --steps and --threads must be >= 1, --warmup >= 0")
 
     torch.set_num_threads(args.threads)
-    train.seed_everything(SEED)
+    seed_everything(SEED)
     ours = Ours()
     sides: list[Ours | Theirs] = [ours]
     if args.reference is not None:

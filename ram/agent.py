@@ -1,7 +1,7 @@
 """A trained agent as a Python object: load a checkpoint, classify your own canvases, see where it looked.
 
     from ram.agent import Agent
-    agent = Agent.from_checkpoint("checkpoints/cluttered60-6g.pt")
+    agent = Agent.from_checkpoint("results/cluttered60-6g-lstm-center-restart")   # a folder or a .pt file
     pred = agent.predict(images)          # images: (N, 60, 60) uint8, or float in [0, 1]
     pred.labels, pred.locations, pred.probs   # (N,), (N, T, 2) in [-1, 1], (N, 10)
 """
@@ -34,7 +34,7 @@ class Agent:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> Agent:
-        """Load ``path`` (a .pt file, or a run folder: its best.pt)."""
+        """Load ``path``: a .pt file, a run folder (its best.pt) or a shipped folder (its agent.pt)."""
         return cls.from_state(checkpoint.load(path))
 
     @classmethod

@@ -1,8 +1,10 @@
-"""Checkpoints: the only module of ``ram`` that touches files. Atomic writes; tensors and plain types only, so
-``torch.load(weights_only=True)`` reads them."""
+"""Checkpoints and every other file a run writes (JSON, figures, GIFs): the only module of ``ram`` that writes
+files. Atomic writes; checkpoints hold tensors and plain types only, so ``torch.load(weights_only=True)`` reads
+them."""
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -40,11 +42,20 @@ def save(obj: dict[str, Any], path: str | Path) -> None:
             os.unlink(tmp)
 
 
+def find(run: str | Path) -> Path:
+    """The one checkpoint look-up: a file as given; a run folder's best.pt; a shipped folder's agent.pt (a finished
+    run keeps both, and best.pt, the full training checkpoint, wins)."""
+    path = Path(run)
+    if not path.is_dir():
+        return path
+    shipped = (path / "agent.pt").exists() and not (path / "best.pt").exists()
+    return path / ("agent.pt" if shipped else "best.pt")
+
+
 def load(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by ``save``; CheckpointError with a one-line reason otherwise."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
+    """Read a checkpoint written by ``save`` (a file, or a folder: see ``find``); CheckpointError with a one-line
+    reason otherwise."""
+    path = find(path)
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
@@ -81,3 +92,18 @@ def write_bytes(data: bytes, path: str | Path) -> None:
 def write_text(text: str, path: str | Path) -> None:
     """Write a text file atomically (configs, results JSON)."""
     write_bytes(text.encode(), path)
+
+
+def write_figure(fig, path: str | Path, *, dpi: int = 110) -> None:
+    """Write a matplotlib Figure as a PNG, atomically."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=dpi)
+    write_bytes(png.getvalue(), path)
+
+
+def write_gif(frames: list, path: str | Path, *, duration: int = 600, hold: int = 3) -> None:
+    """Write PIL images as an animated GIF, atomically; the last frame is held ``hold`` times longer."""
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:] + [frames[-1]] * hold,
+                   duration=duration, loop=0)
+    write_bytes(gif.getvalue(), path)

@@ -14,12 +14,14 @@ Gradient routing (the design; tests pin it, see tests/test_model.py):
 - the baseline's regression trains the Baseline only (its input h_t is detached too).
 
 The sensor rho lives in ``ram.retina``; the model takes glimpses as input, so it runs as well behind the
-gymnasium environments (which call the retina) as on raw images (``RecurrentAttention.rollout``).
+gymnasium environments (which call the retina) as on raw images (``RecurrentAttention.rollout``), through one
+glimpse loop (``RecurrentAttention.episode``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -203,23 +205,35 @@ class RecurrentAttention(nn.Module):
         # Detached: the baseline's regression trains the Baseline alone.
         return self.location.log_prob(l, mu), self.baseline(h.detach())
 
+    def episode(self, rho: Tensor, l: Tensor, look: Callable[[Tensor], tuple[Tensor, Tensor]], n_glimpses: int, *,
+                greedy: bool = False) -> Rollout:
+        """The one glimpse loop: T glimpses, the first rho (B, k, g, g) taken at l (B, 2); ``look(l_t)`` takes the
+        next one where the policy chose, returning (rho, the location it was taken at, clipped). Behind the
+        gymnasium envs ``look`` is ``env.step``; on raw images it is the retina (``rollout``)."""
+        state = None  # h_0 = c_0 = 0
+        locations, steps = [l], []
+        for t in range(n_glimpses):
+            step = self.step(rho, l, state, greedy=greedy)
+            state = step.state
+            if t == n_glimpses - 1:
+                break
+            steps.append(step)
+            rho, l = look(step.l_t)
+            locations.append(l)
+        log_pi, b = self.stacked_terms(steps, rho.shape[0])
+        return Rollout(self.classifier(state[0]), torch.stack(locations, 1), log_pi, b)
+
     def rollout(self, images: Tensor, l_0: Tensor, retina: Retina, n_glimpses: int, *, greedy: bool = False) -> Rollout:
         """T glimpses of raw (B, H, W) images starting at l_0 (B, 2), outside any environment.
 
         Sees exactly what the environments would: same retina, same clipping."""
         S = integral_image(images)
-        state = None  # h_0 = c_0 = 0
-        l = clip_location(l_0)
-        locations, steps = [l], []
-        for t in range(n_glimpses):
-            step = self.step(retina.read(S, l).to(l.dtype), l, state, greedy=greedy)
-            state = step.state
-            if t < n_glimpses - 1:
-                l = clip_location(step.l_t)
-                locations.append(l)
-                steps.append(step)
-        log_pi, b = self.stacked_terms(steps, images.shape[0])
-        return Rollout(self.classifier(state[0]), torch.stack(locations, 1), log_pi, b)
+
+        def look(l: Tensor) -> tuple[Tensor, Tensor]:
+            l = clip_location(l)
+            return retina.read(S, l).to(l.dtype), l
+
+        return self.episode(*look(l_0), look, n_glimpses, greedy=greedy)
 
     def stacked_terms(self, steps: list[Step], batch_size: int) -> tuple[Tensor, Tensor]:
         """``reinforce_terms`` of the steps that chose a location ((B, 0) each when there are none)."""

@@ -255,11 +255,3 @@ class Convolutional(nn.Module):
         f, _ = self.features(x)
         return SoftOutput(self.out(f[..., :-2].amax(1)), None, None)
 
-
-# The models that see the whole canvas, by the name train.py's --model uses: (class, config class).
-IMAGE_MODELS = {
-    "soft": (SoftAttention, SoftConfig),
-    "soft-glimpse": (SoftGlimpseRAM, SoftGlimpseConfig),
-    "fc": (FullyConnected, FCConfig),
-    "cnn": (Convolutional, CNNConfig),
-}

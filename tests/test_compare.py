@@ -8,6 +8,7 @@ import train
 from ram import compare
 from ram.model import RAMConfig, RecurrentAttention
 from ram.retina import Retina
+from ram.runs import lineage
 from ram.soft import FCConfig, FullyConnected
 
 
@@ -52,21 +53,21 @@ def test_pixels_examined():
     assert compare.pixels_covered(torch.tensor([[[0.0, 0.0], [0.0, 0.0]]]), retina, 60) == 48 * 48  # overlaps once
 
 
-def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
+def test_report_from_two_tiny_runs(mnist, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the repository: runs record the runs they started from relative to it
     common = ["--task", "mnist28", "--glimpses", "2", "--batch-size", "16", "--hidden-size", "32", "--samples", "32",
               "--eval-every", "16", "--eval-batch", "1000", "--mc-samples", "1", "--threads", "1", "--no-progress"]
-    assert train.main([*common, "--run-dir", str(tmp_path / "ram")]) == 0
+    assert train.main([*common, "--run-dir", "results/ram"]) == 0
     assert train.main([*common, "--model", "soft", "--run-dir", str(tmp_path / "soft")]) == 0
     out = tmp_path / "cmp"
     for name in ("best.pt", "last.pt"):  # the RAM run as shipped in results/: results.json and agent.pt alone
-        (tmp_path / "ram" / name).unlink()
-    # A second RAM run, fine-tuned from the first as shipped (its agent.pt).
-    assert train.main([*common, "--init", str(tmp_path / "ram"), "--run-dir", str(tmp_path / "ram2")]) == 0
-    # Both shipped to another folder: the path the second was started from is gone, its copy lies beside it.
-    for name in ("ram", "ram2"):
-        shutil.move(tmp_path / name, tmp_path / "shipped" / name)
-    ram, ram2 = tmp_path / "shipped" / "ram", tmp_path / "shipped" / "ram2"
-    assert train.main(["compare", str(ram), str(tmp_path / "soft"), str(ram2),
+        (tmp_path / "results" / "ram" / name).unlink()
+    # A second RAM run, fine-tuned from the first as shipped (its agent.pt), named by an absolute path.
+    assert train.main([*common, "--init", str(tmp_path / "results" / "ram"), "--run-dir", "results/ram2"]) == 0
+    ram, ram2 = tmp_path / "results" / "ram", tmp_path / "results" / "ram2"
+    assert json.loads((ram2 / "results.json").read_text())["init"]["checkpoint"] == "results/ram"
+    assert json.loads((ram2 / "config.json").read_text())["args"]["init"] == "results/ram"
+    assert train.main(["compare", str(ram), str(tmp_path / "soft"), "results/ram2",
                        "--out", str(out), "--canvases", "28,60", "--repeats", "1", "--threads", "1"]) == 0
     report = (out / "report.md").read_text()
     assert "| soft mnist28 T=2 |" in report
@@ -78,7 +79,7 @@ def test_report_from_two_tiny_runs(mnist, tmp_path, capsys):
     first, second = (json.loads((run / "results.json").read_text()) for run in (ram, ram2))
     at_checkpoint = [h["minutes"] for h in first["history"] if h["samples"] == first["samples"]]
     assert tuned_row["minutes"] == pytest.approx(at_checkpoint[0] + second["train_minutes"])
-    assert f"ram mnist28 T=2 (ram2) was fine-tuned from {tmp_path / 'ram'}" in report
+    assert "ram mnist28 T=2 (ram2) was fine-tuned from results/ram:" in report
     assert ram_row["values"] == 2 * 64 and soft_row["values"] == soft_row["pixels"] == 28 * 28
     assert 0 < ram_row["pixels"] <= 2 * 64  # mnist28: one 8x8 patch per glimpse, clipped to the canvas
     ram_macs = {r["canvas"]: r["macs"] for r in data["scaling"] if r["name"].startswith("ram")}
@@ -103,17 +104,16 @@ def test_lineage_joins_a_fine_tuned_run_to_the_runs_it_started_from():
     c = {"history": [point(50, 0.5, 20.0)], "train_minutes": 0.7,
          "init": {"checkpoint": "runs/b/last.pt", "samples": 400}}
     found = {"runs/a/agent.pt": a, "runs/b/last.pt": b}
-    assert compare.lineage(a, found.get) == (a["history"], 3.5, [])
-    curve, minutes, chain = compare.lineage(c, found.get)
+    assert lineage(a, found.get) == (a["history"], 3.5, [])
+    curve, minutes, chain = lineage(c, found.get)
     # a up to its checkpoint (not its later point at 300), then b from minute 2, then c from b's last point.
     assert curve == [point(100, 1.0, 50.0), point(200, 2.0, 40.0), point(300, 3.5, 30.0), point(400, 4.5, 25.0),
                      point(450, 5.0, 20.0)]
     assert minutes == pytest.approx(2.0 + 2.5 + 0.7) and chain == ["runs/b/last.pt", "runs/a/agent.pt"]
     # A starting run that is not at hand: samples still count from the checkpoint, minutes cover this run only.
-    curve, minutes, chain = compare.lineage(b, {}.get)
+    curve, minutes, chain = lineage(b, {}.get)
     assert curve == [point(300, 1.5, 30.0), point(400, 2.5, 25.0)] and minutes == 2.6
     assert chain == ["runs/a/agent.pt (not at hand)"]
     # A run found as its own starting run (a copy shipped under its parent's folder name) ends the chain, no loop.
     loop = {**b, "init": {"checkpoint": "results/b/agent.pt", "samples": 200}}
-    assert compare.lineage(loop, lambda checkpoint: loop)[2] == ["results/b/agent.pt",
-                                                                 "results/b/agent.pt (not at hand)"]
+    assert lineage(loop, lambda checkpoint: loop)[2] == ["results/b/agent.pt", "results/b/agent.pt (not at hand)"]

@@ -11,6 +11,11 @@ import train
 from envs.tasks import fixed, get_task
 from ram import checkpoint
 from ram.agent import Agent
+from ram.config import Args, parse_args, task_of
+from ram.episodes import episode, make_env
+from ram.registry import MODELS, spec
+from ram.reports import first_reached
+from ram.runs import default_run_dir
 
 TINY = ["--task", "mnist28", "--glimpses", "3", "--batch-size", "16", "--hidden-size", "32", "--eval-batch", "1000",
         "--mc-samples", "2", "--threads", "1", "--no-progress"]
@@ -76,12 +81,9 @@ def test_ema_evaluates_and_ships_the_average_of_the_weights(mnist, tmp_path):
         torch.testing.assert_close(last["model"][name], 0.25 * w_0[name] + 0.75 * w_1)
     assert not torch.equal(last["trained"]["classifier.fc.weight"], w_0["classifier.fc.weight"])
     # Averaging parameters only is complete because no model has buffers (a batch norm's statistics would go stale).
-    for model in ("ram", "soft", "soft-glimpse", "fc", "cnn"):
-        args = train.Args(task="mnist28", model=model, progress=False)
-        task = train.task_of(args)
-        env = train.make_env(args, task, "val", 2)
-        assert not list(train.build_model(args, task, env)[0].buffers()), model
-        env.close()
+    for model in MODELS:
+        args = Args(task="mnist28", model=model, progress=False)
+        assert not list(spec(model).build(args, task_of(args), 10)[0].buffers()), model
     # Validation measured the average, not the trained weights, and the average is the agent that ships.
     val = fixed(mnist, get_task("mnist28"), "val")
     average, trained = Agent.from_state(last), Agent.from_state({**last, "model": last["trained"]})
@@ -119,7 +121,7 @@ def test_agent_api_round_trip(mnist, tmp_path):
     full = agent.predict(fixed(mnist, get_task("mnist28"), "test").images)
     results = json.loads((tmp_path / "api" / "results.json").read_text())
     assert len(np.unique(full.labels)) > 3 and len(np.unique(full.locations[:, 1].round(3), axis=0)) > 10
-    # The same arithmetic as train.evaluate (errors / n, not a mean), so the floats agree exactly.
+    # The same arithmetic as ram.episodes.evaluate (errors / n, not a mean), so the floats agree exactly.
     assert 100.0 * (full.labels != mnist.test_labels).sum() / len(full.labels) == results["test"]["greedy_error"]
     with pytest.raises(ValueError, match="shape"):
         agent.predict(np.zeros((2, 60, 60), np.uint8))
@@ -175,14 +177,14 @@ def test_visualize_refuses_a_range_outside_the_test_set(mnist, tmp_path, capsys)
     assert "--first must be in 0..9996" in capsys.readouterr().err
 
 
-def test_run_episodes_rewards_match_the_loss(mnist):
+def test_glimpse_episodes_rewards_match_the_loss(mnist):
     from ram.model import RAMConfig, RecurrentAttention, hybrid_loss
 
-    args = train.Args(task="cluttered60", batch_size=32)
-    env = train.make_env(args, train.task_of(args), "train", 32)
+    args = Args(task="cluttered60", batch_size=32)
+    env = make_env(spec("ram"), args, task_of(args), "train", 32)
     env.reset(seed=0)
     model = RecurrentAttention(RAMConfig(hidden_size=32, g_size=32, hg_size=16, hl_size=16))
-    logits, labels, locations, log_pi, b, reward = train.run_episodes(model, env, greedy=False)
+    logits, labels, locations, log_pi, b, reward = episode(spec("ram"), model, env, greedy=False)
     assert locations.shape == (32, 6, 2) and log_pi.shape == (32, 5) and b.shape == (32, 5)
     assert torch.equal(hybrid_loss(logits, labels, log_pi, b).reward, reward)  # the env pays what the loss assumes
 
@@ -341,9 +343,9 @@ def test_curve_of_an_unfinished_run_and_of_one_whose_starting_run_is_gone(mnist,
 def test_first_reached_is_the_first_point_at_or_below_the_target():
     points = [{"minutes": 1.0, "greedy_error": 5.0, "mc_error": 4.0},
               {"minutes": 2.0, "greedy_error": 4.08, "mc_error": 3.0}, {"minutes": 3.0, "greedy_error": 3.9}]
-    assert train.first_reached(points, "greedy_error", 4.08) == {**points[1], "after_minutes": 1.0}
-    assert train.first_reached(points, "mc_error", 4.08) == {**points[0], "after_minutes": None}
-    assert train.first_reached(points, "greedy_error", 3.0) is None
+    assert first_reached(points, "greedy_error", 4.08) == {**points[1], "after_minutes": 1.0}
+    assert first_reached(points, "mc_error", 4.08) == {**points[0], "after_minutes": None}
+    assert first_reached(points, "greedy_error", 3.0) is None
 
 
 def test_no_second_validation_pass_just_after_a_scheduled_one(mnist, tmp_path):
@@ -379,13 +381,13 @@ def test_a_non_finite_loss_stops_the_run_in_one_line_and_keeps_the_last_good_sta
 
 
 def test_default_run_folders_differ_by_model_and_policy():
-    folders = {train.default_run_dir(train.parse_args(argv), train.task_of(train.parse_args(argv))) for argv in (
+    folders = {default_run_dir(parse_args(argv), task_of(parse_args(argv))) for argv in (
         [], ["--model", "soft"], ["--model", "cnn"], ["--policy", "random", "--glimpses", "8"], ["--glimpses", "8"])}
     assert folders == {"runs/cluttered60-6g-s0", "runs/cluttered60-soft-s0", "runs/cluttered60-cnn-s0",
                        "runs/cluttered60-8g-random-s0", "runs/cluttered60-8g-s0"}
 
 
 def test_the_default_learning_rate_depends_on_the_model_and_a_given_one_wins():
-    assert train.parse_args([]).lr == 1e-3
-    assert train.parse_args(["--model", "soft-glimpse"]).lr == 3e-4
-    assert train.parse_args(["--model", "soft-glimpse", "--lr", "0.002"]).lr == 0.002
+    assert parse_args([]).lr == 1e-3
+    assert parse_args(["--model", "soft-glimpse"]).lr == 3e-4
+    assert parse_args(["--model", "soft-glimpse", "--lr", "0.002"]).lr == 0.002

@@ -1,0 +1,191 @@
+"""The one typed config of a run (``Args``) and its command line.
+
+Every field is a flag of the same name (``hidden_size`` is ``--hidden-size``); its ``help`` becomes ``--help``.
+The task's fields are the one exception, and ``TASK_FLAGS`` is the table that maps them: ``--glimpses`` sets the
+task's ``n_glimpses``, ``--clutter`` its ``n_clutter``, ``--scales`` its ``n_scales``. ``Args`` is saved with every
+run (config.json) and every checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+
+from envs.tasks import TASKS, Task
+
+
+class UsageError(Exception):
+    """A mistake in the command line: reported in one line, exit code 2."""
+
+
+class TrainingError(Exception):
+    """A run that cannot go on (e.g. a non-finite loss): reported in one line, exit code 1."""
+
+
+# Bookkeeping flags: how a run is executed, not what it learns. Only these may change on --resume.
+BOOKKEEPING = ("resume", "run_dir", "progress", "data_dir", "threads", "stop_after", "snapshots")
+
+# Flags that override a field of the task preset (envs.tasks.Task): flag field -> Task field.
+TASK_FLAGS = {"glimpses": "n_glimpses", "glimpse_size": "glimpse_size", "scales": "n_scales",
+              "canvas_size": "canvas_size", "clutter": "n_clutter", "clutter_size": "clutter_size", "scale": "scale"}
+
+
+def _flag(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class Args:
+    """Every hyperparameter of a run; saved with it (config.json) and with every checkpoint."""
+
+    task: str = _flag("cluttered60", "task preset (sets the canvas, clutter and the paper's sensor)",
+                      choices=tuple(TASKS))
+    model: str = _flag("ram", "the model, one of the registry's (ram.registry): ram (hard attention, REINFORCE), or "
+                       "one that sees the whole canvas, trained by backpropagation: soft (soft spatial attention), "
+                       "soft-glimpse (RAM with a differentiable Gaussian glimpse), fc, cnn (no attention)")
+    score: str = _flag("scaled_dot", "soft attention's score function", choices=("additive", "dot", "scaled_dot",
+                                                                                "general"))
+    heads: int = _flag(1, "soft attention's heads")
+    glimpses: int | None = _flag(None, "glimpses per image, T (default: the task's, 6 or 8)")
+    glimpse_size: int | None = _flag(None, "side g of the smallest glimpse patch in pixels (default: the task's)")
+    scales: int | None = _flag(None, "number of scales k of the retina (default: the task's)")
+    canvas_size: int | None = _flag(None, "canvas side in pixels (default: the task's)")
+    clutter: int | None = _flag(None, "pieces of clutter per canvas (default: the task's)")
+    clutter_size: int | None = _flag(None, "side of each clutter piece in pixels (default: 8)")
+    scale: int | None = _flag(None, "each retina scale is this many times wider than the previous one (default: 2)")
+    start: str = _flag("random", "first glimpse: at a random location (the paper) or the centre",
+                       choices=("random", "center"))
+    core: str = _flag("rnn", "core network: the paper's ReLU RNN, or an LSTM", choices=("rnn", "lstm"))
+    policy: str = _flag("learned", "locations: learned by REINFORCE, or uniformly random (the paper's ablation)",
+                        choices=("learned", "random"))
+    hidden_size: int = _flag(256, "units of the core network h_t")
+    glimpse_hidden: int = _flag(128, "units of each glimpse-network pathway: sets both h_g (what) and h_l (where)")
+    g_size: int = _flag(256, "units of the glimpse representation g_t")
+    loc_hidden: int = _flag(0, "units of a ReLU hidden layer in the location policy (0: the paper's linear map)")
+    std: float = _flag(0.2, "standard deviation of the Gaussian location policy (canvas spans [-1, 1])")
+    std_final: float | None = _flag(None, "anneal the policy's std from --std to this by the end of the run (cosine, "
+                                    "like the learning rate); Monte-Carlo tests use it (default: --std throughout)")
+    init: str | None = _flag(None, "start from the weights of this checkpoint (a run folder, best.pt or agent.pt) "
+                             "of the same architecture, e.g. to fine-tune a trained agent with a smaller --std")
+    batch_size: int = _flag(128, "episodes per training step")
+    samples: int = _flag(3_000_000, "training budget in images (episodes) seen")
+    lr: float | None = _flag(None, "Adam learning rate, decayed to lr * lr_final by a cosine schedule (default: "
+                             "the model's: 0.001; 0.0003 for soft-glimpse, whose Gaussian read diverges at 0.001)")
+    lr_final: float = _flag(0.02, "final learning rate as a fraction of --lr")
+    reinforce_weight: float = _flag(1.0, "weight of the REINFORCE term in the hybrid loss")
+    baseline_weight: float = _flag(1.0, "weight of the baseline's regression term in the hybrid loss")
+    clip_grad: float = _flag(5.0, "clip the gradient norm to this (0: off)")
+    ema: float = _flag(0.0, "evaluate, select and ship an exponential moving average of the weights with this decay "
+                       "per step, e.g. 0.999 (0: off, the trained weights themselves)")
+    eval_every: int = _flag(300_000, "evaluate on the validation set every this many samples")
+    eval_batch: int = _flag(1000, "episodes per batch when evaluating")
+    snapshots: bool = _flag(False, "keep the weights of every validation in RUN/snapshots/ (the agent alone: 1-3 MB "
+                            "for RAM), for `train.py curve RUN`: test error against training minutes; a resumed "
+                            "run keeps it unless given")
+    mc_samples: int = _flag(10, "rollouts averaged for the Monte-Carlo test error")
+    seed: int = _flag(0, "random seed")
+    threads: int = _flag(2, "torch CPU threads")
+    run_dir: str | None = _flag(None, "run folder (default: runs/TASK-Tg-sSEED for RAM, runs/TASK-MODEL-sSEED for "
+                                "the others)")
+    resume: bool = _flag(False, "continue the run in --run-dir from its last checkpoint, with its own settings")
+    data_dir: str | None = _flag(None, "MNIST cache folder (default: $RAM_DATA_DIR, else $XDG_CACHE_HOME/ram/mnist, "
+                                 "else ~/.cache/ram/mnist)")
+    progress: bool = _flag(True, "show a progress bar (--no-progress for logs)")
+    stop_after: int | None = _flag(None, "end this invocation after it has seen this many samples (checkpointed; "
+                                   "--resume continues), e.g. to fit a job into a time slot")
+
+    def __post_init__(self) -> None:
+        if self.lr is None:
+            from ram.registry import spec
+
+            self.lr = spec(self.model).lr
+
+
+def task_of(args: Args) -> Task:
+    """The task preset named by --task with the flags of ``TASK_FLAGS`` that were given applied to it."""
+    from envs import get_task
+
+    overrides = {task_field: getattr(args, flag) for flag, task_field in TASK_FLAGS.items()}
+    try:
+        return get_task(args.task, **overrides)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage dump), raised as UsageError."""
+
+    def __init__(self, **kw):
+        super().__init__(allow_abbrev=False, **kw)  # whole flag names only, so given_flags can see them
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def given_flags(argv: list[str]) -> set[str]:
+    """Names of the Args fields set explicitly on the command line (to check them against a resumed run)."""
+    given = set()
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        names = (flag, "--no-" + flag[2:])
+        if any(token in names or token.startswith(flag + "=") for token in argv):
+            given.add(f.name)
+    return given
+
+
+def add_fields(parser: argparse.ArgumentParser) -> None:
+    """One flag per Args field: its name, type, default and help."""
+    from ram.registry import MODELS
+
+    for f in dataclasses.fields(Args):
+        name = "--" + f.name.replace("_", "-")
+        help = f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})")
+        if f.type in ("bool", bool):
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help)
+            continue
+        kind = {"int": int, "int | None": int, "float": float, "float | None": float}.get(str(f.type), str)
+        # The models are the registry's at the time of parsing, so a model registered later is a valid choice.
+        choices = tuple(MODELS) if f.name == "model" else f.metadata.get("choices")
+        metavar = None if choices else {int: "N", float: "X"}.get(kind, f.name.split("_")[-1].upper())
+        parser.add_argument(name, type=kind, default=f.default, help=help, choices=choices, metavar=metavar)
+
+
+POSITIVE = ("heads", "glimpses", "glimpse_size", "scales", "canvas_size", "clutter_size", "scale", "batch_size",
+            "samples", "eval_every", "eval_batch", "mc_samples", "threads", "hidden_size", "glimpse_hidden", "g_size",
+            "stop_after")
+
+
+def check(args: Args) -> Args:
+    """The checks argparse cannot make, each a one-line UsageError."""
+    from ram.registry import spec
+
+    for name in POSITIVE:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.loc_hidden < 0:
+        raise UsageError(f"--loc-hidden must be >= 0, got {args.loc_hidden}")
+    if args.clutter is not None and args.clutter < 0:
+        raise UsageError(f"--clutter must be >= 0, got {args.clutter}")
+    if not args.std > 0 or not args.lr > 0 or not (args.std_final is None or args.std_final > 0):
+        raise UsageError("--std, --std-final and --lr must be > 0")
+    if args.std_final is not None and not spec(args.model).policy:
+        raise UsageError(f"--std-final is for a model with a location policy (a {args.model} model has no location "
+                         "policy)")
+    if not 0 <= args.lr_final <= 1:
+        raise UsageError(f"--lr-final must be in [0, 1], got {args.lr_final}")
+    if not 0 <= args.ema < 1:
+        raise UsageError(f"--ema must be in [0, 1), got {args.ema}")
+    if args.resume and args.run_dir is None:
+        raise UsageError("--resume needs --run-dir RUN (the run to continue)")
+    return args
+
+
+def parse_args(argv: list[str]) -> Args:
+    """Args from train.py's command line, checked."""
+    parser = Parser(prog="train.py", description="Train the Recurrent Attention Model (Mnih et al. 2014) on a "
+                    "cluttered-MNIST task. Subcommands: `train.py evaluate RUN`, `train.py visualize RUN`, "
+                    "`train.py curve RUN`, `train.py compare RUN...` (each has --help).")
+    add_fields(parser)
+    return check(Args(**vars(parser.parse_args(argv))))

@@ -1,0 +1,166 @@
+"""The model registry: everything the CLI needs to know about a model, in one entry per model.
+
+Adding a model is adding one ``ModelSpec`` with ``register``: how to build it from the run's ``Args`` and task,
+whether it reads glimpses (through the env, one per step, as RAM) or the whole canvas (one step per episode), and
+how to draw where it attends. Training, evaluation, ``visualize``, ``compare`` and ``curve`` read the entry; none
+of them names a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from ram import soft
+from ram.model import RAMConfig, RecurrentAttention
+
+if TYPE_CHECKING:
+    from envs.tasks import Task
+    from ram.config import Args
+
+
+class Drawing(NamedTuple):
+    """Where a model attends on some canvases: ``figure(steps)`` after its first ``steps`` of ``n_steps`` steps
+    (frames of an animation; None: all of them). ``name`` names the files and the TensorBoard tag."""
+
+    name: str
+    figure: Callable[[int | None], Figure]
+    n_steps: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    # (args, task, n_classes) -> (model, its config dataclass). May raise ValueError for sizes that do not fit.
+    build: Callable[[Args, Task, int], tuple[nn.Module, Any]]
+    # "glimpses": the env takes one glimpse per step at the model's location (RAM); "image": one step per episode,
+    # the whole canvas as the observation.
+    reads: str = "image"
+    lr: float = 1e-3  # the default learning rate of --lr
+    # A stochastic location policy: its std is scheduled, REINFORCE trains it, Monte-Carlo evaluation samples it.
+    policy: bool = False
+    # (model, args, task, images (N, C, C) uint8, labels (N,)) -> Drawing; None: nothing to draw.
+    draw: Callable[..., Drawing] | None = None
+    # (model, canvas_size) -> a model of the same kind for canvases of another size (for `compare`'s scaling
+    # measurement); None: the model itself, whose weights do not depend on the canvas size.
+    resize: Callable[[nn.Module, int], nn.Module] | None = None
+
+    def __post_init__(self) -> None:
+        if self.reads not in ("glimpses", "image"):
+            raise ValueError(f"reads must be 'glimpses' or 'image', got {self.reads!r}")
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    MODELS[spec.name] = spec
+    return spec
+
+
+def spec(name: str) -> ModelSpec:
+    from ram.config import UsageError
+
+    if name not in MODELS:
+        raise UsageError(f"unknown model {name!r} (registered: {', '.join(MODELS)})")
+    return MODELS[name]
+
+
+def configured(config_cls: type, **sizes):
+    """``config_cls`` from the sizes it has fields for (a one-line UsageError for sizes that do not fit)."""
+    from ram.config import UsageError
+
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    try:
+        return config_cls(**{k: v for k, v in sizes.items() if k in names})
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+# -- RAM: hard attention, its locations trained by REINFORCE.
+
+def _build_ram(args: Args, task: Task, n_classes: int):
+    config = configured(RAMConfig, glimpse_shape=(task.n_scales, task.glimpse_size, task.glimpse_size),
+                        n_classes=n_classes, hg_size=args.glimpse_hidden, hl_size=args.glimpse_hidden,
+                        g_size=args.g_size, hidden_size=args.hidden_size, core=args.core, policy=args.policy,
+                        loc_hidden=args.loc_hidden,
+                        # the std the trained agent keeps (the training loop anneals towards it)
+                        std=args.std if args.std_final is None else args.std_final)
+    return RecurrentAttention(config), config
+
+
+@torch.no_grad()
+def _draw_glimpses(model, args: Args, task: Task, images: np.ndarray, labels: np.ndarray) -> Drawing:
+    from ram.agent import Agent
+    from ram.plots import trajectory_figure
+    from ram.retina import Retina
+
+    retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
+    agent = Agent(model, canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses, start=args.start)
+    pred = agent.predict(images)
+    return Drawing("glimpses", lambda steps: trajectory_figure(images, pred.locations, pred.labels, labels, retina,
+                                                               steps=steps), task.n_glimpses)
+
+
+register(ModelSpec("ram", _build_ram, reads="glimpses", policy=True, draw=_draw_glimpses))
+
+
+# -- The models that see the whole canvas, trained by backpropagation (ram.soft).
+
+def _sizes(args: Args, task: Task, n_classes: int) -> dict:
+    return {"n_classes": n_classes, "n_steps": task.n_glimpses, "score": args.score, "heads": args.heads,
+            "hidden_size": args.hidden_size, "canvas_size": task.canvas_size, "glimpse_size": task.glimpse_size,
+            "n_scales": task.n_scales, "scale": task.scale, "hg_size": args.glimpse_hidden,
+            "hl_size": args.glimpse_hidden, "g_size": args.g_size, "core": args.core}
+
+
+def _image_model(cls: type, config_cls: type) -> Callable:
+    def build(args: Args, task: Task, n_classes: int):
+        config = configured(config_cls, **_sizes(args, task, n_classes))
+        return cls(config), config
+
+    return build
+
+
+@torch.no_grad()
+def _draw_attention(model, args: Args, task: Task, images: np.ndarray, labels: np.ndarray) -> Drawing:
+    from ram.plots import attention_figure
+
+    model.eval()
+    out = model(torch.from_numpy(images).float() / 255.0)
+    predictions, weights = out.logits.argmax(-1).numpy(), out.weights.numpy()
+    return Drawing("attention", lambda steps: attention_figure(images, weights, predictions, labels, steps=steps),
+                   task.n_glimpses)
+
+
+@torch.no_grad()
+def _draw_soft_glimpses(model, args: Args, task: Task, images: np.ndarray, labels: np.ndarray) -> Drawing:
+    from ram.plots import trajectory_figure
+
+    model.eval()
+    out = model(torch.from_numpy(images).float() / 255.0)
+    predictions, locations = out.logits.argmax(-1).numpy(), out.locations.numpy()
+    c = model.config  # each scale's read spans N filters at its stride: N * stride * s**i pixels
+    sides = out.strides.numpy()[..., None] * c.glimpse_size * c.scale ** np.arange(c.n_scales)
+    return Drawing("glimpses", lambda steps: trajectory_figure(images, locations, predictions, labels, None,
+                                                               sides=sides, steps=steps), task.n_glimpses)
+
+
+def _resize_fc(model, canvas_size: int):
+    # The FC net's first layer is as wide as the canvas: its weights cannot carry over, a fresh one measures the cost.
+    return soft.FullyConnected(dataclasses.replace(model.config, canvas_size=canvas_size)).eval()
+
+
+register(ModelSpec("soft", _image_model(soft.SoftAttention, soft.SoftConfig), draw=_draw_attention))
+# At 1e-3 the differentiable glimpse went NaN or stalled on cluttered60 (docs/comparison.md); 3e-4 trains.
+register(ModelSpec("soft-glimpse", _image_model(soft.SoftGlimpseRAM, soft.SoftGlimpseConfig), lr=3e-4,
+                   draw=_draw_soft_glimpses))
+register(ModelSpec("fc", _image_model(soft.FullyConnected, soft.FCConfig), resize=_resize_fc))
+register(ModelSpec("cnn", _image_model(soft.Convolutional, soft.CNNConfig)))

@@ -1,0 +1,147 @@
+"""The reports of ``train.py compare`` (trained models side by side) and ``train.py curve`` (a run's test error
+against its training minutes). Each function measures and returns data and text; the CLI writes the files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from envs.tasks import Task, fixed
+from ram import compare
+from ram.config import Args, UsageError
+from ram.registry import ModelSpec, spec
+
+# -- compare
+
+
+def model_name(args: Args, task: Task) -> str:
+    """How a report names a run's model: its kind and task, with T for the models that attend in steps."""
+    kind = "ram, random glimpses" if spec(args.model).policy and args.policy == "random" else args.model
+    return f"{kind} {task.name}" + (f" T={task.n_glimpses}" if spec(args.model).draw is not None else "")
+
+
+def _retina(s: ModelSpec, task: Task):
+    from ram.retina import Retina
+
+    return Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale) if s.reads == "glimpses" else None
+
+
+def cost_row(s: ModelSpec, model, args: Args, task: Task, images: torch.Tensor, *, repeats: int) -> dict:
+    """Parameters, MACs, latency at batch 1 and 256, values read and pixels covered of a trained model on test
+    canvases ``images`` (256, C, C) uint8."""
+    from ram.agent import Agent
+
+    retina = _retina(s, task)
+    fn = compare.forward_fn(model, retina=retina, n_glimpses=task.n_glimpses)
+    if retina is not None:  # the union of its glimpses on these test canvases (greedy paths)
+        agent = Agent(model, canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses,
+                      start=args.start)
+        pixels = compare.pixels_covered(torch.from_numpy(agent.predict(images.numpy()).locations), retina,
+                                        task.canvas_size)
+    else:  # the others see every pixel
+        pixels = float(task.canvas_size**2)
+    return {"params": sum(p.numel() for p in model.parameters()), "macs": compare.count_macs(fn, images[:1]),
+            "latency_1": compare.latency(fn, images[:1], repeats=repeats) * 1e3,
+            "latency_256": compare.latency(fn, images, repeats=repeats) * 1e3 / 256,
+            "values": compare.values_read(canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses),
+            "pixels": pixels}
+
+
+def scaling_rows(s: ModelSpec, model, task: Task, mnist, name: str, canvases: list[int], *, repeats: int) -> list:
+    """MACs and latency at batch 1 on canvases of each side in ``canvases``, clutter density held constant; the
+    weights carry over (or ``s.resize`` makes a model of the right size)."""
+    rows = []
+    for C in canvases:
+        bigger = task.with_(canvas_size=C, n_clutter=round(task.n_clutter * C * C / task.canvas_size**2))
+        x = torch.from_numpy(fixed(mnist, bigger, "test", 0, 1).images)
+        sized = model if s.resize is None else s.resize(model, C)
+        fn = compare.forward_fn(sized, retina=_retina(s, task), n_glimpses=task.n_glimpses)
+        rows.append({"name": name, "canvas": C, "macs": compare.count_macs(fn, x),
+                     "latency_ms": compare.latency(fn, x, repeats=repeats) * 1e3})
+    return rows
+
+
+def comparison_markdown(rows: list[dict], scaling: list[dict], notes: list[str], *, threads: int,
+                        repeats: int) -> str:
+    threads_text = f"{threads} thread" + ("s" if threads > 1 else "")
+    lines = ["# Comparison", "", f"Measured on this machine with {threads_text}; latencies are medians of {repeats} "
+             "repeats. Errors are on the 10,000 fixed test canvases (greedy: mean locations, or one random path for "
+             "random glimpses; MC: 10 sampled rollouts averaged). Values read: the numbers that enter the model per "
+             "image. Pixels covered: canvas pixels under at least one glimpse (greedy paths on 256 test canvases), "
+             "or the whole canvas.", "",
+             "| model | test error greedy | test error MC | params | train min | MACs/image | latency b=1 (ms) | "
+             "latency b=256 (ms/image) | values read | pixels covered |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mc = "-" if r["mc"] is None else f"{r['mc']:.2f}%"
+        lines.append(f"| {r['name']} | {r['greedy']:.2f}% | {mc} | {r['params']:,} | {r['minutes']:.0f} | "
+                     f"{r['macs']:,} | {r['latency_1']:.2f} | {r['latency_256']:.3f} | {r['values']:,} | "
+                     f"{r['pixels']:,.0f} |")
+    lines += ["", *notes] if notes else []
+    lines += ["", "## Cost against canvas size (batch 1)", "", "| model | canvas | MACs/image | latency (ms) |",
+              "|---|---|---|---|"]
+    lines += [f"| {r['name']} | {r['canvas']} | {r['macs']:,} | {r['latency_ms']:.2f} |" for r in scaling]
+    lines += ["", "![scaling](scaling.png)", "", "![learning curves](curves.png)", ""]
+    return "\n".join(lines)
+
+
+# -- curve
+
+
+def first_reached(points: list[dict], key: str, target: float) -> dict | None:
+    """The first point (in training order) whose ``key`` error is at or below ``target``, with the minutes of the
+    point before it ("after_minutes", None for the first): the two bracket the moment. None if none is."""
+    for i, p in enumerate(points):
+        if p.get(key) is not None and p[key] <= target:
+            return {**p, "after_minutes": points[i - 1]["minutes"] if i else None}
+    return None
+
+
+def curve_offset(run_dir: Path, first: dict) -> tuple[dict, str]:
+    """Where a run's clock starts: for a fine-tuned run, where its starting runs stopped, as in `compare` (their
+    minutes are counted once the run has finished and its results.json names them; until then, its own minutes
+    only). Returns ({"samples", "minutes"} to add to its snapshots', a note saying which minutes are counted)."""
+    from ram.runs import lineage, read_results
+
+    offset, note = {"samples": first.get("init_samples", 0), "minutes": 0.0}, "minutes of this run alone"
+    if (run_dir / "results.json").exists():
+        results = read_results(run_dir / "results.json")
+        curve, _, chain = lineage(results)
+        own = curve[len(curve) - len(results["history"])]
+        offset = {k: own[k] - results["history"][0][k] for k in ("samples", "minutes")}
+        note = ("minutes include those of the runs it started from that were found: " + " <- ".join(chain)
+                if chain else note)
+    return offset, note
+
+
+def snapshot_point(s: ModelSpec, model, env, path: Path, offset: dict, *, mc_samples: int, seed: int) -> dict:
+    """The test errors of one snapshot, on the run's clock."""
+    from ram.checkpoint import load
+    from ram.episodes import evaluate
+
+    state = load(path)
+    try:
+        model.load_state_dict(state["model"])
+        minutes = state["minutes"]
+    except (RuntimeError, KeyError):
+        raise UsageError(f"{path} is not a snapshot of this run (another architecture, or no minutes)") from None
+    errors = evaluate(s, model, env, env.split_size, mc_samples=mc_samples, seed=seed)
+    return {"samples": state["samples"] + offset["samples"], "minutes": minutes + offset["minutes"],
+            "val_error": state["val_error"], **errors}
+
+
+def reached_lines(reached: dict, target: float) -> list[str]:
+    lines = []
+    for key, point in reached.items():
+        after = point and point["after_minutes"]
+        when = ("never" if point is None else f"by {point['minutes']:.1f} min and {point['samples']:,} samples, "
+                + (f"after {after:.1f} min" if after is not None else "at the first snapshot"))
+        lines.append(f"{key.split('_')[0]} reached {target}%: {when}")
+    return lines
+
+
+def point_line(p: dict) -> str:
+    mc = f"  MC {p['mc_error']:.2f}%" if "mc_error" in p else ""
+    return (f"{p['samples']:>12,} samples {p['minutes']:7.1f} min  val {p['val_error']:.2f}%  "
+            f"test greedy {p['greedy_error']:.2f}%{mc}")
+

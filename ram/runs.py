@@ -1,0 +1,125 @@
+"""Run folders: their names, what they hold, and how runs that were fine-tuned from one another join up.
+
+A run folder holds config.json, last.pt and best.pt (training checkpoints), results.json and agent.pt (written
+when it finishes), tb/ (TensorBoard), and the figures. A shipped folder (results/NAME) keeps the finished run's
+agent.pt, config.json, results.json and figures. Checkpoints are found by ``ram.checkpoint.find``, the one look-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from envs.tasks import Task
+from ram import checkpoint
+from ram.config import Args, UsageError
+
+
+def default_run_dir(args: Args, task: Task) -> str:
+    """runs/TASK-Tg-sSEED for a glimpse model (TASK-Tg-random-sSEED with random glimpses), runs/TASK-MODEL-sSEED
+    for the others."""
+    from ram.registry import spec
+
+    if spec(args.model).reads != "glimpses":
+        return f"runs/{args.task}-{args.model}-s{args.seed}"
+    return f"runs/{args.task}-{task.n_glimpses}g{'-random' if args.policy == 'random' else ''}-s{args.seed}"
+
+
+def recorded(path: str) -> str:
+    """How a run records a path it was given (its --init): relative to the working directory when inside it, so
+    that no path of the machine a run trained on ends up in its files; as given otherwise."""
+    absolute = Path(path).resolve()
+    try:
+        return str(absolute.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path
+
+
+def load_run(run: str, data_dir: str | None) -> tuple[Path, dict, Args, Task]:
+    """(checkpoint path, its contents, Args, Task) of RUN: a run folder, a shipped folder or a checkpoint file."""
+    path = checkpoint.find(run)
+    state = checkpoint.load(path)
+    return path, state, Args(**{**state["args"], "data_dir": data_dir}), Task(**state["task"])
+
+
+def load_model(state: dict, args: Args, task: Task):
+    """The trained model of a checkpoint's contents, built by its registry entry."""
+    from ram.registry import spec
+
+    model, _ = spec(args.model).build(args, task, state["model_config"]["n_classes"])
+    model.load_state_dict(state["model"])
+    return model
+
+
+def load_init(model, config, args: Args) -> int:
+    """Load --init's weights into ``model``; returns the samples they were trained on. The architecture must match
+    (the policy's std may differ: that is what fine-tuning usually changes)."""
+    path = checkpoint.find(args.init)
+    if not path.exists():
+        raise UsageError(f"--init {args.init}: no such checkpoint")
+    state = checkpoint.load(path)
+    # Through JSON, so that tuples and lists compare equal.
+    theirs = json.loads(json.dumps(state["model_config"]))
+    ours = json.loads(json.dumps(dataclasses.asdict(config)))
+    theirs.pop("std", None), ours.pop("std", None)
+    if state["args"]["model"] != args.model or theirs != ours:
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k)) or ["model"]
+        raise UsageError(f"--init {path} is a different architecture ({', '.join(diff)} differ from this run's)")
+    model.load_state_dict(state["model"])
+    return int(state["samples"]) + int(state.get("init_samples", 0))
+
+
+def read_results(path: Path) -> dict:
+    """A run's results.json, or a one-line UsageError if it cannot be read or lacks what `compare` and `curve` use."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path}: not a readable results.json ({type(e).__name__})") from None
+
+    def numbers(d, *keys) -> bool:
+        return isinstance(d, dict) and all(isinstance(d.get(k), (int, float)) for k in keys)
+
+    init = results.get("init") if isinstance(results, dict) else None
+    if (not numbers(results, "train_minutes") or not numbers(results.get("test"), "greedy_error")
+            or not isinstance(results.get("history"), list) or not results["history"]
+            or not all(numbers(h, "samples", "minutes", "val_error") for h in results["history"])
+            or (init is not None and not (numbers(init, "samples") and isinstance(init.get("checkpoint"), str)))):
+        raise UsageError(f"{path}: not a results.json written by train.py (no test, history or train_minutes)")
+    return results
+
+
+def starting_run(init: str) -> dict | None:
+    """results.json of the run that wrote a --init checkpoint (a .pt file or a run folder, as the run recorded it:
+    relative to the working directory, which for the shipped runs is the repository); None if it has none."""
+    folder = Path(init).parent if Path(init).suffix == ".pt" else Path(init)
+    found = folder / "results.json"
+    return read_results(found) if found.is_file() else None
+
+
+def lineage(results: dict, parent_of: Callable[[str], dict | None] = starting_run,
+            _seen: frozenset[str] = frozenset()) -> tuple[list[dict], float, list[str]]:
+    """The validation curve and training minutes of a run together with the runs it was fine-tuned from.
+
+    ``results`` is a run's results.json; ``parent_of(checkpoint)`` returns the results.json of the run that wrote
+    the checkpoint a run started from (``--init``), or None if it is not at hand. The curve holds the starting
+    run's evaluations up to that checkpoint, then the run's own, shifted by the checkpoint's samples and minutes;
+    the minutes are those of the whole chain. Returns (curve, minutes, the checkpoints of the chain, nearest first);
+    where a starting run is missing (or would repeat a checkpoint of the chain), the curve is shifted by its samples
+    alone and its minutes are not counted.
+    """
+    init = results.get("init")
+    if init is None:
+        return results["history"], results["train_minutes"], []
+    parent = parent_of(init["checkpoint"]) if init["checkpoint"] not in _seen else None
+    if parent is None:
+        curve = [{**h, "samples": h["samples"] + init["samples"]} for h in results["history"]]
+        return curve, results["train_minutes"], [init["checkpoint"] + " (not at hand)"]
+    before, _, chain = lineage(parent, parent_of, _seen | {init["checkpoint"]})
+    before = [h for h in before if h["samples"] <= init["samples"]]
+    start = before[-1]["minutes"] if before else 0.0
+    curve = before + [{**h, "samples": h["samples"] + init["samples"], "minutes": h["minutes"] + start}
+                      for h in results["history"]]
+    return curve, start + results["train_minutes"], [init["checkpoint"], *chain]
+
