@@ -21,17 +21,17 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ram import checkpoint
-from ram.config import BOOKKEEPING, Args, Parser, TrainingError, UsageError, given_flags, parse_args, task_of
+from ram.config import Args, Parser, TrainingError, UsageError, given_flags, parse_args
 from ram.episodes import episode, evaluate, make_env
 from ram.registry import spec
-from ram.runs import default_run_dir, load_init, load_model, load_run, recorded
+from ram.runs import Progress, load_init, load_model, load_run, open_run, restore, save_validated
 from ram.schedules import lr_factor, policy_std
 from ram.system import keep_freed_memory, seed_everything
 
@@ -39,31 +39,6 @@ from ram.system import keep_freed_memory, seed_everything
 def build_model(args: Args, task, env):
     """The model of --model, sized from the task and the env's labels: (model, its config)."""
     return spec(args.model).build(args, task, int(env.single_action_space["label"].n))
-
-
-def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | None]:
-    """(args, task, run folder, the checkpoint to resume or None). A resumed run keeps its own hyperparameters: a
-    flag given now that contradicts them is a mistake; bookkeeping comes from this command line, except
-    --snapshots, which the run keeps unless it is given."""
-    task = task_of(args)
-    run_dir = Path(args.run_dir or default_run_dir(args, task))
-    # Paths as the run records them: relative to the working directory (the repository) where they lie inside it.
-    args = replace(args, run_dir=recorded(str(run_dir)), init=args.init and recorded(args.init))
-    if not args.resume:
-        if (run_dir / "last.pt").exists():
-            raise UsageError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
-        return args, task, run_dir, None
-    if not (run_dir / "last.pt").exists():
-        raise UsageError(f"nothing to resume: {run_dir / 'last.pt'} does not exist")
-    resumed = checkpoint.load(run_dir / "last.pt")
-    saved = resumed["args"]
-    for name in sorted(set(given) - set(BOOKKEEPING)):
-        if getattr(args, name) != saved[name]:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} differs from the run's {saved[name]}: "
-                             "a resumed run keeps its own settings (start a new run with another --run-dir)")
-    now = {name: getattr(args, name) for name in BOOKKEEPING if name != "snapshots" or name in given}
-    args = Args(**{**saved, **now})
-    return args, task_of(args), run_dir, resumed
 
 
 def train(args: Args, given: set[str] = frozenset()) -> dict:
@@ -89,19 +64,10 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)
     total_steps = math.ceil(args.samples / args.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, args.lr_final))
-    step, best_val, elapsed, history, init_samples = 0, float("inf"), 0.0, [], 0
+    run = restore(resumed, model, optimizer, scheduler, env) if resumed else Progress()
     if args.init is not None and resumed is None:
-        init_samples = load_init(model, config, args)
-    if resumed is not None:
-        # With --ema, "model" holds the average (what is evaluated and shipped), "trained" the weights themselves.
-        model.load_state_dict(resumed.get("trained", resumed["model"]))
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        step, best_val, elapsed = resumed["step"], resumed["best_val_error"], resumed["elapsed"]
-        history, init_samples = resumed["history"], resumed["init_samples"]
-        torch.set_rng_state(resumed["rng"]["torch"])
-        env.set_rng_state(resumed["rng"]["env"])
-    start_samples = step * args.batch_size
+        run.init_samples = load_init(model, config, args)
+    start_samples = run.step * args.batch_size
     # Polyak averaging: a copy whose weights trail the trained ones; it is what validation selects and what ships.
     # Adam trains only `model`: the average has no gradients, it is updated in place after every step. Parameters are
     # the whole state: no model here has buffers (no batch norm), which a test checks.
@@ -121,87 +87,92 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     def state_dict(val_error: float) -> dict:
         return {"args": asdict(args), "task": asdict(task), "model_config": asdict(config),
                 "model": evaluated.state_dict(), **({"trained": model.state_dict()} if average is not None else {}),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                "samples": step * args.batch_size, "elapsed": elapsed, "best_val_error": best_val,
-                "val_error": val_error, "history": history, "init_samples": init_samples,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": run.step,
+                "samples": run.step * args.batch_size, "elapsed": run.elapsed, "best_val_error": run.best_val,
+                "val_error": val_error, "history": run.history, "init_samples": run.init_samples,
                 "rng": {"torch": torch.get_rng_state(), "env": env.get_rng_state()}}
 
     # In a log (stderr not a terminal), the bar updates at most every 30 s instead of several times a second.
-    bar = tqdm(total=total_steps, initial=step, disable=not args.progress, unit="step", dynamic_ncols=True,
+    bar = tqdm(total=total_steps, initial=run.step, disable=not args.progress, unit="step", dynamic_ncols=True,
                mininterval=0.1 if sys.stderr.isatty() else 30, desc=f"{args.task} T={task.n_glimpses}")
     eval_steps = max(1, args.eval_every // args.batch_size)
     # Random locations leave nothing for REINFORCE to train.
     reinforce_weight = args.reinforce_weight if s.policy and args.policy == "learned" else 0.0
     tic, window, window_samples = time.perf_counter(), time.perf_counter(), 0
-    while step < total_steps:
+    while run.step < total_steps:
         if s.policy:
-            model.location.std = policy_std(step, total_steps, args.std, args.std_final)
+            model.location.std = policy_std(run.step, total_steps, args.std, args.std_final)
         ep = episode(s, model, env, greedy=False)
         losses = hybrid_loss(ep.logits, ep.labels, ep.log_pi, ep.b, reward=ep.reward,
                              reinforce_weight=reinforce_weight, baseline_weight=args.baseline_weight)
         if not torch.isfinite(losses.total):
             # Stop before the optimiser spreads NaN into the weights: last.pt and best.pt hold the last good state.
-            raise TrainingError(f"the loss became {losses.total.item()} at {step * args.batch_size:,} samples; "
+            raise TrainingError(f"the loss became {losses.total.item()} at {run.step * args.batch_size:,} samples; "
                                 f"{run_dir / 'last.pt'} holds the last evaluated state (try a smaller --lr)")
-        optimizer.zero_grad(set_to_none=True)
-        losses.total.backward()
-        if args.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
-        optimizer.step()
-        scheduler.step()
-        if average is not None:
-            with torch.no_grad():
-                for a, p in zip(average.parameters(), model.parameters()):
-                    a.lerp_(p, 1.0 - args.ema)
-        step += 1
+        update(losses.total, model, optimizer, scheduler, average, clip_grad=args.clip_grad, ema=args.ema)
+        run.step += 1
         window_samples += args.batch_size
         bar.update(1)
 
-        # log, on the clock of samples seen
-        samples = step * args.batch_size
-        if step % 50 == 0 or step == total_steps:
+        samples = run.step * args.batch_size  # the one clock of every log
+        if run.step % 50 == 0 or run.step == total_steps:
             now = time.perf_counter()
             speed, window, window_samples = window_samples / (now - window), now, 0
-            for name in ("total", "classification", "reinforce", "baseline", "accuracy"):
-                writer.add_scalar(f"train/{name}", getattr(losses, name).item(), samples)
-            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], samples)
-            if s.policy:
-                writer.add_scalar("train/std", model.location.std, samples)
-            writer.add_scalar("perf/samples_per_s", speed, samples)
-            bar.set_postfix(loss=f"{losses.total.item():.3f}", acc=f"{losses.accuracy.item():.3f}",
-                            sps=f"{speed:,.0f}", best_val=f"{best_val:.2f}%" if history else "-")
-
+            log_steps(writer, bar, losses, samples, speed, lr=scheduler.get_last_lr()[0],
+                      std=model.location.std if s.policy else None, best_val=run.best_val if run.history else None)
         stopping = args.stop_after is not None and samples - start_samples >= args.stop_after
         # The last step evaluates too, unless a scheduled evaluation came less than half a period before it.
-        last_eval = history[-1]["samples"] // args.batch_size if history else 0
-        if history and step == total_steps and step - last_eval < eval_steps // 2 and not stopping:
+        last_eval = run.history[-1]["samples"] // args.batch_size if run.history else 0
+        if run.history and run.step == total_steps and run.step - last_eval < eval_steps // 2 and not stopping:
             now = time.perf_counter()
-            elapsed, tic = elapsed + now - tic, now
-            checkpoint.save(state_dict(history[-1]["val_error"]), run_dir / "last.pt")
-        elif step % eval_steps == 0 or step == total_steps or stopping:
-            elapsed += time.perf_counter() - tic
+            run.elapsed, tic = run.elapsed + now - tic, now
+            checkpoint.save(state_dict(run.history[-1]["val_error"]), run_dir / "last.pt")
+        elif run.step % eval_steps == 0 or run.step == total_steps or stopping:
+            run.elapsed += time.perf_counter() - tic
             val_error = evaluate(s, evaluated, val_env, val_env.split_size, seed=args.seed)["greedy_error"]
             tic = time.perf_counter()
-            history.append({"samples": samples, "minutes": elapsed / 60, "val_error": val_error})
-            log_validation(writer, s, evaluated, args, task, val_env, history[-1])
-            improved, best_val = val_error < best_val, min(best_val, val_error)
-            state = state_dict(val_error)
-            if improved:
-                checkpoint.save(state, run_dir / "best.pt")
-            checkpoint.save(state, run_dir / "last.pt")
-            if args.snapshots:  # the agent as validation saw it, and when; `train.py curve` tests them afterwards
-                checkpoint.save({**checkpoint.agent_only(state), "minutes": elapsed / 60},
-                                run_dir / "snapshots" / f"{samples:012d}.pt")
-            bar.write(f"samples {samples:,}  val error {val_error:.2f}%  best {best_val:.2f}%  {elapsed / 60:.1f} min")
-            if stopping and step < total_steps:
+            run.history.append({"samples": samples, "minutes": run.elapsed / 60, "val_error": val_error})
+            log_validation(writer, s, evaluated, args, task, val_env, run.history[-1])
+            improved, run.best_val = val_error < run.best_val, min(run.best_val, val_error)
+            save_validated(state_dict(val_error), run_dir, best=improved, snapshot=args.snapshots)
+            bar.write(f"samples {samples:,}  val error {val_error:.2f}%  best {run.best_val:.2f}%  "
+                      f"{run.elapsed / 60:.1f} min")
+            if stopping and run.step < total_steps:
                 break
     for closing in (bar, env, val_env):  # the train env's canvas worker thread ends here
         closing.close()
-    if step < total_steps:
+    if run.step < total_steps:
         writer.close()
-        return {"stopped": True, "samples": step * args.batch_size, "run_dir": str(run_dir)}
-    elapsed += time.perf_counter() - tic
-    return finish(model, config, args, task, run_dir, writer, elapsed, history, init_samples)
+        return {"stopped": True, "samples": run.step * args.batch_size, "run_dir": str(run_dir)}
+    run.elapsed += time.perf_counter() - tic
+    return finish(model, config, args, task, run_dir, writer, run)
+
+
+def update(loss, model, optimizer, scheduler, average, *, clip_grad: float, ema: float) -> None:
+    """One optimiser step on ``loss`` (gradient norm clipped), the schedule's step, and the average's."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    optimizer.step()
+    scheduler.step()
+    if average is not None:
+        with torch.no_grad():
+            for a, p in zip(average.parameters(), model.parameters()):
+                a.lerp_(p, 1.0 - ema)
+
+
+def log_steps(writer, bar, losses, samples: int, speed: float, *, lr: float, std: float | None,
+              best_val: float | None) -> None:
+    """The training scalars, every 50 steps, and the progress bar's figures."""
+    for name in ("total", "classification", "reinforce", "baseline", "accuracy"):
+        writer.add_scalar(f"train/{name}", getattr(losses, name).item(), samples)
+    writer.add_scalar("train/lr", lr, samples)
+    if std is not None:
+        writer.add_scalar("train/std", std, samples)
+    writer.add_scalar("perf/samples_per_s", speed, samples)
+    bar.set_postfix(loss=f"{losses.total.item():.3f}", acc=f"{losses.accuracy.item():.3f}", sps=f"{speed:,.0f}",
+                    best_val="-" if best_val is None else f"{best_val:.2f}%", refresh=False)  # the bar's own pace
 
 
 def log_validation(writer, s, model, args: Args, task, val_env, point: dict) -> None:
@@ -216,8 +187,7 @@ def log_validation(writer, s, model, args: Args, task, val_env, point: dict) -> 
         model.train()
 
 
-def finish(model, config, args: Args, task, run_dir: Path, writer, elapsed: float, history: list,
-           init_samples: int) -> dict:
+def finish(model, config, args: Args, task, run_dir: Path, writer, run: Progress) -> dict:
     """Test the checkpoint validation chose, once (never used for selection); write results.json and agent.pt."""
     s = spec(args.model)
     best = checkpoint.load(run_dir / "best.pt")
@@ -232,12 +202,12 @@ def finish(model, config, args: Args, task, run_dir: Path, writer, elapsed: floa
         "task": asdict(task), "checkpoint": "best.pt", "samples": best["samples"], "val_error": best["val_error"],
         "test": {**errors, **({"mc_samples": args.mc_samples} if "mc_error" in errors else {}),
                  "n": test_env.split_size},
-        "train_minutes": elapsed / 60, "test_minutes": (time.perf_counter() - tic) / 60,
+        "train_minutes": run.elapsed / 60, "test_minutes": (time.perf_counter() - tic) / 60,
         "params": sum(p.numel() for p in model.parameters()),
     }
     if args.init is not None:  # a fine-tuned agent: what it had seen before this run
-        results["init"] = {"checkpoint": args.init, "samples": init_samples}
-    results["history"] = history  # every evaluation, also those after the best one
+        results["init"] = {"checkpoint": args.init, "samples": run.init_samples}
+    results["history"] = run.history  # every evaluation, also those after the best one
     checkpoint.write_text(json.dumps(results, indent=2), run_dir / "results.json")
     # The trained agent alone (no optimiser state): small enough to ship, loadable by ram.agent.Agent.
     checkpoint.save(checkpoint.agent_only(best), run_dir / "agent.pt")
@@ -330,9 +300,7 @@ def visualize_command(argv: list[str]) -> int:
 
 
 def curve_command(argv: list[str]) -> int:
-    from envs.tasks import Task, paper_error
-    from ram import reports
-    from ram.plots import test_curve_figure
+    from ram.reports import test_curve
 
     parser = subcommand("curve", "Test error against training time: every snapshot of a run trained with "
                         "--snapshots, measured on the fixed test set (greedy and Monte-Carlo), and the training "
@@ -345,41 +313,15 @@ def curve_command(argv: list[str]) -> int:
     run_dir = Path(opts.run)
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a run folder")
-    snapshots = sorted((run_dir / "snapshots").glob("*.pt"))
-    if not snapshots:
-        raise UsageError(f"{run_dir} has no snapshots: train it with --snapshots")
-    first = checkpoint.load(snapshots[0])
-    args, task = Args(**{**first["args"], "data_dir": opts.data_dir}), Task(**first["task"])
-    target = opts.target if opts.target is not None else paper_error(task)
-    if target is None:
-        raise UsageError(f"the paper has no number for this task ({task.name}, T={task.n_glimpses}): pass --target")
-    offset, note = reports.curve_offset(run_dir, first)
-    env = make_env(spec(args.model), args, task, "test", args.eval_batch)
-    model, _ = build_model(args, task, env)
-    points = []
-    for path in snapshots:
-        points.append(reports.snapshot_point(spec(args.model), model, env, path, offset, mc_samples=opts.mc_samples,
-                                             seed=args.seed))
-        print(reports.point_line(points[-1]))
-    env.close()
-    reached = {key: reports.first_reached(points, key, target) for key in ("greedy_error", "mc_error")
-               if key in points[0]}
-    print("\n".join(reports.reached_lines(reached, target)))
-    report = {"note": "test error of every snapshot (reporting only: checkpoints are chosen by validation); " + note,
-              "split": "test", "n": env.split_size, "mc_samples": opts.mc_samples, "target": target,
-              "reached": reached, "points": points}
+    report, figure = test_curve(run_dir, target=opts.target, mc_samples=opts.mc_samples, data_dir=opts.data_dir)
     checkpoint.write_text(json.dumps(report, indent=2), run_dir / "test_curve.json")
-    checkpoint.write_figure(test_curve_figure(points, target), run_dir / "test_curve.png")
+    checkpoint.write_figure(figure, run_dir / "test_curve.png")
     print(f"wrote {run_dir / 'test_curve.json'} and {run_dir / 'test_curve.png'}")
     return 0
 
 
 def compare_command(argv: list[str]) -> int:
-    from envs import load_mnist
-    from envs.tasks import fixed
-    from ram import reports
-    from ram.plots import curves_figure, scaling_figure
-    from ram.runs import lineage, read_results
+    from ram.reports import comparison
 
     parser = subcommand("compare", "Compare trained runs: test error, parameters, training time, "
                         "multiply-accumulates and latency per image, pixels examined, cost against canvas size, "
@@ -402,30 +344,13 @@ def compare_command(argv: list[str]) -> int:
             raise UsageError(f"{run} has no results.json (an unfinished run?)")
         if resolved.count(where) > 1:
             raise UsageError(f"{run} is given twice")
-    mnist = load_mnist(opts.data_dir)
-    loaded = [load_run(run, opts.data_dir) for run in opts.runs]
-    names = [reports.model_name(args, task) for _, _, args, task in loaded]
-    rows, scaling, curves, notes = [], [], {}, []
-    for run, (_, state, args, task), name in zip(opts.runs, loaded, names):
-        name = f"{name} ({Path(run).name})" if names.count(name) > 1 else name  # several runs of one model
-        results = read_results(Path(run) / "results.json")
-        curves[name], minutes, chain = lineage(results)
-        if chain:
-            notes.append(f"- {name} was fine-tuned from {' <- '.join(chain)}: its minutes and learning curve "
-                         "include those of the runs it started from that were found, up to the checkpoint it "
-                         "started from.")
-        s = spec(args.model)
-        model = load_model(state, args, task).eval()
-        images = torch.from_numpy(fixed(mnist, task, "test", 0, 256).images)
-        rows.append({"name": name, "greedy": results["test"]["greedy_error"], "mc": results["test"].get("mc_error"),
-                     "minutes": minutes, **reports.cost_row(s, model, args, task, images, repeats=opts.repeats)})
-        scaling += reports.scaling_rows(s, model, task, mnist, name, canvases, repeats=opts.repeats)
+    report, data, figures = comparison(opts.runs, canvases=canvases, repeats=opts.repeats, threads=opts.threads,
+                                       data_dir=opts.data_dir)
     out = Path(opts.out)
-    checkpoint.write_figure(scaling_figure(scaling), out / "scaling.png")
-    checkpoint.write_figure(curves_figure(curves), out / "curves.png")
-    checkpoint.write_text(reports.comparison_markdown(rows, scaling, notes, threads=opts.threads,
-                                                      repeats=opts.repeats), out / "report.md")
-    checkpoint.write_text(json.dumps({"models": rows, "scaling": scaling}, indent=2), out / "report.json")
+    for name, figure in figures.items():
+        checkpoint.write_figure(figure, out / name)
+    checkpoint.write_text(report, out / "report.md")
+    checkpoint.write_text(json.dumps(data, indent=2), out / "report.json")
     print(f"wrote {out / 'report.md'}, scaling.png, curves.png, report.json")
     return 0
 

@@ -59,9 +59,8 @@ def _autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
 class _CanvasStream:
     """Fresh training canvases in a fixed order, optionally made one chunk ahead on a worker thread (so the next
     batch is drawn while the model trains on this one). Their integral images are made by ``_Episodes.new`` on the
-    calling thread: made here, they kept the worker busy 8 times longer (numpy's cumsum, 4 ms a batch of 128 on
-    cluttered60, against 0.6 ms for the canvases), and that worker competed with the training step for the second
-    core (in-process A/B, 2 threads: 6,428 against 5,795 samples/s).
+    calling thread: made here, they kept the worker busy several times longer (numpy's cumsum), and that worker
+    competed with the training step for the second core (measured in docs/speed.md).
 
     Canvases are made ``chunk`` at a time from one generator and handed out in order, whatever sizes are asked
     for, so the sequence depends on the seed and the chunk size alone; ``state`` (the generator's state before the

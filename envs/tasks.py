@@ -105,7 +105,7 @@ class Canvases(NamedTuple):
 
 def _square(image: np.ndarray, xy: np.ndarray, w: int, side: int) -> np.ndarray:
     """Flat indices (n, w * w) of the w x w squares at top-left (x, y) = xy (n, 2) of images ``image`` (n,) in a
-    flattened (N, side, side) array. One flat index is about 3x faster than three broadcast index arrays."""
+    flattened (N, side, side) array. One flat index is faster than three broadcast index arrays."""
     offsets = (np.arange(w)[:, None] * side + np.arange(w)).reshape(-1)
     return (image * side * side + xy[:, 1] * side + xy[:, 0])[:, None] + offsets
 

@@ -91,12 +91,16 @@ def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: 
     greedy_errors = mc_errors = 0
     B = env.num_envs
     batches = [((start + np.arange(B)) % n, min(B, n - start)) for start in range(0, n, B)]
-    env.reset(seed=seed)  # rewinds the fixed split and seeds the random first glimpses
-    for index, count in batches:
-        out = episode(spec, model, env, greedy=True, index=index)
-        greedy_errors += (out.logits.argmax(-1) != out.labels)[:count].sum().item()
-    # After the greedy pass, so the greedy error does not depend on mc_samples; the policy's noise comes from a
-    # forked, seeded torch RNG, so the Monte-Carlo error is reproducible and training's RNG stream is untouched.
+    # Each pass draws from a forked, seeded torch RNG, so its error is reproducible and training's RNG stream is
+    # untouched: the greedy pass draws nothing unless the locations are random (the paper's ablation, whose greedy
+    # path is one random path); the Monte-Carlo pass draws the policy's noise.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        env.reset(seed=seed)  # rewinds the fixed split and seeds the random first glimpses
+        for index, count in batches:
+            out = episode(spec, model, env, greedy=True, index=index)
+            greedy_errors += (out.logits.argmax(-1) != out.labels)[:count].sum().item()
+    # After the greedy pass, so the greedy error does not depend on mc_samples.
     with torch.random.fork_rng():
         torch.manual_seed(seed + 1)
         env.reset(seed=seed + 1)

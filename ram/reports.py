@@ -62,6 +62,36 @@ def scaling_rows(s: ModelSpec, model, task: Task, mnist, name: str, canvases: li
     return rows
 
 
+def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: int,
+               data_dir: str | None) -> tuple[str, dict, dict]:
+    """Measure trained runs side by side: (report.md's text, report.json's data, {file name: Figure})."""
+    from envs import load_mnist
+    from ram.plots import curves_figure, scaling_figure
+    from ram.runs import lineage, load_model, load_run, read_results
+
+    mnist = load_mnist(data_dir)
+    loaded = [load_run(run, data_dir) for run in runs]
+    names = [model_name(args, task) for _, _, args, task in loaded]
+    rows, scaling, curves, notes = [], [], {}, []
+    for run, (_, state, args, task), name in zip(runs, loaded, names):
+        name = f"{name} ({Path(run).name})" if names.count(name) > 1 else name  # several runs of one model
+        results = read_results(Path(run) / "results.json")
+        curves[name], minutes, chain = lineage(results)
+        if chain:
+            notes.append(f"- {name} was fine-tuned from {' <- '.join(chain)}: its minutes and learning curve "
+                         "include those of the runs it started from that were found, up to the checkpoint it "
+                         "started from.")
+        s = spec(args.model)
+        model = load_model(state, args, task).eval()
+        images = torch.from_numpy(fixed(mnist, task, "test", 0, 256).images)
+        rows.append({"name": name, "greedy": results["test"]["greedy_error"], "mc": results["test"].get("mc_error"),
+                     "minutes": minutes, **cost_row(s, model, args, task, images, repeats=repeats)})
+        scaling += scaling_rows(s, model, task, mnist, name, canvases, repeats=repeats)
+    report = comparison_markdown(rows, scaling, notes, threads=threads, repeats=repeats)
+    return report, {"models": rows, "scaling": scaling}, {"scaling.png": scaling_figure(scaling),
+                                                           "curves.png": curves_figure(curves)}
+
+
 def comparison_markdown(rows: list[dict], scaling: list[dict], notes: list[str], *, threads: int,
                         repeats: int) -> str:
     threads_text = f"{threads} thread" + ("s" if threads > 1 else "")
@@ -95,6 +125,39 @@ def first_reached(points: list[dict], key: str, target: float) -> dict | None:
         if p.get(key) is not None and p[key] <= target:
             return {**p, "after_minutes": points[i - 1]["minutes"] if i else None}
     return None
+
+
+def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir: str | None) -> tuple[dict, object]:
+    """Test every snapshot of a run (printing a line each): (test_curve.json's report, its Figure)."""
+    from envs.tasks import paper_error
+    from ram.checkpoint import load
+    from ram.episodes import make_env
+    from ram.plots import test_curve_figure
+    from ram.registry import spec
+
+    snapshots = sorted((run_dir / "snapshots").glob("*.pt"))
+    if not snapshots:
+        raise UsageError(f"{run_dir} has no snapshots: train it with --snapshots")
+    first = load(snapshots[0])
+    args, task = Args(**{**first["args"], "data_dir": data_dir}), Task(**first["task"])
+    target = target if target is not None else paper_error(task)
+    if target is None:
+        raise UsageError(f"the paper has no number for this task ({task.name}, T={task.n_glimpses}): pass --target")
+    offset, note = curve_offset(run_dir, first)
+    s = spec(args.model)
+    env = make_env(s, args, task, "test", args.eval_batch)
+    model, _ = s.build(args, task, first["model_config"]["n_classes"])
+    points = []
+    for path in snapshots:
+        points.append(snapshot_point(s, model, env, path, offset, mc_samples=mc_samples, seed=args.seed))
+        print(point_line(points[-1]))
+    env.close()
+    reached = {key: first_reached(points, key, target) for key in ("greedy_error", "mc_error") if key in points[0]}
+    print("\n".join(reached_lines(reached, target)))
+    report = {"note": "test error of every snapshot (reporting only: checkpoints are chosen by validation); " + note,
+              "split": "test", "n": env.split_size, "mc_samples": mc_samples, "target": target, "reached": reached,
+              "points": points}
+    return report, test_curve_figure(points, target)
 
 
 def curve_offset(run_dir: Path, first: dict) -> tuple[dict, str]:

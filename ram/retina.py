@@ -44,11 +44,10 @@ def integral_image(images: Tensor) -> Tensor:
     B, H, W = images.shape
     wide = torch.int32 if 255 * H * W < 2**31 else torch.int64
     dtype = wide if images.dtype == torch.uint8 else torch.float64
-    # A zero row and column in front, then running sums along rows and down columns, in place (0.71 / 0.41 ms for
-    # 128 canvases of 60 x 60 at 1 / 2 threads, against 1.10 / 0.42 for cumsums into a slice of a zero table). On the
-    # calling thread's torch threads: call it from the thread that trains. On another thread, an op big enough to run
-    # in parallel starts a second OpenMP thread team, and that team, even idle, halved the training step's speed
-    # (6,194 against 2,927 samples/s at 2 threads).
+    # A zero row and column in front, then running sums along rows and down columns, in place (faster than cumsums
+    # into a slice of a zero table). On the calling thread's torch threads: call it from the thread that trains. On
+    # another thread, an op big enough to run in parallel starts a second OpenMP thread team, and that team, even
+    # idle, halved the training step's speed (both measured in docs/speed.md).
     S = F.pad(images.to(dtype), (1, 0, 1, 0))
     return S.cumsum_(2).cumsum_(1)
 
@@ -130,9 +129,8 @@ class Retina:
         if l.shape != (B, 2):
             raise ValueError(f"locations must have shape ({B}, 2), got {tuple(l.shape)}")
         size = H1 - 1
-        # int32 offsets when the flat table allows: half the bytes to add; with the constants kept between reads,
-        # 185-220 against 227-266 us per read (B = 128 on cluttered60, 2 threads, 4 alternating rounds).
-        # The largest flat index formed is S.numel() - 1.
+        # int32 offsets when the flat table allows: half the bytes to add (with the constants kept between reads,
+        # about a fifth faster a read: docs/speed.md). The largest flat index formed is S.numel() - 1.
         index_dtype = torch.int32 if S.numel() < 2**31 else torch.int64
         edges, divisor = self._read_constants(H1, index_dtype, S.dtype)
         offsets = torch.arange(0, B * H1 * W1, H1 * W1, dtype=index_dtype)[:, None, None]  # each table's flat offset
@@ -141,8 +139,7 @@ class Retina:
         edges = (self.centre(l, size, index_dtype)[:, None, :, None] + edges[None, :, None, :]).clamp_(0, size)
         cols, rows = edges[:, :, 0], edges[:, :, 1]  # (B, k, g+1) each
         rows = rows * W1 + offsets  # flat offset of each row in S
-        # index_select on the flat table, and integer differences below: 228 against 277 us per read (B=128, 2 threads)
-        # for take and float differences.
+        # index_select on the flat table, and integer differences below: faster than take and float differences.
         index = (rows[..., None] + cols[:, :, None, :]).view(-1)
         corners = S.reshape(-1).index_select(0, index).view(B, self.k, self.g + 1, self.g + 1)
         d = corners[..., 1:] - corners[..., :-1]  # column differences

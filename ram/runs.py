@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import torch
 
 from envs.tasks import Task
 from ram import checkpoint
-from ram.config import Args, UsageError
+from ram.config import BOOKKEEPING, Args, UsageError, task_of
 
 
 def default_run_dir(args: Args, task: Task) -> str:
@@ -25,6 +28,65 @@ def default_run_dir(args: Args, task: Task) -> str:
     if spec(args.model).reads != "glimpses":
         return f"runs/{args.task}-{args.model}-s{args.seed}"
     return f"runs/{args.task}-{task.n_glimpses}g{'-random' if args.policy == 'random' else ''}-s{args.seed}"
+
+
+def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | None]:
+    """(args, task, run folder, the checkpoint to resume or None). A resumed run keeps its own hyperparameters: a
+    flag given now that contradicts them is a mistake; bookkeeping comes from this command line, except
+    --snapshots, which the run keeps unless it is given."""
+    task = task_of(args)
+    run_dir = Path(args.run_dir or default_run_dir(args, task))
+    # Paths as the run records them: relative to the working directory (the repository) where they lie inside it.
+    args = replace(args, run_dir=recorded(str(run_dir)), init=args.init and recorded(args.init))
+    if not args.resume:
+        if (run_dir / "last.pt").exists():
+            raise UsageError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
+        return args, task, run_dir, None
+    if not (run_dir / "last.pt").exists():
+        raise UsageError(f"nothing to resume: {run_dir / 'last.pt'} does not exist")
+    resumed = checkpoint.load(run_dir / "last.pt")
+    saved = resumed["args"]
+    for name in sorted(set(given) - set(BOOKKEEPING)):
+        if getattr(args, name) != saved[name]:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} differs from the run's {saved[name]}: "
+                             "a resumed run keeps its own settings (start a new run with another --run-dir)")
+    now = {name: getattr(args, name) for name in BOOKKEEPING if name != "snapshots" or name in given}
+    args = Args(**{**saved, **now})
+    return args, task_of(args), run_dir, resumed
+
+
+@dataclass
+class Progress:
+    """Where a run stands, besides its weights and optimiser: saved in every checkpoint."""
+
+    step: int = 0
+    best_val: float = float("inf")
+    elapsed: float = 0.0  # seconds of training, evaluation excluded
+    history: list = field(default_factory=list)  # every evaluation: samples, minutes, val_error
+    init_samples: int = 0  # what the weights --init loaded had seen
+
+
+def restore(resumed: dict, model, optimizer, scheduler, env) -> Progress:
+    """Continue exactly where a checkpoint stopped: weights, optimiser, schedule, both RNGs."""
+    # With --ema, "model" holds the average (what is evaluated and shipped), "trained" the weights themselves.
+    model.load_state_dict(resumed.get("trained", resumed["model"]))
+    optimizer.load_state_dict(resumed["optimizer"])
+    scheduler.load_state_dict(resumed["scheduler"])
+    torch.set_rng_state(resumed["rng"]["torch"])
+    env.set_rng_state(resumed["rng"]["env"])
+    return Progress(resumed["step"], resumed["best_val_error"], resumed["elapsed"], resumed["history"],
+                    resumed["init_samples"])
+
+
+def save_validated(state: dict, run_dir: Path, *, best: bool, snapshot: bool) -> None:
+    """The checkpoints of a validation: best.pt if it is the best so far, last.pt, and with --snapshots the agent as
+    validation saw it, with its minutes (`train.py curve` tests them afterwards)."""
+    if best:
+        checkpoint.save(state, run_dir / "best.pt")
+    checkpoint.save(state, run_dir / "last.pt")
+    if snapshot:
+        checkpoint.save({**checkpoint.agent_only(state), "minutes": state["elapsed"] / 60},
+                        run_dir / "snapshots" / f"{state['samples']:012d}.pt")
 
 
 def recorded(path: str) -> str:

@@ -391,3 +391,12 @@ def test_the_default_learning_rate_depends_on_the_model_and_a_given_one_wins():
     assert parse_args([]).lr == 1e-3
     assert parse_args(["--model", "soft-glimpse"]).lr == 3e-4
     assert parse_args(["--model", "soft-glimpse", "--lr", "0.002"]).lr == 0.002
+
+
+def test_in_a_log_the_progress_bar_updates_rarely(mnist, tmp_path, capsys):
+    # stderr is captured, not a terminal: 200 steps within a minute draw the bar at its start, around the one
+    # validation line (cleared and drawn again) and at its end, not after every few steps.
+    argv = [a for a in TINY if a != "--no-progress"]
+    assert train.main([*argv, "--samples", "3200", "--eval-every", "3200", "--run-dir", str(tmp_path / "log")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\r") <= 5 and "200/200" in err
