@@ -43,10 +43,11 @@ class Args:
                       choices=tuple(TASKS))
     model: str = _flag("ram", "the model, one of the registry's (ram.registry): ram (hard attention, REINFORCE), or "
                        "one that sees the whole canvas, trained by backpropagation: soft (soft spatial attention), "
-                       "soft-glimpse (RAM with a differentiable Gaussian glimpse), fc, cnn (no attention)")
+                       "soft-glimpse (RAM with a differentiable Gaussian glimpse), vit (self-attention over patches), "
+                       "fc, cnn (no attention)")
     score: str = _flag("scaled_dot", "soft attention's score function", choices=("additive", "dot", "scaled_dot",
                                                                                 "general"))
-    heads: int = _flag(1, "soft attention's heads")
+    heads: int | None = _flag(None, "attention heads (default: the model's: 1 for soft, 4 for vit)")
     glimpses: int | None = _flag(None, "glimpses per image, T (default: the task's, 6 or 8)")
     glimpse_size: int | None = _flag(None, "side g of the smallest glimpse patch in pixels (default: the task's)")
     scales: int | None = _flag(None, "number of scales k of the retina (default: the task's)")
@@ -59,6 +60,11 @@ class Args:
     core: str = _flag("rnn", "core network: the paper's ReLU RNN, or an LSTM", choices=("rnn", "lstm"))
     policy: str = _flag("learned", "locations: learned by REINFORCE, or uniformly random (the paper's ablation)",
                         choices=("learned", "random"))
+    patch_size: int | None = _flag(None, "vit: side p of the square patches that are its tokens, the canvas "
+                                   "zero-padded to a multiple of p (default: a fifth of the canvas, rounded up: 12 on "
+                                   "60 pixels, 20 on 100)")
+    d_model: int = _flag(128, "vit: width d of its tokens")
+    layers: int = _flag(3, "vit: Transformer blocks L")
     hidden_size: int = _flag(256, "units of the core network h_t")
     glimpse_hidden: int = _flag(128, "units of each glimpse-network pathway: sets both h_g (what) and h_l (where)")
     g_size: int = _flag(256, "units of the glimpse representation g_t")
@@ -96,10 +102,12 @@ class Args:
                                    "--resume continues), e.g. to fit a job into a time slot")
 
     def __post_init__(self) -> None:
-        if self.lr is None:
-            from ram.registry import spec
+        from ram.registry import spec
 
-            self.lr = spec(self.model).lr
+        # Fields left unset take the model's defaults (ram.registry), then these.
+        for name, value in {"lr": 1e-3, "heads": 1, **spec(self.model).defaults}.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
 
 def task_of(args: Args) -> Task:
@@ -151,9 +159,9 @@ def add_fields(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(name, type=kind, default=f.default, help=help, choices=choices, metavar=metavar)
 
 
-POSITIVE = ("heads", "glimpses", "glimpse_size", "scales", "canvas_size", "clutter_size", "scale", "batch_size",
-            "samples", "eval_every", "eval_batch", "mc_samples", "threads", "hidden_size", "glimpse_hidden", "g_size",
-            "stop_after")
+POSITIVE = ("heads", "patch_size", "d_model", "layers", "glimpses", "glimpse_size", "scales", "canvas_size",
+            "clutter_size", "scale", "batch_size", "samples", "eval_every", "eval_batch", "mc_samples", "threads",
+            "hidden_size", "glimpse_hidden", "g_size", "stop_after")
 
 
 def check(args: Args) -> Args:

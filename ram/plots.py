@@ -99,10 +99,11 @@ def curves_figure(histories: dict[str, list[dict]]) -> Figure:
 
 
 def attention_figure(images: np.ndarray, weights: np.ndarray, predictions: np.ndarray, labels: np.ndarray, *,
-                     steps: int | None = None, panel: float = 1.9) -> Figure:
-    """Soft attention over the canvas: rows are canvases (N, C, C), columns the attention steps; the weights
-    (N, T, heads, H' * W') of each step (summed over heads) drawn as a heatmap over the image, one colour bar per
-    row. ``steps`` shows only the first steps columns (frames of an animation)."""
+                     steps: int | None = None, column: str = "step", titles: list[str] | None = None,
+                     panel: float = 1.9) -> Figure:
+    """Soft attention over the canvas: rows are canvases (N, C, C), columns the attention steps (or the layers, or
+    any ``titles``); the weights (N, T, heads, H' * W') of each column (summed over heads) drawn as a heatmap over
+    the image, one colour bar per row. ``steps`` shows only the first steps columns (frames of an animation)."""
     N, T = weights.shape[:2]
     steps = T if steps is None else steps
     C = images.shape[-1]
@@ -124,7 +125,7 @@ def attention_figure(images: np.ndarray, weights: np.ndarray, predictions: np.nd
                 im = ax.imshow(heat[t], cmap="inferno", alpha=0.6, vmin=0, vmax=vmax, extent=(0, C, C, 0),
                                interpolation="nearest")
             if i == 0:
-                ax.set_title(f"step {t + 1}", fontsize=8)
+                ax.set_title(titles[t] if titles else f"{column} {t + 1}", fontsize=8)
         axes[i, 0].set_ylabel(f"pred {predictions[i]} / true {labels[i]}", fontsize=8,
                               color="red" if predictions[i] != labels[i] else "black")
         if steps:
@@ -135,7 +136,7 @@ def attention_figure(images: np.ndarray, weights: np.ndarray, predictions: np.nd
 def matrix_figure(weights: np.ndarray, *, query_labels: list[str] | None = None,
                   key_labels: list[str] | None = None) -> Figure:
     """A queries x keys matrix of attention weights (Q, K) as a heatmap with a colour bar."""
-    fig = Figure(figsize=(max(3, 0.25 * weights.shape[1] + 2), max(2, 0.3 * weights.shape[0] + 1)),
+    fig = Figure(figsize=(min(10, max(3, 0.25 * weights.shape[1] + 2)), min(9, max(2, 0.3 * weights.shape[0] + 1))),
                  layout="constrained")
     ax = fig.add_subplot()
     im = ax.imshow(weights, cmap="viridis", aspect="auto", interpolation="nearest")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -20,6 +20,7 @@ from torch import nn
 
 from ram import soft
 from ram.model import RAMConfig, RecurrentAttention
+from ram.transformer import VisionTransformer, ViTConfig
 
 if TYPE_CHECKING:
     from envs.tasks import Task
@@ -28,11 +29,13 @@ if TYPE_CHECKING:
 
 class Drawing(NamedTuple):
     """Where a model attends on some canvases: ``figure(steps)`` after its first ``steps`` of ``n_steps`` steps
-    (frames of an animation; None: all of them). ``name`` names the files and the TensorBoard tag."""
+    (frames of an animation; None: all of them). ``name`` names the files and the TensorBoard tag; ``extras`` are
+    further figures of the same canvases, by a name that is added to it (NAME-KEY.png)."""
 
     name: str
     figure: Callable[[int | None], Figure]
     n_steps: int
+    extras: dict[str, Callable[[], Figure]] = {}
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,10 @@ class ModelSpec:
     # "glimpses": the env takes one glimpse per step at the model's location (RAM); "image": one step per episode,
     # the whole canvas as the observation.
     reads: str = "image"
-    lr: float = 1e-3  # the default learning rate of --lr
+    # Defaults of Args fields that the command line leaves unset (None), e.g. {"lr": 3e-4}; otherwise Args's own.
+    defaults: dict = field(default_factory=dict)
+    # The model takes the task's T steps (glimpses, or attention steps over the canvas): reports name it with T.
+    steps: bool = False
     # A stochastic location policy: its std is scheduled, REINFORCE trains it, Monte-Carlo evaluation samples it.
     policy: bool = False
     # (model, args, task, images (N, C, C) uint8, labels (N,)) -> Drawing; None: nothing to draw.
@@ -109,7 +115,7 @@ def _draw_glimpses(model, args: Args, task: Task, images: np.ndarray, labels: np
                                                                steps=steps), task.n_glimpses)
 
 
-register(ModelSpec("ram", _build_ram, reads="glimpses", policy=True, draw=_draw_glimpses))
+register(ModelSpec("ram", _build_ram, reads="glimpses", policy=True, steps=True, draw=_draw_glimpses))
 
 
 # -- The models that see the whole canvas, trained by backpropagation (ram.soft).
@@ -158,9 +164,49 @@ def _resize_fc(model, canvas_size: int):
     return soft.FullyConnected(dataclasses.replace(model.config, canvas_size=canvas_size)).eval()
 
 
-register(ModelSpec("soft", _image_model(soft.SoftAttention, soft.SoftConfig), draw=_draw_attention))
+register(ModelSpec("soft", _image_model(soft.SoftAttention, soft.SoftConfig), steps=True, draw=_draw_attention))
 # At 1e-3 the differentiable glimpse went NaN or stalled on cluttered60 (docs/comparison.md); 3e-4 trains.
-register(ModelSpec("soft-glimpse", _image_model(soft.SoftGlimpseRAM, soft.SoftGlimpseConfig), lr=3e-4,
-                   draw=_draw_soft_glimpses))
+register(ModelSpec("soft-glimpse", _image_model(soft.SoftGlimpseRAM, soft.SoftGlimpseConfig), steps=True,
+                   defaults={"lr": 3e-4}, draw=_draw_soft_glimpses))
 register(ModelSpec("fc", _image_model(soft.FullyConnected, soft.FCConfig), resize=_resize_fc))
+
+
+# -- Self-attention over patches (ram.transformer).
+
+def _build_vit(args: Args, task: Task, n_classes: int):
+    patch_size = args.patch_size or -(-task.canvas_size // 5)  # default: 5 x 5 patches
+    config = configured(ViTConfig, canvas_size=task.canvas_size, patch_size=patch_size, d_model=args.d_model,
+                        layers=args.layers, heads=args.heads, n_classes=n_classes)
+    return VisionTransformer(config), config
+
+
+@torch.no_grad()
+def _draw_self_attention(model, args: Args, task: Task, images: np.ndarray, labels: np.ndarray) -> Drawing:
+    """The class token's attention over the patches: every layer (heads averaged; one frame a layer), every head of
+    every layer, and the queries-by-keys matrix of the last layer for the first canvas."""
+    from ram.plots import attention_figure, matrix_figure
+
+    model.eval()
+    out = model(torch.from_numpy(images).float() / 255.0)
+    predictions = out.logits.argmax(-1).numpy()
+    a = out.weights.numpy()  # (N, L, heads, n, n), token 0 the class token
+    cls = a[:, :, :, 0, 1:]  # (N, L, heads, patches): what the class token reads
+    L, H = cls.shape[1:3]
+    per_head = cls.reshape(len(images), L * H, 1, -1)
+    titles = [f"layer {i + 1} head {h + 1}" for i in range(L) for h in range(H)]
+    tokens = ["cls", *(str(i + 1) for i in range(a.shape[-1] - 1))] if a.shape[-1] <= 40 else None  # legible
+    return Drawing("attention", lambda steps: attention_figure(images, cls.mean(2, keepdims=True), predictions,
+                                                               labels, steps=steps, column="layer"), L,
+                   extras={"heads": lambda: attention_figure(images[:2], per_head[:2], predictions[:2], labels[:2],
+                                                             titles=titles),
+                           "matrix": lambda: matrix_figure(a[0, -1].mean(0), query_labels=tokens, key_labels=tokens)})
+
+
+def _resize_vit(model, canvas_size: int):
+    # Its position embeddings are one per patch of the canvas: a fresh one of the right size measures the cost.
+    return VisionTransformer(dataclasses.replace(model.config, canvas_size=canvas_size)).eval()
+
+
+# Adam at 1e-3 without a warm-up trains it (pre-norm blocks, clipped gradients): docs/comparison.md.
+register(ModelSpec("vit", _build_vit, defaults={"heads": 4}, draw=_draw_self_attention, resize=_resize_vit))
 register(ModelSpec("cnn", _image_model(soft.Convolutional, soft.CNNConfig)))

@@ -18,7 +18,7 @@ from ram.registry import ModelSpec, spec
 def model_name(args: Args, task: Task) -> str:
     """How a report names a run's model: its kind and task, with T for the models that attend in steps."""
     kind = "ram, random glimpses" if spec(args.model).policy and args.policy == "random" else args.model
-    return f"{kind} {task.name}" + (f" T={task.n_glimpses}" if spec(args.model).draw is not None else "")
+    return f"{kind} {task.name}" + (f" T={task.n_glimpses}" if spec(args.model).steps else "")
 
 
 def _retina(s: ModelSpec, task: Task):

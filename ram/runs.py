@@ -47,9 +47,10 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
     resumed = checkpoint.load(run_dir / "last.pt")
     saved = resumed["args"]
     for name in sorted(set(given) - set(BOOKKEEPING)):
-        if getattr(args, name) != saved[name]:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} differs from the run's {saved[name]}: "
-                             "a resumed run keeps its own settings (start a new run with another --run-dir)")
+        own = saved.get(name, getattr(Args(model=saved["model"]), name))  # a field newer than the run: its default
+        if getattr(args, name) != own:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} differs from the run's {own}: a "
+                             "resumed run keeps its own settings (start a new run with another --run-dir)")
     now = {name: getattr(args, name) for name in BOOKKEEPING if name != "snapshots" or name in given}
     args = Args(**{**saved, **now})
     return args, task_of(args), run_dir, resumed

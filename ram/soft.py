@@ -31,7 +31,8 @@ LOG4 = math.log(4.0)
 
 class SoftOutput(NamedTuple):
     logits: Tensor  # (B, n_classes)
-    weights: Tensor | None  # attention weights (B, T, heads, n) over the feature cells, or None
+    weights: Tensor | None  # attention weights: (B, T, heads, n) over the feature cells for SoftAttention, (B, L,
+    # heads, N + 1, N + 1) between the tokens for the VisionTransformer (ram.transformer); else None
     locations: Tensor | None  # glimpse centres (B, T, 2) in [-1, 1] for the soft glimpse, else None
     strides: Tensor | None = None  # the soft glimpse's read strides (B, T) in pixels at its finest scale
 

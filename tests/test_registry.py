@@ -50,7 +50,8 @@ def draw(model, args, task, images, labels):
 
 
 def test_a_model_registered_in_one_entry_trains_evaluates_and_draws(mnist, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(registry.MODELS, "toy", ModelSpec("toy", build, reads="image", lr=0.01, draw=draw))
+    toy = ModelSpec("toy", build, reads="image", defaults={"lr": 0.01}, draw=draw)
+    monkeypatch.setitem(registry.MODELS, "toy", toy)
     run = tmp_path / "toy"
     assert train.main(["--task", "mnist28", "--model", "toy", "--batch-size", "32", "--samples", "640",
                        "--eval-every", "320", "--threads", "1", "--no-progress", "--run-dir", str(run)]) == 0

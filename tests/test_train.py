@@ -189,7 +189,7 @@ def test_glimpse_episodes_rewards_match_the_loss(mnist):
     assert torch.equal(hybrid_loss(logits, labels, log_pi, b).reward, reward)  # the env pays what the loss assumes
 
 
-@pytest.mark.parametrize("model", ["soft", "soft-glimpse", "fc", "cnn"])
+@pytest.mark.parametrize("model", ["soft", "soft-glimpse", "vit", "fc", "cnn"])
 def test_whole_canvas_models_train_and_evaluate_through_the_same_cli(mnist, tmp_path, model, capsys):
     # Same task, splits, run folder, checkpoints and results as RAM; no Monte-Carlo error (nothing is sampled).
     argv = ["--task", "mnist28", "--model", model, "--glimpses", "2", "--batch-size", "16", "--hidden-size", "32",
@@ -201,7 +201,7 @@ def test_whole_canvas_models_train_and_evaluate_through_the_same_cli(mnist, tmp_
     capsys.readouterr()
     assert train.main(["evaluate", str(tmp_path / model), "--threads", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["greedy_error"] == results["test"]["greedy_error"]
-    drawn = {"soft": "attention", "soft-glimpse": "glimpses"}.get(model)
+    drawn = {"soft": "attention", "soft-glimpse": "glimpses", "vit": "attention"}.get(model)
     if drawn:  # written at the end of training, and again on demand
         assert (tmp_path / model / f"{drawn}.png").exists() and (tmp_path / model / f"{drawn}.gif").exists()
         assert train.main(["visualize", str(tmp_path / model), "--n", "2"]) == 0
