@@ -143,7 +143,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
         closing.close()
     if run.step < total_steps:
         writer.close()
-        return {"stopped": True, "samples": run.step * args.batch_size, "run_dir": str(run_dir)}
+        return {"stopped": True, "samples": run.step * args.batch_size, "val_error": run.history[-1]["val_error"],
+                "run_dir": str(run_dir)}
     run.elapsed += time.perf_counter() - tic
     return finish(model, config, args, task, run_dir, writer, run)
 
@@ -184,6 +185,8 @@ def log_validation(writer, s, model, args: Args, task, val_env, point: dict) -> 
         canvases = val_env.canvases(np.arange(4))
         drawing = s.draw(model, args, task, canvases.images, canvases.labels)
         writer.add_figure(f"val/{drawing.name}", drawing.figure(None), point["samples"])
+        for key, figure in drawing.extras.items():
+            writer.add_figure(f"val/{drawing.name}-{key}", figure(), point["samples"])
         model.train()
 
 
@@ -236,8 +239,10 @@ def subcommand(prog: str, description: str, *, mc: bool = True) -> Parser:
 
 def parse(parser: Parser, argv: list[str]) -> argparse.Namespace:
     opts = parser.parse_args(argv)
-    if getattr(opts, "mc_samples", 0) < 0 or opts.threads < 1:
-        raise UsageError("--mc-samples must be >= 0 and --threads >= 1")
+    if opts.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {opts.threads}")
+    if getattr(opts, "mc_samples", 0) < 0:
+        raise UsageError(f"--mc-samples must be >= 0, got {opts.mc_samples}")
     torch.set_num_threads(opts.threads)
     return opts
 
@@ -252,14 +257,15 @@ def evaluate_command(argv: list[str]) -> int:
     env = make_env(spec(args.model), args, task, opts.split, args.eval_batch)
     model = load_model(state, args, task)
     errors = evaluate(spec(args.model), model, env, env.split_size, mc_samples=opts.mc_samples, seed=args.seed)
-    print(json.dumps({"checkpoint": str(path), "split": opts.split, "n": env.split_size, **errors,
-                      "mc_samples": opts.mc_samples}, indent=2))
+    mc = {"mc_samples": opts.mc_samples} if "mc_error" in errors else {}
+    print(json.dumps({"checkpoint": str(path), "split": opts.split, "n": env.split_size, **errors, **mc}, indent=2))
     return 0
 
 
 def visualize(run: str, *, n: int = 8, first: int = 0, out: str | None = None, data_dir: str | None = None) -> None:
     """Draw where RUN's model attends on test canvases first..first+n: a PNG of the whole episode and a GIF of
-    its steps, beside the checkpoint (RUN/NAME for a run folder, FILE-NAME for another file) unless ``out``."""
+    its steps, beside the checkpoint unless ``out``: RUN/NAME for a run folder (its best.pt), FILE-NAME for another
+    file (so RUN/agent-NAME for a shipped folder, which keeps the pictures it ships with)."""
     from PIL import Image
 
     from envs import load_mnist
@@ -281,7 +287,10 @@ def visualize(run: str, *, n: int = 8, first: int = 0, out: str | None = None, d
     figures = [drawing.figure(steps) for steps in range(1, drawing.n_steps + 1)]
     checkpoint.write_figure(figures[-1], where.with_suffix(".png"))
     checkpoint.write_gif([Image.fromarray(figure_to_array(fig)) for fig in figures], where.with_suffix(".gif"))
-    print(f"wrote {where.with_suffix('.png')} and {where.with_suffix('.gif')}")
+    for key, figure in drawing.extras.items():
+        checkpoint.write_figure(figure(), where.with_name(f"{where.name}-{key}.png"))
+    extras = "".join(f", {where.name}-{key}.png" for key in drawing.extras)
+    print(f"wrote {where.with_suffix('.png')} and {where.with_suffix('.gif')}{extras}")
 
 
 def visualize_command(argv: list[str]) -> int:
@@ -291,7 +300,8 @@ def visualize_command(argv: list[str]) -> int:
     parser.add_argument("--n", type=int, default=8, help="number of canvases")
     parser.add_argument("--first", type=int, default=0, help="index of the first test canvas shown")
     parser.add_argument("--out", default=None, help="output path without extension (default: RUN/glimpses or "
-                        "RUN/attention, or NAME-glimpses beside a checkpoint file NAME.pt)")
+                        "RUN/attention for a run folder, NAME-glimpses beside any other checkpoint NAME.pt, e.g. "
+                        "RUN/agent-glimpses for a shipped folder)")
     opts = parse(parser, argv)
     if not 1 <= opts.n <= 64:
         raise UsageError("--n must be in 1..64")
@@ -313,7 +323,8 @@ def curve_command(argv: list[str]) -> int:
     run_dir = Path(opts.run)
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a run folder")
-    report, figure = test_curve(run_dir, target=opts.target, mc_samples=opts.mc_samples, data_dir=opts.data_dir)
+    report, figure = test_curve(run_dir, target=opts.target, mc_samples=opts.mc_samples, data_dir=opts.data_dir,
+                                log=print)
     checkpoint.write_text(json.dumps(report, indent=2), run_dir / "test_curve.json")
     checkpoint.write_figure(figure, run_dir / "test_curve.png")
     print(f"wrote {run_dir / 'test_curve.json'} and {run_dir / 'test_curve.png'}")

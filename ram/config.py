@@ -41,10 +41,8 @@ class Args:
 
     task: str = _flag("cluttered60", "task preset (sets the canvas, clutter and the paper's sensor)",
                       choices=tuple(TASKS))
-    model: str = _flag("ram", "the model, one of the registry's (ram.registry): ram (hard attention, REINFORCE), or "
-                       "one that sees the whole canvas, trained by backpropagation: soft (soft spatial attention), "
-                       "soft-glimpse (RAM with a differentiable Gaussian glimpse), vit (self-attention over patches), "
-                       "fc, cnn (no attention)")
+    model: str = _flag("ram", "the model, an entry of the registry (ram.registry): ram is hard attention trained "
+                       "by REINFORCE; the others see the whole canvas and learn by backpropagation (docs/training.md)")
     score: str = _flag("scaled_dot", "soft attention's score function", choices=("additive", "dot", "scaled_dot",
                                                                                 "general"))
     heads: int | None = _flag(None, "attention heads (default: the model's: 1 for soft, 4 for vit)")
@@ -77,7 +75,7 @@ class Args:
     batch_size: int = _flag(128, "episodes per training step")
     samples: int = _flag(3_000_000, "training budget in images (episodes) seen")
     lr: float | None = _flag(None, "Adam learning rate, decayed to lr * lr_final by a cosine schedule (default: "
-                             "the model's: 0.001; 0.0003 for soft-glimpse, whose Gaussian read diverges at 0.001)")
+                             "0.001, or the model's registry entry's)")
     lr_final: float = _flag(0.02, "final learning rate as a fraction of --lr")
     reinforce_weight: float = _flag(1.0, "weight of the REINFORCE term in the hybrid loss")
     baseline_weight: float = _flag(1.0, "weight of the baseline's regression term in the hybrid loss")
@@ -179,8 +177,7 @@ def check(args: Args) -> Args:
     if not args.std > 0 or not args.lr > 0 or not (args.std_final is None or args.std_final > 0):
         raise UsageError("--std, --std-final and --lr must be > 0")
     if args.std_final is not None and not spec(args.model).policy:
-        raise UsageError(f"--std-final is for a model with a location policy (a {args.model} model has no location "
-                         "policy)")
+        raise UsageError(f"--std-final anneals a location policy's std: a {args.model} model has no location policy")
     if not 0 <= args.lr_final <= 1:
         raise UsageError(f"--lr-final must be in [0, 1], got {args.lr_final}")
     if not 0 <= args.ema < 1:

@@ -42,16 +42,13 @@ def make_env(spec: ModelSpec, args: Args, task, split: str, num_envs: int):
                         n_glimpses=1, data_dir=args.data_dir, autoreset_mode="DISABLED")
 
 
-def _no_label(env) -> np.ndarray:
-    return np.zeros(env.num_envs, np.int64)
-
-
 def glimpse_episode(model, env, *, greedy: bool, index=None, seed=None) -> Episode:
     """One batch of RAM episodes: the env takes each glimpse; the label is sent at the last step."""
     obs, _ = env.reset(seed=seed, options=None if index is None else {"index": index})
+    no_label = np.zeros(env.num_envs, np.int64)  # a label is read at the last step only
 
     def look(l_t: Tensor) -> tuple[Tensor, Tensor]:
-        obs, *_ = env.step({"location": l_t.numpy(), "label": _no_label(env)})
+        obs, *_ = env.step({"location": l_t.numpy(), "label": no_label})
         return torch.from_numpy(obs["glimpse"]), torch.from_numpy(obs["location"])
 
     roll = model.episode(torch.from_numpy(obs["glimpse"]), torch.from_numpy(obs["location"]), look,
@@ -64,7 +61,7 @@ def glimpse_episode(model, env, *, greedy: bool, index=None, seed=None) -> Episo
                    torch.from_numpy(reward))
 
 
-def image_episode(model, env, *, greedy: bool = True, index=None, seed=None) -> Episode:
+def image_episode(model, env, *, greedy: bool, index=None, seed=None) -> Episode:
     """One batch of one-step episodes for a whole-canvas model (deterministic: ``greedy`` changes nothing)."""
     obs, _ = env.reset(seed=seed, options=None if index is None else {"index": index})
     logits = model(torch.from_numpy(obs["image"])).logits

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 from ram import soft
@@ -23,6 +22,8 @@ from ram.model import RAMConfig, RecurrentAttention
 from ram.transformer import VisionTransformer, ViTConfig
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from envs.tasks import Task
     from ram.config import Args
 
@@ -79,13 +80,15 @@ def spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def configured(config_cls: type, **sizes):
-    """``config_cls`` from the sizes it has fields for (a one-line UsageError for sizes that do not fit)."""
+def configured(cls: type, config_cls: type, **sizes) -> tuple[nn.Module, Any]:
+    """``cls(config_cls(...))`` from the sizes the config has fields for, and the config: a one-line UsageError for
+    sizes that do not fit, whether the config or the model finds them."""
     from ram.config import UsageError
 
     names = {f.name for f in dataclasses.fields(config_cls)}
     try:
-        return config_cls(**{k: v for k, v in sizes.items() if k in names})
+        config = config_cls(**{k: v for k, v in sizes.items() if k in names})
+        return cls(config), config
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -93,13 +96,12 @@ def configured(config_cls: type, **sizes):
 # -- RAM: hard attention, its locations trained by REINFORCE.
 
 def _build_ram(args: Args, task: Task, n_classes: int):
-    config = configured(RAMConfig, glimpse_shape=(task.n_scales, task.glimpse_size, task.glimpse_size),
-                        n_classes=n_classes, hg_size=args.glimpse_hidden, hl_size=args.glimpse_hidden,
-                        g_size=args.g_size, hidden_size=args.hidden_size, core=args.core, policy=args.policy,
-                        loc_hidden=args.loc_hidden,
-                        # the std the trained agent keeps (the training loop anneals towards it)
-                        std=args.std if args.std_final is None else args.std_final)
-    return RecurrentAttention(config), config
+    shape = (task.n_scales, task.glimpse_size, task.glimpse_size)
+    return configured(RecurrentAttention, RAMConfig, glimpse_shape=shape, n_classes=n_classes,
+                      hg_size=args.glimpse_hidden, hl_size=args.glimpse_hidden, g_size=args.g_size,
+                      hidden_size=args.hidden_size, core=args.core, policy=args.policy, loc_hidden=args.loc_hidden,
+                      # the std the trained agent keeps (the training loop anneals towards it)
+                      std=args.std if args.std_final is None else args.std_final)
 
 
 @torch.no_grad()
@@ -129,8 +131,7 @@ def _sizes(args: Args, task: Task, n_classes: int) -> dict:
 
 def _image_model(cls: type, config_cls: type) -> Callable:
     def build(args: Args, task: Task, n_classes: int):
-        config = configured(config_cls, **_sizes(args, task, n_classes))
-        return cls(config), config
+        return configured(cls, config_cls, **_sizes(args, task, n_classes))
 
     return build
 
@@ -175,9 +176,8 @@ register(ModelSpec("fc", _image_model(soft.FullyConnected, soft.FCConfig), resiz
 
 def _build_vit(args: Args, task: Task, n_classes: int):
     patch_size = args.patch_size or -(-task.canvas_size // 5)  # default: 5 x 5 patches
-    config = configured(ViTConfig, canvas_size=task.canvas_size, patch_size=patch_size, d_model=args.d_model,
-                        layers=args.layers, heads=args.heads, n_classes=n_classes)
-    return VisionTransformer(config), config
+    return configured(VisionTransformer, ViTConfig, canvas_size=task.canvas_size, patch_size=patch_size,
+                      d_model=args.d_model, layers=args.layers, heads=args.heads, n_classes=n_classes)
 
 
 @torch.no_grad()

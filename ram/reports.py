@@ -3,6 +3,7 @@ against its training minutes). Each function measures and returns data and text;
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -84,8 +85,9 @@ def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: i
         s = spec(args.model)
         model = load_model(state, args, task).eval()
         images = torch.from_numpy(fixed(mnist, task, "test", 0, 256).images)
+        costs = cost_row(s, model, args, task, images, repeats=repeats)
         rows.append({"name": name, "greedy": results["test"]["greedy_error"], "mc": results["test"].get("mc_error"),
-                     "minutes": minutes, **cost_row(s, model, args, task, images, repeats=repeats)})
+                     "params": costs.pop("params"), "minutes": minutes, **costs})
         scaling += scaling_rows(s, model, task, mnist, name, canvases, repeats=repeats)
     report = comparison_markdown(rows, scaling, notes, threads=threads, repeats=repeats)
     return report, {"models": rows, "scaling": scaling}, {"scaling.png": scaling_figure(scaling),
@@ -127,8 +129,10 @@ def first_reached(points: list[dict], key: str, target: float) -> dict | None:
     return None
 
 
-def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir: str | None) -> tuple[dict, object]:
-    """Test every snapshot of a run (printing a line each): (test_curve.json's report, its Figure)."""
+def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir: str | None,
+               log: Callable[[str], None]) -> tuple[dict, object]:
+    """Test every snapshot of a run, handing ``log`` a line for each and, at the end, when each error reached the
+    target: (test_curve.json's report, its Figure)."""
     from envs.tasks import paper_error
     from ram.checkpoint import load
     from ram.episodes import make_env
@@ -150,10 +154,11 @@ def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir
     points = []
     for path in snapshots:
         points.append(snapshot_point(s, model, env, path, offset, mc_samples=mc_samples, seed=args.seed))
-        print(point_line(points[-1]))
+        log(point_line(points[-1]))
     env.close()
     reached = {key: first_reached(points, key, target) for key in ("greedy_error", "mc_error") if key in points[0]}
-    print("\n".join(reached_lines(reached, target)))
+    for line in reached_lines(reached, target):
+        log(line)
     report = {"note": "test error of every snapshot (reporting only: checkpoints are chosen by validation); " + note,
               "split": "test", "n": env.split_size, "mc_samples": mc_samples, "target": target, "reached": reached,
               "points": points}

@@ -91,7 +91,7 @@ def save_validated(state: dict, run_dir: Path, *, best: bool, snapshot: bool) ->
 
 
 def recorded(path: str) -> str:
-    """How a run records a path it was given (its --init): relative to the working directory when inside it, so
+    """How a run records a path it was given (--run-dir, --init): relative to the working directory when inside it, so
     that no path of the machine a run trained on ends up in its files; as given otherwise."""
     absolute = Path(path).resolve()
     try:
@@ -127,8 +127,10 @@ def load_init(model, config, args: Args) -> int:
     theirs = json.loads(json.dumps(state["model_config"]))
     ours = json.loads(json.dumps(dataclasses.asdict(config)))
     theirs.pop("std", None), ours.pop("std", None)
-    if state["args"]["model"] != args.model or theirs != ours:
-        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k)) or ["model"]
+    if state["args"]["model"] != args.model:
+        raise UsageError(f"--init {path} is a {state['args']['model']} model; this run's is {args.model}")
+    if theirs != ours:
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         raise UsageError(f"--init {path} is a different architecture ({', '.join(diff)} differ from this run's)")
     model.load_state_dict(state["model"])
     return int(state["samples"]) + int(state.get("init_samples", 0))

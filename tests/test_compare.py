@@ -113,6 +113,6 @@ def test_lineage_joins_a_fine_tuned_run_to_the_runs_it_started_from():
     curve, minutes, chain = lineage(b, {}.get)
     assert curve == [point(300, 1.5, 30.0), point(400, 2.5, 25.0)] and minutes == 2.6
     assert chain == ["runs/a/agent.pt (not at hand)"]
-    # A run found as its own starting run (a copy shipped under its parent's folder name) ends the chain, no loop.
+    # A run whose starting run is itself (a results.json copied over its parent's) ends the chain, no loop.
     loop = {**b, "init": {"checkpoint": "results/b/agent.pt", "samples": 200}}
     assert lineage(loop, lambda checkpoint: loop)[2] == ["results/b/agent.pt", "results/b/agent.pt (not at hand)"]

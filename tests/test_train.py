@@ -156,7 +156,12 @@ def test_visualize_and_evaluate_commands(mnist, tmp_path, capsys):
      (["evaluate", "x", "--threads", "0"], "threads"), (["evaluate", "x", "--split", "train"], "invalid choice"),
      (["--std-final", "0"], "must be > 0"), (["--model", "fc", "--std-final", "0.1"], "no location policy"),
      (["--init", "/no/such/run"], "no such checkpoint"), (["curve", "/no/such/run"], "not a run folder"),
-     (["curve", "x", "--mc-samples", "-1"], "--mc-samples must be")],
+     (["curve", "x", "--mc-samples", "-1"], "--mc-samples must be"),
+     (["compare", "x", "--threads", "0"], "--threads must be >= 1"),
+     (["visualize", "x", "--threads", "0"], "--threads must be >= 1"),
+     (["--model", "soft", "--heads", "3"], "not divisible by 3 heads"),
+     (["--model", "vit", "--heads", "3"], "not divisible by 3 heads"), (["--model", "vit", "--patch-size", "99"],
+                                                                          "larger than the 60-pixel canvas")],
 )
 def test_cli_errors_are_one_line_and_non_zero(argv, message, capsys):
     code = train.main(argv)
@@ -245,6 +250,9 @@ def test_init_starts_from_a_trained_agent_and_counts_its_samples(mnist, tmp_path
     assert run(tmp_path, "other", "--samples", "32", "--hidden-size", "16", "--init", str(tmp_path / "base")) == 2
     err = capsys.readouterr().err
     assert "different architecture (hidden_size differ" in err and "\n" not in err.strip()
+    assert run(tmp_path, "fc", "--samples", "32", "--model", "fc", "--init", str(tmp_path / "base")) == 2
+    err = capsys.readouterr().err
+    assert "is a ram model; this run's is fc" in err and "\n" not in err.strip()
 
 
 def test_snapshots_and_the_test_curve_of_a_fine_tuned_run(mnist, tmp_path, capsys):
