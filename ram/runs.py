@@ -150,7 +150,8 @@ def read_results(path: Path) -> dict:
     if (not numbers(results, "train_minutes") or not numbers(results.get("test"), "greedy_error")
             or not isinstance(results.get("history"), list) or not results["history"]
             or not all(numbers(h, "samples", "minutes", "val_error") for h in results["history"])
-            or (init is not None and not (numbers(init, "samples") and isinstance(init.get("checkpoint"), str)))):
+            or (init is not None and not (numbers(init, "samples") and isinstance(init.get("checkpoint"), str)
+                                          and isinstance(init.get("minutes", 0.0), (int, float))))):
         raise UsageError(f"{path}: not a results.json written by train.py (no test, history or train_minutes)")
     return results
 
@@ -163,6 +164,18 @@ def starting_run(init: str) -> dict | None:
     return read_results(found) if found.is_file() else None
 
 
+def init_record(init: str, samples: int) -> dict:
+    """How a fine-tuned run records where it started (results.json's "init"): the checkpoint, the samples behind
+    it and, when the starting run's results.json is at hand, the minutes of training behind it, so that the run's
+    own results.json keeps the whole chain's minutes after its starting runs are gone."""
+    record = {"checkpoint": init, "samples": samples}
+    parent = starting_run(init)
+    if parent is not None:
+        before = [h for h in lineage(parent)[0] if h["samples"] <= samples]
+        record["minutes"] = before[-1]["minutes"] if before else 0.0
+    return record
+
+
 def lineage(results: dict, parent_of: Callable[[str], dict | None] = starting_run,
             _seen: frozenset[str] = frozenset()) -> tuple[list[dict], float, list[str]]:
     """The validation curve and training minutes of a run together with the runs it was fine-tuned from.
@@ -172,15 +185,18 @@ def lineage(results: dict, parent_of: Callable[[str], dict | None] = starting_ru
     run's evaluations up to that checkpoint, then the run's own, shifted by the checkpoint's samples and minutes;
     the minutes are those of the whole chain. Returns (curve, minutes, the checkpoints of the chain, nearest first);
     where a starting run is missing (or would repeat a checkpoint of the chain), the curve is shifted by its samples
-    alone and its minutes are not counted.
+    and by the minutes the run recorded for its start (``init_record``; none: they are not counted).
     """
     init = results.get("init")
     if init is None:
         return results["history"], results["train_minutes"], []
     parent = parent_of(init["checkpoint"]) if init["checkpoint"] not in _seen else None
     if parent is None:
-        curve = [{**h, "samples": h["samples"] + init["samples"]} for h in results["history"]]
-        return curve, results["train_minutes"], [init["checkpoint"] + " (not at hand)"]
+        start = init.get("minutes", 0.0)
+        curve = [{**h, "samples": h["samples"] + init["samples"], "minutes": h["minutes"] + start}
+                 for h in results["history"]]
+        seen = " (not at hand; the minutes it recorded)" if "minutes" in init else " (not at hand)"
+        return curve, start + results["train_minutes"], [init["checkpoint"] + seen]
     before, _, chain = lineage(parent, parent_of, _seen | {init["checkpoint"]})
     before = [h for h in before if h["samples"] <= init["samples"]]
     start = before[-1]["minutes"] if before else 0.0

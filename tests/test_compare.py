@@ -113,6 +113,11 @@ def test_lineage_joins_a_fine_tuned_run_to_the_runs_it_started_from():
     curve, minutes, chain = lineage(b, {}.get)
     assert curve == [point(300, 1.5, 30.0), point(400, 2.5, 25.0)] and minutes == 2.6
     assert chain == ["runs/a/agent.pt (not at hand)"]
+    # Unless the run recorded the minutes behind its start (init_record): then they count, and shift its curve.
+    recorded_b = {**b, "init": {**b["init"], "minutes": 2.0}}
+    curve, minutes, chain = lineage(recorded_b, {}.get)
+    assert curve == [point(300, 3.5, 30.0), point(400, 4.5, 25.0)] and minutes == pytest.approx(4.6)
+    assert chain == ["runs/a/agent.pt (not at hand; the minutes it recorded)"]
     # A run whose starting run is itself (a results.json copied over its parent's) ends the chain, no loop.
     loop = {**b, "init": {"checkpoint": "results/b/agent.pt", "samples": 200}}
     assert lineage(loop, lambda checkpoint: loop)[2] == ["results/b/agent.pt", "results/b/agent.pt (not at hand)"]

@@ -246,6 +246,9 @@ def test_init_starts_from_a_trained_agent_and_counts_its_samples(mnist, tmp_path
         torch.testing.assert_close(tuned["model"][name], base["model"][name], rtol=0, atol=1e-9)
     results = json.loads((tmp_path / "tuned" / "results.json").read_text())
     assert results["init"]["samples"] == 64 and tuned["init_samples"] == 64
+    # The minutes behind its start, from the starting run's results.json: what `compare` counts once that run is gone.
+    base_results = json.loads((tmp_path / "base" / "results.json").read_text())
+    assert results["init"]["minutes"] == base_results["history"][-1]["minutes"]
     capsys.readouterr()
     assert run(tmp_path, "other", "--samples", "32", "--hidden-size", "16", "--init", str(tmp_path / "base")) == 2
     err = capsys.readouterr().err
@@ -334,7 +337,7 @@ def test_curve_of_an_unfinished_run_and_of_one_whose_starting_run_is_gone(mnist,
     assert train.main(["curve", str(tmp_path / "going"), "--target", "100", "--threads", "1"]) == 0
     report = json.loads((tmp_path / "going" / "test_curve.json").read_text())
     assert [p["samples"] for p in report["points"]] == [32] and report["note"].endswith("minutes of this run alone")
-    # A fine-tuned run whose starting run is not at hand: its own minutes, shifted by the samples it started from.
+    # A fine-tuned run whose starting run is not at hand: shifted by the samples and minutes it recorded for its start.
     assert run(tmp_path, "base", "--samples", "32", "--eval-every", "32") == 0
     assert run(tmp_path, "tuned", "--samples", "32", "--eval-every", "32", "--snapshots",
                "--init", str(tmp_path / "base" / "agent.pt")) == 0
@@ -342,10 +345,12 @@ def test_curve_of_an_unfinished_run_and_of_one_whose_starting_run_is_gone(mnist,
     capsys.readouterr()
     assert train.main(["curve", str(tmp_path / "tuned"), "--target", "100", "--threads", "1"]) == 0
     report = json.loads((tmp_path / "tuned" / "test_curve.json").read_text())
-    own = json.loads((tmp_path / "tuned" / "results.json").read_text())["history"]
+    tuned = json.loads((tmp_path / "tuned" / "results.json").read_text())
     assert [p["samples"] for p in report["points"]] == [32 + 32]
-    assert [p["minutes"] for p in report["points"]] == pytest.approx([h["minutes"] for h in own])
-    assert "(not at hand)" in report["note"]
+    # its own minutes after those it recorded for its start, while the starting run was at hand
+    start = tuned["init"]["minutes"]
+    assert [p["minutes"] for p in report["points"]] == pytest.approx([start + h["minutes"] for h in tuned["history"]])
+    assert "(not at hand; the minutes it recorded)" in report["note"]
 
 
 def test_first_reached_is_the_first_point_at_or_below_the_target():
