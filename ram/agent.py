@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from envs.tasks import Task
 from ram import checkpoint
 from ram.model import RAMConfig, RecurrentAttention
 from ram.retina import Retina
@@ -43,10 +44,13 @@ class Agent:
         config = RAMConfig(**{**state["model_config"], "glimpse_shape": tuple(state["model_config"]["glimpse_shape"])})
         model = RecurrentAttention(config)
         model.load_state_dict(state["model"])
-        task = state["task"]
-        retina = Retina(g=task["glimpse_size"], k=task["n_scales"], s=task["scale"])
-        return cls(model, canvas_size=task["canvas_size"], retina=retina, n_glimpses=task["n_glimpses"],
-                   start=state["args"]["start"])
+        return cls.on_task(model, Task(**state["task"]), start=state["args"]["start"])
+
+    @classmethod
+    def on_task(cls, model: RecurrentAttention, task: Task, *, start: str) -> Agent:
+        """A model with the sensor, canvas and number of glimpses of ``task``, its first glimpse at ``start``."""
+        retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
+        return cls(model, canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses, start=start)
 
     @torch.no_grad()
     def predict(self, images: np.ndarray, *, samples: int = 1, seed: int = 0, batch_size: int = 1000) -> Prediction:

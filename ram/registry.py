@@ -108,13 +108,11 @@ def _build_ram(args: Args, task: Task, n_classes: int):
 def _draw_glimpses(model, args: Args, task: Task, images: np.ndarray, labels: np.ndarray) -> Drawing:
     from ram.agent import Agent
     from ram.plots import trajectory_figure
-    from ram.retina import Retina
 
-    retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
-    agent = Agent(model, canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses, start=args.start)
+    agent = Agent.on_task(model, task, start=args.start)
     pred = agent.predict(images)
-    return Drawing("glimpses", lambda steps: trajectory_figure(images, pred.locations, pred.labels, labels, retina,
-                                                               steps=steps), task.n_glimpses)
+    return Drawing("glimpses", lambda steps: trajectory_figure(images, pred.locations, pred.labels, labels,
+                                                               agent.retina, steps=steps), task.n_glimpses)
 
 
 register(ModelSpec("ram", _build_ram, reads="glimpses", policy=True, steps=True, draw=_draw_glimpses))
@@ -136,12 +134,16 @@ def _image_model(cls: type, config_cls: type) -> Callable:
     return build
 
 
+def _read(model, images: np.ndarray):
+    """A whole-canvas model's output on uint8 canvases, in eval mode (the caller puts it back in train mode)."""
+    return model.eval()(torch.from_numpy(images).float() / 255.0)
+
+
 @torch.no_grad()
 def _draw_attention(model, args: Args, task: Task, images: np.ndarray, labels: np.ndarray) -> Drawing:
     from ram.plots import attention_figure
 
-    model.eval()
-    out = model(torch.from_numpy(images).float() / 255.0)
+    out = _read(model, images)
     predictions, weights = out.logits.argmax(-1).numpy(), out.weights.numpy()
     return Drawing("attention", lambda steps: attention_figure(images, weights, predictions, labels, steps=steps),
                    task.n_glimpses)
@@ -151,8 +153,7 @@ def _draw_attention(model, args: Args, task: Task, images: np.ndarray, labels: n
 def _draw_soft_glimpses(model, args: Args, task: Task, images: np.ndarray, labels: np.ndarray) -> Drawing:
     from ram.plots import trajectory_figure
 
-    model.eval()
-    out = model(torch.from_numpy(images).float() / 255.0)
+    out = _read(model, images)
     predictions, locations = out.logits.argmax(-1).numpy(), out.locations.numpy()
     c = model.config  # each scale's read spans N filters at its stride: N * stride * s**i pixels
     sides = out.strides.numpy()[..., None] * c.glimpse_size * c.scale ** np.arange(c.n_scales)
@@ -186,8 +187,7 @@ def _draw_self_attention(model, args: Args, task: Task, images: np.ndarray, labe
     every layer, and the queries-by-keys matrix of the last layer for the first canvas."""
     from ram.plots import attention_figure, matrix_figure
 
-    model.eval()
-    out = model(torch.from_numpy(images).float() / 255.0)
+    out = _read(model, images)
     predictions = out.logits.argmax(-1).numpy()
     a = out.weights.numpy()  # (N, L, heads, n, n), token 0 the class token
     cls = a[:, :, :, 0, 1:]  # (N, L, heads, patches): what the class token reads

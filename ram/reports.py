@@ -36,8 +36,7 @@ def cost_row(s: ModelSpec, model, args: Args, task: Task, images: torch.Tensor, 
     retina = _retina(s, task)
     fn = compare.forward_fn(model, retina=retina, n_glimpses=task.n_glimpses)
     if retina is not None:  # the union of its glimpses on these test canvases (greedy paths)
-        agent = Agent(model, canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses,
-                      start=args.start)
+        agent = Agent.on_task(model, task, start=args.start)
         pixels = compare.pixels_covered(torch.from_numpy(agent.predict(images.numpy()).locations), retina,
                                         task.canvas_size)
     else:  # the others see every pixel
@@ -134,16 +133,14 @@ def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir
     """Test every snapshot of a run, handing ``log`` a line for each and, at the end, when each error reached the
     target: (test_curve.json's report, its Figure)."""
     from envs.tasks import paper_error
-    from ram.checkpoint import load
     from ram.episodes import make_env
     from ram.plots import test_curve_figure
-    from ram.registry import spec
+    from ram.runs import load_run
 
     snapshots = sorted((run_dir / "snapshots").glob("*.pt"))
     if not snapshots:
         raise UsageError(f"{run_dir} has no snapshots: train it with --snapshots")
-    first = load(snapshots[0])
-    args, task = Args(**{**first["args"], "data_dir": data_dir}), Task(**first["task"])
+    _, first, args, task = load_run(str(snapshots[0]), data_dir)
     target = target if target is not None else paper_error(task)
     if target is None:
         raise UsageError(f"the paper has no number for this task ({task.name}, T={task.n_glimpses}): pass --target")
