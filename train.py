@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import math
 import sys
@@ -29,7 +30,7 @@ import torch
 
 from ram import checkpoint
 from ram.config import Args, Parser, TrainingError, UsageError, given_flags, parse_args
-from ram.episodes import episode, evaluate, make_env
+from ram.episodes import episode, evaluate, loss, make_env, n_actions, play_baselines, watch_games
 from ram.registry import spec
 from ram.runs import Progress, init_record, load_init, load_model, load_run, open_run, restore, save_validated
 from ram.schedules import lr_factor, policy_std
@@ -38,15 +39,13 @@ from ram.system import keep_freed_memory, seed_everything
 
 def build_model(args: Args, task, env):
     """The model of --model, sized from the task and the env's labels: (model, its config)."""
-    return spec(args.model).build(args, task, int(env.single_action_space["label"].n))
+    return spec(args.model).build(args, task, n_actions(env))
 
 
 def train(args: Args, given: set[str] = frozenset()) -> dict:
     """Train (or, with args.resume, continue) a run; ``given`` names the flags set explicitly."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
-
-    from ram.model import hybrid_loss
 
     args, task, run_dir, resumed = open_run(args, given)
     s = spec(args.model)
@@ -103,8 +102,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
         if s.policy:
             model.location.std = policy_std(run.step, total_steps, args.std, args.std_final)
         ep = episode(s, model, env, greedy=False)
-        losses = hybrid_loss(ep.logits, ep.labels, ep.log_pi, ep.b, reward=ep.reward,
-                             reinforce_weight=reinforce_weight, baseline_weight=args.baseline_weight)
+        losses = loss(ep, reinforce_weight=reinforce_weight, baseline_weight=args.baseline_weight,
+                      entropy_weight=args.entropy, gae_lambda=args.gae_lambda)
         if not torch.isfinite(losses.total):
             # Stop before the optimiser spreads NaN into the weights: last.pt and best.pt hold the last good state.
             raise TrainingError(f"the loss became {losses.total.item()} at {run.step * args.batch_size:,} samples; "
@@ -181,13 +180,28 @@ def log_validation(writer, s, model, args: Args, task, val_env, point: dict) -> 
     writer.add_scalar("val/error", point["val_error"], point["samples"])
     writer.add_scalar("val/accuracy", 100.0 - point["val_error"], point["samples"])
     writer.add_scalar("perf/minutes", point["minutes"], point["samples"])
-    if s.draw is not None:
+    if task.kind == "catch":  # four validation games, animated (TensorBoard shows a GIF image as it plays)
+        from PIL import Image
+
+        frames, _ = watch_games(s, model, make_env(s, args, task, "val", 4, render_mode="rgb_array"), np.arange(4))
+        add_gif(writer, "val/games", [Image.fromarray(f) for f in frames], point["samples"])
+    elif s.draw is not None:
         canvases = val_env.canvases(np.arange(4))
         drawing = s.draw(model, args, task, canvases.images, canvases.labels)
         writer.add_figure(f"val/{drawing.name}", drawing.figure(None), point["samples"])
         for key, figure in drawing.extras.items():
             writer.add_figure(f"val/{drawing.name}-{key}", figure(), point["samples"])
         model.train()
+
+
+def add_gif(writer, tag: str, frames: list, step: int) -> None:
+    """An animated GIF in TensorBoard, as an image summary (``SummaryWriter.add_video`` needs moviepy 1)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    width, height = frames[0].size
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=checkpoint.gif_bytes(
+        frames, duration=250))
+    writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
 
 def finish(model, config, args: Args, task, run_dir: Path, writer, run: Progress) -> dict:
@@ -200,7 +214,6 @@ def finish(model, config, args: Args, task, run_dir: Path, writer, run: Progress
     test_env = make_env(s, args, task, "test", args.eval_batch)
     tic = time.perf_counter()
     errors = evaluate(s, model, test_env, test_env.split_size, mc_samples=args.mc_samples, seed=args.seed)
-    test_env.close()
     results = {
         "task": asdict(task), "checkpoint": "best.pt", "samples": best["samples"], "val_error": best["val_error"],
         "test": {**errors, **({"mc_samples": args.mc_samples} if "mc_error" in errors else {}),
@@ -208,8 +221,11 @@ def finish(model, config, args: Args, task, run_dir: Path, writer, run: Progress
         "train_minutes": run.elapsed / 60, "test_minutes": (time.perf_counter() - tic) / 60,
         "params": sum(p.numel() for p in model.parameters()),
     }
+    if task.kind == "catch":  # the players without a retina, on the same test games
+        results["baselines"] = play_baselines(test_env, test_env.split_size, seed=args.seed)
     if args.init is not None:  # a fine-tuned agent: what it had seen before this run
         results["init"] = init_record(args.init, run.init_samples)
+    test_env.close()
     results["history"] = run.history  # every evaluation, also those after the best one
     checkpoint.write_text(json.dumps(results, indent=2), run_dir / "results.json")
     # The trained agent alone (no optimiser state): small enough to ship, loadable by ram.agent.Agent.
@@ -218,7 +234,7 @@ def finish(model, config, args: Args, task, run_dir: Path, writer, run: Progress
     writer.add_hparams({k: v for k, v in asdict(args).items() if isinstance(v, (int, float, str, bool))},
                        {"hparam/best_val_error": best["val_error"]}, run_name="hparams")
     writer.close()
-    if s.draw is not None:
+    if s.draw is not None or task.kind == "catch":
         visualize(str(run_dir), data_dir=args.data_dir)
     return results
 
@@ -274,6 +290,8 @@ def visualize(run: str, *, n: int = 8, first: int = 0, out: str | None = None, d
 
     path, state, args, task = load_run(run, data_dir)
     s = spec(args.model)
+    if task.kind == "catch":
+        return visualize_games(path, state, args, task, n=n, first=first, out=out)
     if s.draw is None:
         raise UsageError(f"a {args.model} model has no attention to draw")
     mnist = load_mnist(data_dir)
@@ -291,6 +309,24 @@ def visualize(run: str, *, n: int = 8, first: int = 0, out: str | None = None, d
         checkpoint.write_figure(figure(), where.with_name(f"{where.name}-{key}.png"))
     extras = "".join(f", {where.name}-{key}.png" for key in drawing.extras)
     print(f"wrote {where.with_suffix('.png')} and {where.with_suffix('.gif')}{extras}")
+
+
+def visualize_games(path: Path, state: dict, args: Args, task, *, n: int, first: int, out: str | None) -> None:
+    """The agent playing test games first..first+n: every step of them side by side in a GIF, the last in a PNG."""
+    from PIL import Image
+
+    s = spec(args.model)
+    env = make_env(s, args, task, "test", n, render_mode="rgb_array")
+    if not 0 <= first <= env.split_size - n:
+        raise UsageError(f"--first must be in 0..{env.split_size - n} for --n {n}")
+    frames, caught = watch_games(s, load_model(state, args, task), env, np.arange(first, first + n), seed=args.seed)
+    where = path.parent / "games" if path.name == "best.pt" else path.with_name(f"{path.stem}-games")
+    where = Path(out) if out else where
+    frames = [Image.fromarray(f) for f in frames]
+    checkpoint.write_bytes(checkpoint.gif_bytes(frames, duration=250, hold=6), where.with_suffix(".gif"))
+    frames[-1].save(png := io.BytesIO(), format="PNG")
+    checkpoint.write_bytes(png.getvalue(), where.with_suffix(".png"))
+    print(f"wrote {where.with_suffix('.png')} and {where.with_suffix('.gif')}: {int(caught.sum())} of {n} caught")
 
 
 def visualize_command(argv: list[str]) -> int:

@@ -3,19 +3,21 @@
 ``import envs`` registers, in the ``ram`` namespace (gymnasium 1.x has no plugin discovery):
 
 - ``ram/ClutteredMNIST-v0``: any task, chosen with ``task=`` (default ``cluttered60``) and overrides;
-- one id per preset: ``ram/MNIST28-v0``, ``ram/Translated60-v0``, ``ram/Cluttered60-v0``, ``ram/Cluttered100-v0``.
+- one id per preset: ``ram/MNIST28-v0``, ``ram/Translated60-v0``, ``ram/Cluttered60-v0``, ``ram/Cluttered100-v0``;
+- ``ram/Catch-v0``: the paper's game of Catch through the retina (``envs.catch``; needs no MNIST).
 
 Every id has a native vector env: ``gymnasium.make_vec(id, num_envs=B)``.
 """
 
 from gymnasium.envs.registration import register, registry
 
+from envs.catch import CatchEnv, CatchVectorEnv
 from envs.cluttered_mnist import ClutteredMNISTEnv, ClutteredMNISTVectorEnv
 from envs.mnist import MNIST, DataError, load_mnist
 from envs.tasks import TASKS, Task, get_task
 
-__all__ = ["ENV_IDS", "TASKS", "ClutteredMNISTEnv", "ClutteredMNISTVectorEnv", "DataError", "MNIST", "Task",
-           "get_task", "load_mnist"]
+__all__ = ["CATCH_ID", "ENV_IDS", "TASKS", "CatchEnv", "CatchVectorEnv", "ClutteredMNISTEnv", "ClutteredMNISTVectorEnv",
+           "DataError", "MNIST", "Task", "get_task", "load_mnist"]
 
 ENV_IDS = {
     "ram/ClutteredMNIST-v0": None,
@@ -24,6 +26,7 @@ ENV_IDS = {
     "ram/Cluttered60-v0": "cluttered60",
     "ram/Cluttered100-v0": "cluttered100",
 }
+CATCH_ID = "ram/Catch-v0"
 
 for _id, _task in ENV_IDS.items():
     if _id not in registry:
@@ -33,3 +36,5 @@ for _id, _task in ENV_IDS.items():
             vector_entry_point="envs.cluttered_mnist:ClutteredMNISTVectorEnv",
             kwargs={} if _task is None else {"task": _task},
         )
+if CATCH_ID not in registry:
+    register(id=CATCH_ID, entry_point="envs.catch:CatchEnv", vector_entry_point="envs.catch:CatchVectorEnv")

@@ -257,6 +257,8 @@ def _make_episodes(task, split, mnist, data_dir, start, observation, n, prefetch
         task = get_task(task, **overrides)
     elif any(v is not None for v in overrides.values()):
         task = task.with_(**{k: v for k, v in overrides.items() if v is not None})
+    if task.kind != "classify":
+        raise ValueError(f"task {task.name!r} is a game: play it in envs.CatchEnv")
     mnist = mnist if mnist is not None else load_mnist(data_dir)
     return _Episodes(task=task, split=split, mnist=mnist, start=start, observation=observation, n=n,
                      prefetch=prefetch)

@@ -27,11 +27,17 @@ BLOCK = 1000
 SPLITS = ("train", "val", "test")
 TRAIN_DIGITS = 55000
 DIGIT = 28
+CATCH_MIN = 4  # the smallest screen of catch: a ball and a 2-pixel paddle with room to move
+
+
+KINDS = ("classify", "catch")
 
 
 @dataclass(frozen=True)
 class Task:
-    """One task: the canvas it draws and the paper's sensor for it."""
+    """One task: the canvas it draws and the paper's sensor for it. ``kind="catch"`` is the game of Catch
+    (``envs.catch``): the canvas is its screen, and an episode lasts as long as the ball falls, ``canvas_size - 1``
+    steps, one glimpse and one game action each."""
 
     name: str
     canvas_size: int
@@ -41,10 +47,14 @@ class Task:
     n_scales: int = 3
     scale: int = 2
     n_glimpses: int = 6
+    kind: str = "classify"
 
     def __post_init__(self) -> None:
+        catch = self.kind == "catch"
+        low = CATCH_MIN if catch else DIGIT
         checks = (
-            (self.canvas_size >= DIGIT, f"canvas_size must be >= {DIGIT}, got {self.canvas_size}"),
+            (self.kind in KINDS, f"kind must be one of {KINDS}, got {self.kind!r}"),
+            (self.canvas_size >= low, f"canvas_size must be >= {low}, got {self.canvas_size}"),
             (self.n_clutter >= 0, f"n_clutter must be >= 0, got {self.n_clutter}"),
             (1 <= self.clutter_size <= DIGIT, f"clutter_size must be in 1..{DIGIT}, got {self.clutter_size}"),
             (self.clutter_size <= self.canvas_size, "clutter_size must not exceed canvas_size"),
@@ -54,6 +64,9 @@ class Task:
             (self.n_scales >= 1, f"n_scales must be >= 1, got {self.n_scales}"),
             (self.scale >= 1, f"scale must be >= 1, got {self.scale}"),
             (self.n_glimpses >= 1, f"n_glimpses must be >= 1, got {self.n_glimpses}"),
+            (not catch or self.n_clutter == 0, "catch has no clutter"),
+            (not catch or self.n_glimpses == self.canvas_size - 1, f"a game of catch on a {self.canvas_size}-pixel "
+             f"screen lasts {self.canvas_size - 1} steps (the ball falls a row a step), not {self.n_glimpses}"),
         )
         for ok, message in checks:
             if not ok:
@@ -70,6 +83,9 @@ TASKS = {
     "cluttered60": Task("cluttered60", canvas_size=60, n_clutter=4, glimpse_size=12, n_scales=3),
     "cluttered100": Task("cluttered100", canvas_size=100, n_clutter=8, glimpse_size=12, n_scales=4, n_glimpses=8),
 }
+# The paper's game (section 4.2, envs.catch): a 24 x 24 screen seen through 3 scales of 6 x 6.
+GAMES = {"catch": Task("catch", canvas_size=24, glimpse_size=6, n_scales=3, n_glimpses=23, kind="catch")}
+PRESETS = {**TASKS, **GAMES}  # every name --task takes
 
 
 # Test errors (%) of Mnih et al. (2014), Tables 1-2, for a preset's sensor with T glimpses: (task name, T) -> error.
@@ -85,11 +101,14 @@ def paper_error(task: Task) -> float | None:
 
 
 def get_task(name: str, **overrides) -> Task:
-    """A preset by name with fields overridden (``None`` values are ignored). Raises ValueError for unknown names."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    """A preset (a task or a game) by name with fields overridden (``None`` values are ignored). Raises ValueError
+    for unknown names."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(PRESETS)}")
     changes = {k: v for k, v in overrides.items() if v is not None}
-    return TASKS[name].with_(**changes) if changes else TASKS[name]
+    if name in GAMES and "canvas_size" in changes:  # the game lasts as long as the ball falls
+        changes.setdefault("n_glimpses", changes["canvas_size"] - 1)
+    return PRESETS[name].with_(**changes) if changes else PRESETS[name]
 
 
 def integers(bitgen: np.random.BitGenerator, high: int, size: int | tuple[int, ...]) -> np.ndarray:

@@ -57,6 +57,8 @@ class Agent:
         """Classify (N, C, C) canvases. ``samples=1``: the greedy policy (mean locations); ``samples=M > 1``:
         M sampled rollouts, probabilities averaged (locations are those of the first). The first glimpse is
         where the agent was trained to start: the centre, or a random location drawn from ``seed``."""
+        if self.model.config.act_every_step:
+            raise ValueError("this agent plays catch, it does not classify: play it in envs.CatchEnv (README, Catch)")
         images = np.asarray(images)
         C = self.canvas_size
         if images.ndim == 2:

@@ -101,9 +101,14 @@ def write_figure(fig, path: str | Path, *, dpi: int = 110) -> None:
     write_bytes(png.getvalue(), path)
 
 
-def write_gif(frames: list, path: str | Path, *, duration: int = 600, hold: int = 3) -> None:
-    """Write PIL images as an animated GIF, atomically; the last frame is held ``hold`` times longer."""
+def gif_bytes(frames: list, *, duration: int = 600, hold: int = 3) -> bytes:
+    """PIL images as an animated GIF (the file's bytes); the last frame is held ``hold`` times longer."""
     gif = io.BytesIO()
     frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:] + [frames[-1]] * hold,
                    duration=duration, loop=0)
-    write_bytes(gif.getvalue(), path)
+    return gif.getvalue()
+
+
+def write_gif(frames: list, path: str | Path, *, duration: int = 600, hold: int = 3) -> None:
+    """Write PIL images as an animated GIF, atomically; the last frame is held ``hold`` times longer."""
+    write_bytes(gif_bytes(frames, duration=duration, hold=hold), path)

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
-from envs.tasks import TASKS, Task
+from envs.tasks import PRESETS, Task
 
 
 class UsageError(Exception):
@@ -35,17 +35,33 @@ def _flag(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
 
 
+def _default(value, help: str, **kw):
+    """A field whose default may be the task's recipe's (``RECIPES``) or the model's (``ram.registry``): None until
+    ``Args`` fills it, so that a value given explicitly always wins."""
+    return field(default=None, metadata={"help": help, "default": value, **kw})
+
+
+# The RAM agent's recipe for a task: the values its flags take when the command line leaves them unset, so that
+# `python train.py --task T` trains a good agent for T (measured in docs/training.md).
+RECIPES: dict[str, dict] = {
+    # A small LSTM agent; the baseline shapes its state (an actor-critic); a little entropy keeps the moves from
+    # settling on one move early; advantages with lambda 0.9 (docs/catch.md has the A/B runs behind each choice).
+    "catch": {"core": "lstm", "hidden_size": 64, "g_size": 64, "glimpse_hidden": 32, "baseline_core": True,
+              "entropy": 0.01, "gae_lambda": 0.9, "lr": 2e-3, "samples": 5_000_000, "eval_every": 100_000},
+}
+
+
 @dataclass
 class Args:
     """Every hyperparameter of a run; saved with it (config.json) and with every checkpoint."""
 
-    task: str = _flag("cluttered60", "task preset (sets the canvas, clutter and the paper's sensor)",
-                      choices=tuple(TASKS))
+    task: str = _flag("cluttered60", "task preset (sets the canvas, clutter and the paper's sensor; catch: the game)",
+                      choices=tuple(PRESETS))
     model: str = _flag("ram", "the model, an entry of the registry (ram.registry): ram is hard attention trained "
                        "by REINFORCE; the others see the whole canvas and learn by backpropagation (docs/training.md)")
     score: str = _flag("scaled_dot", "soft attention's score function", choices=("additive", "dot", "scaled_dot",
                                                                                 "general"))
-    heads: int | None = _flag(None, "attention heads (default: the model's: 1 for soft, 4 for vit)")
+    heads: int | None = _default(1, "attention heads (vit's default: 4)")
     glimpses: int | None = _flag(None, "glimpses per image, T (default: the task's, 6 or 8)")
     glimpse_size: int | None = _flag(None, "side g of the smallest glimpse patch in pixels (default: the task's)")
     scales: int | None = _flag(None, "number of scales k of the retina (default: the task's)")
@@ -53,9 +69,9 @@ class Args:
     clutter: int | None = _flag(None, "pieces of clutter per canvas (default: the task's)")
     clutter_size: int | None = _flag(None, "side of each clutter piece in pixels (default: 8)")
     scale: int | None = _flag(None, "each retina scale is this many times wider than the previous one (default: 2)")
-    start: str = _flag("random", "first glimpse: at a random location (the paper) or the centre",
+    start: str | None = _default("random", "first glimpse: at a random location (the paper) or the centre",
                        choices=("random", "center"))
-    core: str = _flag("rnn", "core network: the paper's ReLU RNN, or an LSTM", choices=("rnn", "lstm"))
+    core: str | None = _default("rnn", "core network: the paper's ReLU RNN, or an LSTM", choices=("rnn", "lstm"))
     policy: str = _flag("learned", "locations: learned by REINFORCE, or uniformly random (the paper's ablation)",
                         choices=("learned", "random"))
     patch_size: int | None = _flag(None, "vit: side p of the square patches that are its tokens, the canvas "
@@ -63,26 +79,33 @@ class Args:
                                    "60 pixels, 20 on 100)")
     d_model: int = _flag(128, "vit: width d of its tokens")
     layers: int = _flag(3, "vit: Transformer blocks L")
-    hidden_size: int = _flag(256, "units of the core network h_t")
-    glimpse_hidden: int = _flag(128, "units of each glimpse-network pathway: sets both h_g (what) and h_l (where)")
-    g_size: int = _flag(256, "units of the glimpse representation g_t")
+    hidden_size: int | None = _default(256, "units of the core network h_t")
+    glimpse_hidden: int | None = _default(128, "units of each glimpse-network pathway: sets both h_g (what) and h_l "
+                                          "(where)")
+    g_size: int | None = _default(256, "units of the glimpse representation g_t")
     loc_hidden: int = _flag(0, "units of a ReLU hidden layer in the location policy (0: the paper's linear map)")
-    std: float = _flag(0.2, "standard deviation of the Gaussian location policy (canvas spans [-1, 1])")
+    std: float | None = _default(0.2, "standard deviation of the Gaussian location policy (canvas spans [-1, 1])")
     std_final: float | None = _flag(None, "anneal the policy's std from --std to this by the end of the run (cosine, "
                                     "like the learning rate); Monte-Carlo tests use it (default: --std throughout)")
     init: str | None = _flag(None, "start from the weights of this checkpoint (a run folder, best.pt or agent.pt) "
                              "of the same architecture, e.g. to fine-tune a trained agent with a smaller --std")
-    batch_size: int = _flag(128, "episodes per training step")
-    samples: int = _flag(3_000_000, "training budget in images (episodes) seen")
-    lr: float | None = _flag(None, "Adam learning rate, decayed to lr * lr_final by a cosine schedule (default: "
-                             "0.001, or the model's registry entry's)")
+    batch_size: int | None = _default(128, "episodes per training step")
+    samples: int | None = _default(3_000_000, "training budget in images (episodes) seen")
+    lr: float | None = _default(1e-3, "Adam learning rate, decayed to lr * lr_final by a cosine schedule (the "
+                                "model's registry entry may set another default)")
     lr_final: float = _flag(0.02, "final learning rate as a fraction of --lr")
     reinforce_weight: float = _flag(1.0, "weight of the REINFORCE term in the hybrid loss")
     baseline_weight: float = _flag(1.0, "weight of the baseline's regression term in the hybrid loss")
+    baseline_core: bool | None = _default(False, "the baseline's regression also trains the core and glimpse networks "
+                                          "(an actor-critic's shared state); off: the baseline alone")
+    entropy: float | None = _default(0.0, "weight of a bonus on the entropy of a game's moves (catch), which keeps the "
+                                     "move policy from settling on one move before it has learned (0: off)")
+    gae_lambda: float | None = _default(1.0, "a game's advantages: 1 is REINFORCE's R - b_t; below 1, generalised "
+                                        "advantage estimation, which also trusts the baseline's later predictions")
     clip_grad: float = _flag(5.0, "clip the gradient norm to this (0: off)")
     ema: float = _flag(0.0, "evaluate, select and ship an exponential moving average of the weights with this decay "
                        "per step, e.g. 0.999 (0: off, the trained weights themselves)")
-    eval_every: int = _flag(300_000, "evaluate on the validation set every this many samples")
+    eval_every: int | None = _default(300_000, "evaluate on the validation set every this many samples")
     eval_batch: int = _flag(1000, "episodes per batch when evaluating")
     snapshots: bool = _flag(False, "keep the weights of every validation in RUN/snapshots/ (the agent alone: 1-3 MB "
                             "for RAM), for `train.py curve RUN`: test error against training minutes; a resumed "
@@ -102,10 +125,13 @@ class Args:
     def __post_init__(self) -> None:
         from ram.registry import spec
 
-        # Fields left unset take the model's defaults (ram.registry), then these.
-        for name, value in {"lr": 1e-3, "heads": 1, **spec(self.model).defaults}.items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
+        # Fields left unset take the task's recipe (for the RAM agent), else the model's defaults (ram.registry),
+        # else their own.
+        recipe = RECIPES.get(self.task, {}) if self.model == "ram" else {}
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) is None and "default" in f.metadata:
+                value = recipe.get(f.name, spec(self.model).defaults.get(f.name, f.metadata["default"]))
+                setattr(self, f.name, value)
 
 
 def task_of(args: Args) -> Task:
@@ -146,8 +172,10 @@ def add_fields(parser: argparse.ArgumentParser) -> None:
 
     for f in dataclasses.fields(Args):
         name = "--" + f.name.replace("_", "-")
-        help = f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})")
-        if f.type in ("bool", bool):
+        default = f.metadata.get("default", f.default)
+        recipes = "".join(f", --task {task}: {recipe[f.name]}" for task, recipe in RECIPES.items() if f.name in recipe)
+        help = f.metadata["help"] + ("" if default is None else f" (default: {default}{recipes})")
+        if f.type in ("bool", bool, "bool | None"):
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help)
             continue
         kind = {"int": int, "int | None": int, "float": float, "float | None": float}.get(str(f.type), str)
@@ -180,8 +208,15 @@ def check(args: Args) -> Args:
         raise UsageError(f"--std-final anneals a location policy's std: a {args.model} model has no location policy")
     if not 0 <= args.lr_final <= 1:
         raise UsageError(f"--lr-final must be in [0, 1], got {args.lr_final}")
+    if not 0 <= args.gae_lambda <= 1 or args.entropy < 0:
+        raise UsageError("--gae-lambda must be in [0, 1] and --entropy >= 0")
     if not 0 <= args.ema < 1:
         raise UsageError(f"--ema must be in [0, 1), got {args.ema}")
+    if args.task == "catch" and (args.model != "ram" or args.policy != "learned"):
+        raise UsageError("--task catch is played by the RAM agent: --model ram with --policy learned")
+    if args.task == "catch" and any(getattr(args, f) is not None for f in ("glimpses", "clutter", "clutter_size")):
+        raise UsageError("--task catch takes no --glimpses, --clutter or --clutter-size: a game lasts as long as the "
+                         "ball falls (--canvas-size - 1 steps) and its screen has no clutter")
     if args.resume and args.run_dir is None:
         raise UsageError("--resume needs --run-dir RUN (the run to continue)")
     return args

@@ -5,6 +5,10 @@ whole canvas (the soft-attention and no-attention models: one step per episode, 
 their T attention steps happen inside the model). ``episode`` runs a batch of either kind and returns the same
 ``Episode``, so the training loop and the evaluation need not know which. The kind is the registry's
 (``ram.registry.ModelSpec.reads``).
+
+A game (Catch, ``envs.catch``) is a glimpse episode whose every step also moves the paddle: the same loop, the same
+``Episode`` (with no labels and the game actions' log-probabilities), and ``loss`` picks the game's loss for it. Its
+error is the share of balls missed, so that model selection minimises the same figure on every task.
 """
 
 from __future__ import annotations
@@ -26,39 +30,67 @@ class Episode(NamedTuple):
     locations: Tensor | None  # (B, T, 2) where each glimpse was taken (glimpse models), else None
     log_pi: Tensor  # (B, T - 1) log-densities of the locations chosen; (B, 0) for whole-canvas models
     b: Tensor  # (B, T - 1) baselines at the steps that chose them; (B, 0) likewise
-    reward: Tensor  # (B,) what the env paid: 1 for a correct label
+    reward: Tensor  # (B,) what the env paid: 1 for a correct label (or a caught ball)
+    log_pi_a: Tensor | None = None  # (B, T) log-probabilities of a game's actions; None when classifying
+    entropy: Tensor | None = None  # (B, T) entropies of a game's action distributions; None when classifying
 
 
-def make_env(spec: ModelSpec, args: Args, task, split: str, num_envs: int):
-    """The batched env of ``split`` for the model of ``spec`` (autoreset off: every batch is one episode each)."""
+def make_env(spec: ModelSpec, args: Args, task, split: str, num_envs: int, **kw):
+    """The batched env of ``split`` for the model of ``spec`` (autoreset off: every batch is one episode each);
+    ``kw`` go to the env (e.g. ``render_mode``)."""
     import gymnasium as gym
 
     import envs  # noqa: F401 - registers the ram/ environments
 
+    if task.kind == "catch":
+        return gym.make_vec("ram/Catch-v0", num_envs=num_envs, size=task.canvas_size, glimpse_size=task.glimpse_size,
+                            n_scales=task.n_scales, scale=task.scale, split=split, start=args.start,
+                            autoreset_mode="DISABLED", **kw)
     if spec.reads == "glimpses":
         return gym.make_vec("ram/ClutteredMNIST-v0", num_envs=num_envs, task=task, split=split, start=args.start,
-                            data_dir=args.data_dir, autoreset_mode="DISABLED")
+                            data_dir=args.data_dir, autoreset_mode="DISABLED", **kw)
     return gym.make_vec("ram/ClutteredMNIST-v0", num_envs=num_envs, task=task, split=split, observation="image",
-                        n_glimpses=1, data_dir=args.data_dir, autoreset_mode="DISABLED")
+                        n_glimpses=1, data_dir=args.data_dir, autoreset_mode="DISABLED", **kw)
 
 
-def glimpse_episode(model, env, *, greedy: bool, index=None, seed=None) -> Episode:
-    """One batch of RAM episodes: the env takes each glimpse; the label is sent at the last step."""
+def is_game(env) -> bool:
+    """Whether env is a game (its actions move a paddle at every step) rather than a classification."""
+    return "paddle" in env.single_action_space.spaces
+
+
+def n_actions(env) -> int:
+    """The size of the action network's output: the game's moves, or the classes."""
+    return int(env.single_action_space["paddle" if is_game(env) else "label"].n)
+
+
+def glimpse_episode(model, env, *, greedy: bool, index=None, seed=None, watch=None) -> Episode:
+    """One batch of RAM episodes: the env takes each glimpse; the label is sent at the last step, or, in a game, a
+    move at every step. ``watch()``, if given, is called after the reset and after every step (e.g. to render)."""
     obs, _ = env.reset(seed=seed, options=None if index is None else {"index": index})
+    game = is_game(env)
     no_label = np.zeros(env.num_envs, np.int64)  # a label is read at the last step only
+    watch = watch or (lambda: None)
+    watch()
 
-    def look(l_t: Tensor) -> tuple[Tensor, Tensor]:
-        obs, *_ = env.step({"location": l_t.numpy(), "label": no_label})
+    def act(l_t: Tensor, a_t: Tensor | None) -> dict:
+        return {"location": l_t.numpy(), **({"paddle": a_t.numpy()} if game else {"label": no_label})}
+
+    def look(l_t: Tensor, a_t: Tensor | None) -> tuple[Tensor, Tensor]:
+        obs, *_ = env.step(act(l_t, a_t))
+        watch()
         return torch.from_numpy(obs["glimpse"]), torch.from_numpy(obs["location"])
 
     roll = model.episode(torch.from_numpy(obs["glimpse"]), torch.from_numpy(obs["location"]), look,
                          env.task.n_glimpses, greedy=greedy)
-    # Detached: the label sent to the env is an action, not a path for gradients.
+    # Detached: the label sent to the env is an action, not a path for gradients (a game's moves are drawn samples).
+    last = roll.actions[:, -1] if game else roll.logits.detach().argmax(-1)
     _, reward, terminated, _, infos = env.step({"location": np.zeros((env.num_envs, 2), np.float32),
-                                                "label": roll.logits.detach().argmax(-1).numpy()})
+                                                ("paddle" if game else "label"): last.numpy()})
+    watch()
     assert terminated.all()
-    return Episode(roll.logits, torch.from_numpy(infos["label"]), roll.locations, roll.log_pi, roll.b,
-                   torch.from_numpy(reward))
+    labels = None if game else torch.from_numpy(infos["label"])
+    return Episode(roll.logits, labels, roll.locations, roll.log_pi, roll.b, torch.from_numpy(reward),
+                   *((roll.log_pi_a, roll.entropy) if game else (None, None)))
 
 
 def image_episode(model, env, *, greedy: bool, index=None, seed=None) -> Episode:
@@ -73,16 +105,92 @@ def image_episode(model, env, *, greedy: bool, index=None, seed=None) -> Episode
     return Episode(logits, torch.from_numpy(infos["label"]), None, none, none, torch.from_numpy(reward))
 
 
-def episode(spec: ModelSpec, model, env, *, greedy: bool, index=None, seed=None) -> Episode:
-    """One batch of episodes of the model of ``spec``, whichever kind it is."""
-    run = glimpse_episode if spec.reads == "glimpses" else image_episode
-    return run(model, env, greedy=greedy, index=index, seed=seed)
+def episode(spec: ModelSpec, model, env, *, greedy: bool, index=None, seed=None, watch=None) -> Episode:
+    """One batch of episodes of the model of ``spec``, whichever kind it is (``watch``: see glimpse_episode)."""
+    if spec.reads == "glimpses":
+        return glimpse_episode(model, env, greedy=greedy, index=index, seed=seed, watch=watch)
+    return image_episode(model, env, greedy=greedy, index=index, seed=seed)
+
+
+def loss(ep: Episode, *, reinforce_weight: float, baseline_weight: float, entropy_weight: float = 0.0,
+         gae_lambda: float = 1.0):
+    """The training loss of a batch of episodes: the paper's hybrid loss when classifying, a game's (REINFORCE alone,
+    no labels to learn from) when playing."""
+    from ram.model import game_loss, hybrid_loss
+
+    weights = {"reinforce_weight": reinforce_weight, "baseline_weight": baseline_weight}
+    if ep.labels is None:
+        return game_loss(ep.log_pi, ep.log_pi_a, ep.b, ep.reward, entropy=ep.entropy, entropy_weight=entropy_weight,
+                         gae_lambda=gae_lambda, **weights)
+    return hybrid_loss(ep.logits, ep.labels, ep.log_pi, ep.b, reward=ep.reward, **weights)
+
+
+@torch.no_grad()
+def evaluate_game(spec: ModelSpec, model, env, n: int, *, seed: int = 0) -> dict[str, float]:
+    """A game on the first n fixed starts of env's split: the share of balls missed and caught, greedy (the most
+    probable move, the mean location) and sampled (moves and locations drawn, one game per start)."""
+    model.eval()
+    out = {}
+    B = env.num_envs
+    batches = [((start + np.arange(B)) % n, min(B, n - start)) for start in range(0, n, B)]
+    for name, greedy, offset in (("greedy", True, 0), ("sampled", False, 1)):
+        caught = 0
+        with torch.random.fork_rng():  # seeded, and training's RNG stream untouched (as in evaluate)
+            torch.manual_seed(seed + offset)
+            env.reset(seed=seed + offset)
+            for index, count in batches:
+                caught += episode(spec, model, env, greedy=greedy, index=index).reward[:count].sum().item()
+        out[f"{name}_error"] = 100.0 * (n - caught) / n
+        out[f"{name}_catch_rate"] = 100.0 * caught / n
+    model.train()
+    return out
+
+
+@torch.no_grad()
+def watch_games(spec: ModelSpec, model, env, index: np.ndarray, *, seed: int = 0) -> tuple[list[np.ndarray], Tensor]:
+    """The greedy agent playing the fixed starts ``index`` (one per sub-env of env, made with
+    ``render_mode="rgb_array"``): every step's screens side by side, as RGB frames (T + 1 of them: the start and
+    each step), and which balls it caught (B,)."""
+    from ram.plots import tile
+
+    frames: list[np.ndarray] = []
+    model.eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        env.reset(seed=seed)
+        ep = episode(spec, model, env, greedy=True, index=index, watch=lambda: frames.append(tile(env.render())))
+    model.train()
+    return frames, ep.reward
+
+
+def play_baselines(env, n: int, *, seed: int = 0) -> dict[str, float]:
+    """Catch rates (%) on the first n fixed starts of env's split of two players without a retina: one that moves
+    at random, and one that sees the whole screen and follows the ball (``envs.catch.follow_ball``: the ceiling)."""
+    from envs.catch import N_MOVES, follow_ball
+
+    rng = np.random.default_rng(seed)
+    B, out = env.num_envs, {}
+    look = np.zeros((B, 2), np.float32)
+    for name in ("random", "follow"):
+        caught = 0
+        env.reset(seed=seed)
+        for start in range(0, n, B):
+            env.reset(options={"index": (start + np.arange(B)) % n})
+            for _ in range(env.task.n_glimpses):
+                move = rng.integers(0, N_MOVES, B) if name == "random" else follow_ball(env.unwrapped.games)
+                _, reward, *_ = env.step({"location": look, "paddle": move})
+            caught += reward[: min(B, n - start)].sum()
+        out[f"{name}_catch_rate"] = 100.0 * float(caught) / n
+    return out
 
 
 @torch.no_grad()
 def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[str, float]:
     """Error on the first n canvases of env's fixed split: greedy (mean locations, one pass) and, if mc_samples
-    (stochastic models only), Monte-Carlo (class probabilities averaged over mc_samples sampled rollouts)."""
+    (stochastic models only), Monte-Carlo (class probabilities averaged over mc_samples sampled rollouts). A game's
+    error is ``evaluate_game``'s."""
+    if is_game(env):
+        return evaluate_game(spec, model, env, n, seed=seed)
     mc_samples = mc_samples if spec.policy else 0
     model.eval()
     greedy_errors = mc_errors = 0

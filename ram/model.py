@@ -7,11 +7,16 @@ One step t of the model, written with the paper's names:
     l_t   ~ N(mu(h_t), std^2)                             LocationPolicy: where to look next
     b_t   = Baseline(h_t)                                 expected reward, for variance reduction
     a_T   = Classifier(h_T)                               the class, after the last glimpse
+    a_t   ~ softmax(Classifier(h_t))                      or, in a game (Catch), an action at every step
 
 Gradient routing (the design; tests pin it, see tests/test_model.py):
 - the cross-entropy of a_T trains Classifier, CoreNetwork and GlimpseNetwork, never the LocationPolicy;
 - REINFORCE trains the LocationPolicy only (its input h_t is detached);
-- the baseline's regression trains the Baseline only (its input h_t is detached too).
+- the baseline's regression trains the Baseline only (its input h_t is detached too), unless ``baseline_core``:
+  then it trains CoreNetwork and GlimpseNetwork as well, as the critic of an actor-critic shares their state.
+In a game (``act_every_step``) there are no labels and no cross-entropy: the REINFORCE term of the game actions
+takes its place and trains Classifier, CoreNetwork and GlimpseNetwork (through time), never the LocationPolicy; the
+locations' REINFORCE and the baseline are routed as above (``game_loss``).
 
 The sensor rho lives in ``ram.retina``; the model takes glimpses as input, so it runs as well behind the
 gymnasium environments (which call the retina) as on raw images (``RecurrentAttention.rollout``), through one
@@ -49,6 +54,12 @@ class RAMConfig:
     std: float = 0.2  # fixed standard deviation of the location policy, in units of the [-1, 1] canvas
     loc_hidden: int = 0  # a ReLU hidden layer of this size in the location policy (0: the paper's linear mean)
     policy: str = "learned"  # "random": uniform random locations, the paper's ablation (no REINFORCE to do)
+    # A game (Catch): an action of n_classes at every step, drawn from the Classifier's softmax and trained by
+    # REINFORCE; False: one class after the last glimpse, trained by cross-entropy.
+    act_every_step: bool = False
+    # The baseline's regression trains the core and the glimpse network too (an actor-critic's shared body: predicting
+    # the reward shapes the state); False: it trains the Baseline alone.
+    baseline_core: bool = False
 
     def __post_init__(self) -> None:
         if self.core not in CORES:
@@ -138,7 +149,8 @@ def log_normal(x: Tensor, mu: Tensor, std: float) -> Tensor:
 
 
 class Classifier(nn.Module):
-    """a_T = softmax(Linear(h_T)): the action network; returns logits."""
+    """a_T = softmax(Linear(h_T)): the action network (the class, or a game's action at every step); returns
+    logits."""
 
     def __init__(self, *, hidden_size: int, n_classes: int):
         super().__init__()
@@ -170,7 +182,10 @@ class Rollout(NamedTuple):
     logits: Tensor  # (B, n_classes) of the classifier after the last glimpse
     locations: Tensor  # (B, T, 2) where each glimpse was taken (clipped)
     log_pi: Tensor  # (B, T - 1) log-densities of the chosen locations 2..T
-    b: Tensor  # (B, T - 1) baselines at the steps that chose them
+    b: Tensor  # (B, T - 1) baselines at the steps that chose them; (B, T) in a game, whose last step acts too
+    actions: Tensor  # (B, T) int64: a game's action at every step; (B, 0) when classifying
+    log_pi_a: Tensor  # (B, T) log-probabilities of those actions; (B, 0) when classifying
+    entropy: Tensor  # (B, T) entropy of each step's action distribution; (B, 0) when classifying
 
 
 class RecurrentAttention(nn.Module):
@@ -202,26 +217,52 @@ class RecurrentAttention(nn.Module):
     def reinforce_terms(self, h: Tensor, mu: Tensor, l: Tensor) -> tuple[Tensor, Tensor]:
         """(log_pi, b), each (B, T - 1), from the stacked h_t (B, T - 1, hidden), mu_t and l_t (B, T - 1, 2) of the
         steps that chose a location."""
-        # Detached: the baseline's regression trains the Baseline alone.
-        return self.location.log_prob(l, mu), self.baseline(h.detach())
+        return self.location.log_prob(l, mu), self.value(h)
 
-    def episode(self, rho: Tensor, l: Tensor, look: Callable[[Tensor], tuple[Tensor, Tensor]], n_glimpses: int, *,
-                greedy: bool = False) -> Rollout:
-        """The one glimpse loop: T glimpses, the first rho (B, k, g, g) taken at l (B, 2); ``look(l_t)`` takes the
-        next one where the policy chose, returning (rho, the location it was taken at, clipped). Behind the
-        gymnasium envs ``look`` is ``env.step``; on raw images it is the retina (``rollout``)."""
+    def value(self, h: Tensor) -> Tensor:
+        """b_t of h_t (..., hidden) -> (...)."""
+        # Detached: the baseline's regression trains the Baseline alone (unless baseline_core: then the core too).
+        return self.baseline(h if self.config.baseline_core else h.detach())
+
+    def act(self, h_t: Tensor, *, greedy: bool = False) -> tuple[Tensor, Tensor]:
+        """A game's action at one step: (logits (B, A), a_t (B,)), a_t drawn from their softmax (argmax if greedy).
+        h_t is not detached: in a game the actions' REINFORCE is what trains the core and the glimpse network."""
+        logits = self.classifier(h_t)
+        # The draw carries no gradient: REINFORCE reaches the logits through log_softmax alone (game_loss).
+        a_t = logits.argmax(-1) if greedy else torch.multinomial(logits.detach().softmax(-1), 1).squeeze(-1)
+        return logits, a_t
+
+    def episode(self, rho: Tensor, l: Tensor, look: Callable[[Tensor, Tensor | None], tuple[Tensor, Tensor]],
+                n_glimpses: int, *, greedy: bool = False) -> Rollout:
+        """The one glimpse loop: T glimpses, the first rho (B, k, g, g) taken at l (B, 2); ``look(l_t, a_t)`` takes
+        the next one where the policy chose (a_t: the game action of the step, None when classifying), returning
+        (rho, the location it was taken at, clipped). Behind the gymnasium envs ``look`` is ``env.step``; on raw
+        images it is the retina (``rollout``). The caller sends the last step's action (the class, or the game's
+        last move)."""
         state = None  # h_0 = c_0 = 0
-        locations, steps = [l], []
+        locations, steps, moves = [l], [], []
         for t in range(n_glimpses):
             step = self.step(rho, l, state, greedy=greedy)
             state = step.state
+            a_t = None
+            if self.config.act_every_step:
+                moves.append(self.act(step.h_t, greedy=greedy))
+                a_t = moves[-1][1]
             if t == n_glimpses - 1:
                 break
             steps.append(step)
-            rho, l = look(step.l_t)
+            rho, l = look(step.l_t, a_t)
             locations.append(l)
-        log_pi, b = self.stacked_terms(steps, rho.shape[0])
-        return Rollout(self.classifier(state[0]), torch.stack(locations, 1), log_pi, b)
+        B = rho.shape[0]
+        log_pi, b = self.stacked_terms(steps, B)
+        actions, log_pi_a, entropy = torch.zeros(B, 0, dtype=torch.int64), torch.zeros(B, 0), torch.zeros(B, 0)
+        if moves:
+            logits, actions = (torch.stack(x, 1) for x in zip(*moves))  # (B, T, A), (B, T)
+            log_p = logits.log_softmax(-1)
+            log_pi_a = log_p.gather(-1, actions[..., None]).squeeze(-1)
+            entropy = -(log_p.exp() * log_p).sum(-1)
+            b = torch.cat([b, self.value(state[0])[:, None]], 1)  # the last step acts too: its baseline joins
+        return Rollout(self.classifier(state[0]), torch.stack(locations, 1), log_pi, b, actions, log_pi_a, entropy)
 
     def rollout(self, images: Tensor, l_0: Tensor, retina: Retina, n_glimpses: int, *, greedy: bool = False) -> Rollout:
         """T glimpses of raw (B, H, W) images starting at l_0 (B, 2), outside any environment.
@@ -229,7 +270,7 @@ class RecurrentAttention(nn.Module):
         Sees exactly what the environments would: same retina, same clipping."""
         S = integral_image(images)
 
-        def look(l: Tensor) -> tuple[Tensor, Tensor]:
+        def look(l: Tensor, a_t: Tensor | None = None) -> tuple[Tensor, Tensor]:
             l = clip_location(l)
             return retina.read(S, l).to(l.dtype), l
 
@@ -271,3 +312,43 @@ def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, re
     baseline = F.mse_loss(b, reward[:, None].expand_as(b)) if b.numel() else b.sum()
     total = classification + reinforce_weight * reinforce + baseline_weight * baseline
     return Losses(total, classification, reinforce, baseline, reward, reward.mean())
+
+
+def lambda_advantage(b: Tensor, reward: Tensor, gae_lambda: float = 1.0) -> Tensor:
+    """Advantages (B, T) of the T steps of an episode paid ``reward`` (B,) at its end, from the baselines b (B, T) of
+    its steps: sum_k lambda^k delta_{t+k}, delta_t = b_{t+1} - b_t and delta_T = R - b_T (Schulman et al.'s GAE
+    without discount). lambda = 1 telescopes to R - b_t, REINFORCE with a baseline; lambda < 1 trusts the baseline's
+    prediction of the next steps, for less variance and some bias."""
+    delta = torch.cat([b[:, 1:], reward[:, None]], 1) - b
+    if gae_lambda == 1.0:
+        return reward[:, None] - b  # the same sum, without its rounding
+    advantage, running = torch.empty_like(delta), torch.zeros_like(reward)
+    for t in range(delta.shape[1] - 1, -1, -1):
+        running = delta[:, t] + gae_lambda * running
+        advantage[:, t] = running
+    return advantage
+
+
+def game_loss(log_pi: Tensor, log_pi_a: Tensor, b: Tensor, reward: Tensor, *, entropy: Tensor | None = None,
+              reinforce_weight: float = 1.0, baseline_weight: float = 1.0, entropy_weight: float = 0.0,
+              gae_lambda: float = 1.0) -> Losses:
+    """A game's loss (Catch): REINFORCE with a learned baseline for the locations and the game actions together, the
+    baseline's regression and, if ``entropy_weight``, a bonus on the actions' entropy; no supervised term
+    (``classification`` is 0).
+
+    log_pi (B, T - 1) of the locations chosen at steps 1..T-1, log_pi_a (B, T) of the actions of steps 1..T, b (B, T)
+    the baselines of steps 1..T, reward (B,) the episode's, entropy (B, T) of each step's action distribution. Both
+    choices of step t share its advantage: R - b_t (``gae_lambda`` 1), or ``lambda_advantage``'s.
+    """
+    reward = reward.float()
+    # Detached baseline: the REINFORCE term must not train the Baseline (its own regression does).
+    advantage = lambda_advantage(b.detach(), reward, gae_lambda)
+    # The last step chooses no location: its log-density is 0.
+    log_pi = F.pad(log_pi, (0, log_pi_a.shape[1] - log_pi.shape[1]))
+    reinforce = -((log_pi + log_pi_a) * advantage).sum(1).mean()
+    baseline = F.mse_loss(b, reward[:, None].expand_as(b))
+    total = reinforce_weight * reinforce + baseline_weight * baseline
+    if entropy_weight:
+        # Summed over the steps like the REINFORCE term: it trains what the actions' REINFORCE trains.
+        total = total - entropy_weight * entropy.sum(1).mean()
+    return Losses(total, torch.zeros(()), reinforce, baseline, reward, reward.mean())

@@ -56,6 +56,18 @@ def trajectory_figure(images: np.ndarray, locations: np.ndarray, predictions: np
     return fig
 
 
+def tile(pictures: list[np.ndarray], *, columns: int = 4, gap: int = 4) -> np.ndarray:
+    """RGB pictures (H, W, 3) of one size in a grid, ``columns`` wide, separated by ``gap`` grey pixels."""
+    H, W, _ = pictures[0].shape
+    columns = min(columns, len(pictures))
+    rows = -(-len(pictures) // columns)
+    grid = np.full((rows * (H + gap) - gap, columns * (W + gap) - gap, 3), 96, np.uint8)
+    for i, picture in enumerate(pictures):
+        r, c = divmod(i, columns)
+        grid[r * (H + gap) : r * (H + gap) + H, c * (W + gap) : c * (W + gap) + W] = picture
+    return grid
+
+
 def figure_to_array(fig: Figure) -> np.ndarray:
     """RGB uint8 pixels of a figure (for GIF frames and TensorBoard images)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -150,19 +162,24 @@ def matrix_figure(weights: np.ndarray, *, query_labels: list[str] | None = None,
     return fig
 
 
-def test_curve_figure(points: list[dict], target: float) -> Figure:
+def test_curve_figure(points: list[dict], target: float, *, game: bool = False) -> Figure:
     """Error against training minutes of one run's snapshots: validation, test greedy and (if measured) test
-    Monte-Carlo, with the target error as a dashed line."""
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
-    minutes = [p["minutes"] for p in points]
-    for key, label in (("val_error", "validation (greedy)"), ("greedy_error", "test, greedy"),
-                       ("mc_error", "test, Monte-Carlo")):
-        if all(key in p for p in points):
-            ax.plot(minutes, [p[key] for p in points], "o-", markersize=3, label=label)
-    ax.axhline(target, color="k", linestyle="--", linewidth=1, label=f"target {target}%")
-    ax.set_xlabel("training minutes")
-    ax.set_ylabel("error (%)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    Monte-Carlo, with the target error as a dashed line. For a game, the catch rate (100 - error) against episodes
+    and against minutes, greedy and sampled."""
+    fig = Figure(figsize=(10 if game else 6, 4), layout="constrained")
+    curves = (("val_error", "validation (greedy)"), ("greedy_error", "test, greedy"),
+              ("mc_error", "test, Monte-Carlo"), ("sampled_error", "test, sampled"))
+    clocks = (("samples", "episodes"), ("minutes", "training minutes")) if game else (("minutes", "training minutes"),)
+    for i, (clock, xlabel) in enumerate(clocks):
+        ax = fig.add_subplot(1, len(clocks), i + 1)
+        x = [p[clock] for p in points]
+        for key, label in curves:
+            if all(key in p for p in points):
+                ax.plot(x, [100 - p[key] if game else p[key] for p in points], "o-", markersize=3, label=label)
+        level = 100 - target if game else target
+        ax.axhline(level, color="k", linestyle="--", linewidth=1, label=f"target {level:g}%")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("catch rate (%)" if game else "error (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
     return fig

@@ -153,13 +153,14 @@ def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir
         points.append(snapshot_point(s, model, env, path, offset, mc_samples=mc_samples, seed=args.seed))
         log(point_line(points[-1]))
     env.close()
-    reached = {key: first_reached(points, key, target) for key in ("greedy_error", "mc_error") if key in points[0]}
+    reached = {key: first_reached(points, key, target) for key in ("greedy_error", "mc_error", "sampled_error")
+               if key in points[0]}
     for line in reached_lines(reached, target):
         log(line)
     report = {"note": "test error of every snapshot (reporting only: checkpoints are chosen by validation); " + note,
               "split": "test", "n": env.split_size, "mc_samples": mc_samples, "target": target, "reached": reached,
               "points": points}
-    return report, test_curve_figure(points, target)
+    return report, test_curve_figure(points, target, game=task.kind == "catch")
 
 
 def curve_offset(run_dir: Path, first: dict) -> tuple[dict, str]:
@@ -207,6 +208,7 @@ def reached_lines(reached: dict, target: float) -> list[str]:
 
 def point_line(p: dict) -> str:
     mc = f"  MC {p['mc_error']:.2f}%" if "mc_error" in p else ""
+    mc += f"  sampled {p['sampled_error']:.2f}%" if "sampled_error" in p else ""
     return (f"{p['samples']:>12,} samples {p['minutes']:7.1f} min  val {p['val_error']:.2f}%  "
             f"test greedy {p['greedy_error']:.2f}%{mc}")
 

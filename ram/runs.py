@@ -22,9 +22,11 @@ from ram.config import BOOKKEEPING, Args, UsageError, task_of
 
 def default_run_dir(args: Args, task: Task) -> str:
     """runs/TASK-Tg-sSEED for a glimpse model (TASK-Tg-random-sSEED with random glimpses), runs/TASK-MODEL-sSEED
-    for the others."""
+    for the others, runs/catch-sSEED for the game."""
     from ram.registry import spec
 
+    if task.kind == "catch":  # a game's length is its screen's, not a choice
+        return f"runs/{args.task}-s{args.seed}"
     if spec(args.model).reads != "glimpses":
         return f"runs/{args.task}-{args.model}-s{args.seed}"
     return f"runs/{args.task}-{task.n_glimpses}g{'-random' if args.policy == 'random' else ''}-s{args.seed}"

@@ -189,7 +189,8 @@ def test_glimpse_episodes_rewards_match_the_loss(mnist):
     env = make_env(spec("ram"), args, task_of(args), "train", 32)
     env.reset(seed=0)
     model = RecurrentAttention(RAMConfig(hidden_size=32, g_size=32, hg_size=16, hl_size=16))
-    logits, labels, locations, log_pi, b, reward = episode(spec("ram"), model, env, greedy=False)
+    logits, labels, locations, log_pi, b, reward, log_pi_a, entropy = episode(spec("ram"), model, env, greedy=False)
+    assert log_pi_a is None and entropy is None  # a classification: no game actions
     assert locations.shape == (32, 6, 2) and log_pi.shape == (32, 5) and b.shape == (32, 5)
     assert torch.equal(hybrid_loss(logits, labels, log_pi, b).reward, reward)  # the env pays what the loss assumes
 
