@@ -23,11 +23,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
+from gymnasium.vector import AutoresetMode
 
-from envs.cluttered_mnist import STARTS, _autoreset_mode, check_location, uniform_locations
+from envs.cluttered_mnist import STARTS, check_location, uniform_locations
 from envs.tasks import GAMES, PUBLISHED_SEED, Task, integers
+from envs.vector import BatchedVectorEnv
 from ram.retina import Retina, integral_image
 
 PADDLE = 2  # the paddle's width in pixels
@@ -174,7 +174,7 @@ class _Games:
         from envs.render import draw_glimpses
 
         t = int(min(self.t[i], self.task.n_glimpses))
-        return draw_glimpses(self.screens()[i], self.path[i, t - 1 : t], self.retina)
+        return draw_glimpses(self.screens()[i], self.path[i, t - 1 : t], self.retina, centres=False)
 
 
 def follow_ball(games: _Games) -> np.ndarray:
@@ -264,13 +264,13 @@ class CatchEnv(gym.Env):
         return self._games.render(0) if self.render_mode == "rgb_array" else None
 
 
-class CatchVectorEnv(VectorEnv):
+class CatchVectorEnv(BatchedVectorEnv):
     """``num_envs`` games of ``CatchEnv`` stepped as one batch (one retina call per step).
 
     Same arguments, spaces per sub-env, rewards and infos as the single env; infos follow the vector convention
     (``infos["caught"]`` with mask ``infos["_caught"]``). All games last exactly ``size - 1`` steps, so sub-envs
-    start and end together. Autoreset (``autoreset_mode``) as in ``envs.ClutteredMNISTVectorEnv``: ``NEXT_STEP``
-    (default), ``SAME_STEP`` or ``DISABLED``. On ``val``/``test`` the sub-envs take consecutive fixed starts.
+    start and end together. Autoreset (``autoreset_mode``): ``NEXT_STEP`` (default), ``SAME_STEP`` or ``DISABLED``,
+    as ``envs.vector.BatchedVectorEnv`` describes. On ``val``/``test`` the sub-envs take consecutive fixed starts.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4, "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -278,70 +278,24 @@ class CatchVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, size: int = 24, *, glimpse_size: int = 6, n_scales: int = 3,
                  scale: int = 2, split: str = "train", start: str = "random", render_mode: str | None = None,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP):
-        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.autoreset_mode = _autoreset_mode(autoreset_mode)
-        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
-        self.num_envs = int(num_envs)
-        self.render_mode = render_mode
-        self.task = catch_task(size, glimpse_size=glimpse_size, n_scales=n_scales, scale=scale)
-        self._games = _Games(task=self.task, split=split, start=start, n=self.num_envs)
-        self.split_size = self._games.split_size
-        self.retina = self._games.retina
-        self.single_observation_space, self.single_action_space = self._games.spaces()
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._all = np.arange(self.num_envs)
-        self._autoreset = np.zeros(self.num_envs, bool)
+        num_envs = self.check_num_envs(num_envs)
+        task = catch_task(size, glimpse_size=glimpse_size, n_scales=n_scales, scale=scale)
+        self._games = _Games(task=task, split=split, start=start, n=num_envs)
+        self._setup(self._games, num_envs, render_mode, autoreset_mode)
 
     @property
     def games(self) -> _Games:
         """The games' state (read it, e.g. for ``follow_ball``; do not change it)."""
         return self._games
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)  # seeds self.np_random
-        if seed is not None:
-            self._games.cursor = 0
-        options = options or {}
-        rows = self._all
-        if "reset_mask" in options:
-            rows = self._all[np.asarray(options["reset_mask"], bool)]
-        self._games.new(rows, self.np_random.bit_generator, options.get("index"))
-        self._autoreset[rows] = False
-        return self._games.observe(), {}
+    def _rewind(self) -> None:
+        self._games.cursor = 0
 
-    def step(self, actions: dict):
-        g, n = self._games, self.num_envs
-        if (g.t == 0).any():
-            raise RuntimeError("call reset() before step()")
-        location = check_location(actions["location"], n)
-        paddle = check_paddle(actions["paddle"], n)
-        reward = np.zeros(n, np.float32)
-        terminated = np.zeros(n, bool)
-        restart, going = self._all[self._autoreset], self._all[~self._autoreset]
-        if self.autoreset_mode == AutoresetMode.DISABLED and (g.t[going] > self.task.n_glimpses).any():
-            raise RuntimeError("an episode has ended and autoreset is disabled: call reset()")
-        if len(restart):
-            g.new(restart, self.np_random.bit_generator)
-        reward[going], terminated[going] = g.act(going, location[going], paddle[going])
-        infos: dict[str, Any] = {}
-        if terminated.any():
-            infos = {"caught": terminated & (reward > 0), "_caught": terminated.copy()}
-        if self.autoreset_mode == AutoresetMode.SAME_STEP and terminated.any():
-            # gymnasium 1.x convention: the ended episodes' observations and infos under final_obs / final_info.
-            last, ended = g.observe(), self._all[terminated]
-            final_obs = np.full(n, None, dtype=object)
-            for i in ended:
-                final_obs[i] = {k: v[i] for k, v in last.items()}
-            infos = {"final_obs": final_obs, "_final_obs": terminated.copy(), "final_info": infos,
-                     "_final_info": terminated.copy()}
-            g.new(ended, self.np_random.bit_generator)
-        elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
-            self._autoreset = terminated.copy()
-        return g.observe(), reward, terminated, np.zeros(n, bool), infos
+    def _actions(self, actions: dict) -> tuple[np.ndarray, ...]:
+        return check_location(actions["location"], self.num_envs), check_paddle(actions["paddle"], self.num_envs)
+
+    def _infos(self, terminated: np.ndarray, reward: np.ndarray) -> dict:
+        return {"caught": terminated & (reward > 0), "_caught": terminated.copy()}
 
     def get_rng_state(self) -> dict:
         """The random state of the env: what ``set_rng_state`` needs to continue exactly, e.g. to resume training."""

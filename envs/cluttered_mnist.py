@@ -9,11 +9,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
+from gymnasium.vector import AutoresetMode
 
 from envs.mnist import MNIST, load_mnist
 from envs.tasks import BLOCK, Canvases, Task, fixed, get_task, sample, split_size
+from envs.vector import BatchedVectorEnv
 from ram.retina import Retina, integral_image
 
 N_CLASSES = 10
@@ -44,16 +44,6 @@ def check_label(label: Any, n: int) -> np.ndarray:
     if label.size != n or not np.issubdtype(label.dtype, np.integer) or ((label < 0) | (label >= N_CLASSES)).any():
         raise ValueError(f"action 'label' must be {n} integer(s) in 0..{N_CLASSES - 1}, got {label.tolist()}")
     return label.reshape(n).astype(np.int64)
-
-
-def _autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
-    """An AutoresetMode from itself, its value ("NextStep") or its name ("NEXT_STEP")."""
-    if isinstance(mode, AutoresetMode):
-        return mode
-    for m in AutoresetMode:
-        if mode in (m.value, m.name):
-            return m
-    raise ValueError(f"autoreset_mode must be one of {[m.name for m in AutoresetMode]}, got {mode!r}")
 
 
 class _CanvasStream:
@@ -357,17 +347,14 @@ class ClutteredMNISTEnv(gym.Env):
         return draw_glimpses(e.images[0], e.path[0, :steps], self.retina)
 
 
-class ClutteredMNISTVectorEnv(VectorEnv):
+class ClutteredMNISTVectorEnv(BatchedVectorEnv):
     """``num_envs`` episodes of ``ClutteredMNISTEnv`` stepped as one batch (one retina call per step).
 
     Same arguments, spaces per sub-env, rewards and infos as the single env; infos follow the vector convention
     (``infos["label"]`` with mask ``infos["_label"]``). All episodes last exactly T steps, so sub-envs start and
-    end together. Autoreset (``autoreset_mode``): ``NEXT_STEP`` (default) resets an ended sub-env at the next
-    ``step``, whose actions for it are ignored and which returns its first observation with reward 0;
-    ``SAME_STEP`` resets at the ending step, returning the new first observation and the last one in
-    ``infos["final_obs"]``; ``DISABLED`` never resets by itself (call ``reset``, optionally with
-    ``options={"reset_mask": mask}``). On ``val``/``test`` the sub-envs take consecutive canvases of the fixed
-    set, so ``ceil(N / num_envs)`` resets cover it in order; ``reset(seed=...)`` rewinds to canvas 0.
+    end together. Autoreset (``autoreset_mode``): ``NEXT_STEP`` (default), ``SAME_STEP`` or ``DISABLED``, as
+    ``envs.vector.BatchedVectorEnv`` describes. On ``val``/``test`` the sub-envs take consecutive canvases of the
+    fixed set, so ``ceil(N / num_envs)`` resets cover it in order; ``reset(seed=...)`` rewinds to canvas 0.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2, "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -378,75 +365,22 @@ class ClutteredMNISTVectorEnv(VectorEnv):
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, canvas_size: int | None = None,
                  n_clutter: int | None = None, clutter_size: int | None = None, glimpse_size: int | None = None,
                  n_scales: int | None = None, scale: int | None = None, n_glimpses: int | None = None):
-        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.autoreset_mode = _autoreset_mode(autoreset_mode)
-        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
-        self.num_envs = int(num_envs)
-        self.render_mode = render_mode
-        self._episodes = _make_episodes(task, split, mnist, data_dir, start, observation, self.num_envs, True,
+        num_envs = self.check_num_envs(num_envs)
+        self._episodes = _make_episodes(task, split, mnist, data_dir, start, observation, num_envs, True,
                                         canvas_size=canvas_size, n_clutter=n_clutter, clutter_size=clutter_size,
                                         glimpse_size=glimpse_size, n_scales=n_scales, scale=scale,
                                         n_glimpses=n_glimpses)
-        self.task = self._episodes.task
-        self.split_size = self._episodes.split_size  # canvases in the fixed split (None for train)
-        self.retina = self._episodes.retina
-        self.single_observation_space, self.single_action_space = self._episodes.spaces()
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._all = np.arange(self.num_envs)
-        self._autoreset = np.zeros(self.num_envs, bool)
+        self._setup(self._episodes, num_envs, render_mode, autoreset_mode)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)  # seeds self.np_random
-        if seed is not None:
-            self._episodes.reseed(self.np_random.bit_generator)
-        options = options or {}
-        rows = self._all
-        if "reset_mask" in options:
-            rows = self._all[np.asarray(options["reset_mask"], bool)]
-        self._episodes.new(rows, self.np_random.bit_generator, options.get("index"))
-        self._autoreset[rows] = False
-        return self._episodes.observe(), {}
+    def _rewind(self) -> None:
+        self._episodes.reseed(self.np_random.bit_generator)
 
-    def step(self, actions: dict):
-        e, n = self._episodes, self.num_envs
-        if (e.t == 0).any():
-            raise RuntimeError("call reset() before step()")
-        location = check_location(actions["location"], n)
-        label = check_label(actions["label"], n)
-        reward = np.zeros(n, np.float32)
-        terminated = np.zeros(n, bool)
-        restart = self._all[self._autoreset]
-        going = self._all[~self._autoreset]
-        if self.autoreset_mode == AutoresetMode.DISABLED and (e.t[going] > self.task.n_glimpses).any():
-            raise RuntimeError("an episode has ended and autoreset is disabled: call reset()")
-        if len(restart):
-            e.new(restart, self.np_random.bit_generator)
-        reward[going], terminated[going] = e.act(going, location[going], label[going])
-        ended = self._all[terminated]
-        infos: dict[str, Any] = {}
-        if len(ended):
-            mask = terminated.copy()
-            infos = {"label": np.where(mask, e.labels, 0), "_label": mask,
-                     "correct": np.where(mask, reward > 0, False), "_correct": mask}
-        if self.autoreset_mode == AutoresetMode.SAME_STEP and len(ended):
-            # gymnasium 1.x convention: the ended episodes' observations (one object each) and infos go under
-            # final_obs / final_info; the top level holds the infos of the resets (none here).
-            last = e.observe()
-            final_obs = np.full(n, None, dtype=object)
-            for i in ended:
-                final_obs[i] = {k: v[i] for k, v in last.items()}
-            infos = {"final_obs": final_obs, "_final_obs": terminated.copy(), "final_info": infos,
-                     "_final_info": terminated.copy()}
-            e.new(ended, self.np_random.bit_generator)
-            self._autoreset[:] = False
-        elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
-            self._autoreset = terminated.copy()
-        obs = e.observe()
-        return obs, reward, terminated, np.zeros(n, bool), infos
+    def _actions(self, actions: dict) -> tuple[np.ndarray, ...]:
+        return check_location(actions["location"], self.num_envs), check_label(actions["label"], self.num_envs)
+
+    def _infos(self, terminated: np.ndarray, reward: np.ndarray) -> dict:
+        return {"label": np.where(terminated, self._episodes.labels, 0), "_label": terminated.copy(),
+                "correct": np.where(terminated, reward > 0, False), "_correct": terminated.copy()}
 
     def get_rng_state(self) -> dict:
         """The random state of the env (its ``np_random`` and the stream of fresh canvases, which is made a batch

@@ -22,14 +22,16 @@ def glimpse_colour(t: int, n: int) -> tuple[int, int, int]:
     return _PALETTE[round(t * (len(_PALETTE) - 1) / (n - 1))]
 
 
-def draw_glimpses(image: np.ndarray, path: np.ndarray, retina: Retina, *, side: int = 240) -> np.ndarray:
+def draw_glimpses(image: np.ndarray, path: np.ndarray, retina: Retina, *, side: int = 240,
+                  centres: bool = True) -> np.ndarray:
     """RGB uint8 picture of a (C, C) uint8 canvas with every glimpse of ``path`` (T, 2): a box per scale, the
-    path between glimpse centres, and the latest glimpse in the brightest colour. About ``side`` pixels wide."""
+    path between glimpse centres, and the latest glimpse in the brightest colour. About ``side`` pixels wide.
+    ``centres=False`` leaves out the dots at the glimpse centres (on a sparse screen they hide what is there)."""
     C = image.shape[0]
     zoom = max(1, -(-side // C))
     picture = Image.fromarray(np.asarray(image, np.uint8)).resize((C * zoom, C * zoom), Image.NEAREST).convert("RGB")
     draw = ImageDraw.Draw(picture)
-    T = len(path)
+    T, dots = len(path), centres
     if T:
         boxes = retina.boxes(torch.as_tensor(np.asarray(path, np.float32)), C).numpy() * zoom  # (T, k, 4)
         centres = [tuple(((b[0, :2] + b[0, 2:]) / 2).tolist()) for b in boxes]
@@ -40,7 +42,8 @@ def draw_glimpses(image: np.ndarray, path: np.ndarray, retina: Retina, *, side: 
             width = max(1, zoom // 2) if t == T - 1 else max(1, zoom // 4)
             for x0, y0, x1, y1 in boxes[t]:
                 draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=width)
-            cx, cy = centres[t]
-            r = max(2, zoom)
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+            if dots:
+                cx, cy = centres[t]
+                r = max(2, zoom)
+                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
     return np.asarray(picture)

@@ -150,17 +150,18 @@ def evaluate_game(spec: ModelSpec, model, env, n: int, *, seed: int = 0) -> dict
 def watch_games(spec: ModelSpec, model, env, index: np.ndarray, *, seed: int = 0) -> tuple[list[np.ndarray], Tensor]:
     """The greedy agent playing the fixed starts ``index`` (one per sub-env of env, made with
     ``render_mode="rgb_array"``): every step's screens side by side, as RGB frames (T + 1 of them: the start and
-    each step), and which balls it caught (B,)."""
+    each step, the last one framed green for a caught ball, red for a missed one), and which balls it caught (B,)."""
     from ram.plots import tile
 
-    frames: list[np.ndarray] = []
+    pictures: list[list[np.ndarray]] = []
     model.eval()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         env.reset(seed=seed)
-        ep = episode(spec, model, env, greedy=True, index=index, watch=lambda: frames.append(tile(env.render())))
+        ep = episode(spec, model, env, greedy=True, index=index, watch=lambda: pictures.append(env.render()))
     model.train()
-    return frames, ep.reward
+    outcome = [(52, 168, 83) if caught else (234, 67, 53) for caught in ep.reward.tolist()]
+    return [tile(p) for p in pictures[:-1]] + [tile(pictures[-1], frames=outcome)], ep.reward
 
 
 def play_baselines(env, n: int, *, seed: int = 0) -> dict[str, float]:

@@ -56,8 +56,13 @@ def trajectory_figure(images: np.ndarray, locations: np.ndarray, predictions: np
     return fig
 
 
-def tile(pictures: list[np.ndarray], *, columns: int = 4, gap: int = 4) -> np.ndarray:
-    """RGB pictures (H, W, 3) of one size in a grid, ``columns`` wide, separated by ``gap`` grey pixels."""
+def tile(pictures: list[np.ndarray], *, columns: int = 4, gap: int = 4, frames: list | None = None) -> np.ndarray:
+    """RGB pictures (H, W, 3) of one size in a grid, ``columns`` wide, separated by ``gap`` grey pixels; ``frames``
+    (one RGB colour per picture) draws a border of that colour inside each."""
+    if frames is not None:
+        pictures = [p.copy() for p in pictures]
+        for p, colour in zip(pictures, frames):
+            p[:gap], p[-gap:], p[:, :gap], p[:, -gap:] = colour, colour, colour, colour
     H, W, _ = pictures[0].shape
     columns = min(columns, len(pictures))
     rows = -(-len(pictures) // columns)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
+from test_model import grads, touched  # the routing helpers of the classification agent's tests
 
 import envs
 import train
@@ -193,16 +194,6 @@ def test_game_loss_known_answer():
     assert b.grad is None
 
 
-def grads(model, term):
-    model.zero_grad(set_to_none=True)
-    term.backward(retain_graph=True)
-    return {name: p.grad for name, p in model.named_parameters()}
-
-
-def touched(g, prefix):
-    return any(v is not None and v.abs().sum() > 0 for k, v in g.items() if k.startswith(prefix))
-
-
 @pytest.mark.parametrize("baseline_core", [False, True])
 def test_game_gradient_routing_moves_train_the_core_locations_the_policy_alone(baseline_core):
     torch.manual_seed(0)
@@ -238,7 +229,7 @@ def test_tiny_catch_run_trains_evaluates_draws_and_resumes(tmp_path, capsys):
     def run(name, *extra):
         return train.main([*TINY, "--run-dir", str(tmp_path / name), "--samples", "64", "--eval-every", "32", *extra])
 
-    assert run("full") == 0
+    assert run("full", "--snapshots") == 0
     folder = tmp_path / "full"
     assert {"results.json", "agent.pt", "games.gif", "games.png", "tb"} <= {p.name for p in folder.iterdir()}
     results = json.loads((folder / "results.json").read_text())
@@ -260,6 +251,11 @@ def test_tiny_catch_run_trains_evaluates_draws_and_resumes(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["greedy_catch_rate"] == test["greedy_catch_rate"]
     assert train.main(["visualize", str(folder), "--n", "2", "--out", str(tmp_path / "two")]) == 0
     assert "of 2 caught" in capsys.readouterr().out and (tmp_path / "two.gif").exists()
+    # The test curve: catch rates of every snapshot, greedy and sampled, against episodes and minutes.
+    assert train.main(["curve", str(folder), "--target", "5", "--threads", "1"]) == 0
+    curve = json.loads((folder / "test_curve.json").read_text())
+    assert set(curve["reached"]) == {"greedy_error", "sampled_error"} and len(curve["points"]) == 2
+    assert curve["points"][-1]["greedy_catch_rate"] == test["greedy_catch_rate"] or results["samples"] == 32
 
 
 @pytest.mark.parametrize("argv,message", [
