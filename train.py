@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import math
 import sys
@@ -183,7 +182,9 @@ def log_validation(writer, s, model, args: Args, task, val_env, point: dict) -> 
     if task.kind == "catch":  # four validation games, animated (TensorBoard shows a GIF image as it plays)
         from PIL import Image
 
-        frames, _ = watch_games(s, model, make_env(s, args, task, "val", 4, render_mode="rgb_array"), np.arange(4))
+        games = make_env(s, args, task, "val", 4, render_mode="rgb_array")
+        frames, _ = watch_games(s, model, games, np.arange(4), seed=args.seed)
+        games.close()
         add_gif(writer, "val/games", [Image.fromarray(f) for f in frames], point["samples"])
     elif s.draw is not None:
         canvases = val_env.canvases(np.arange(4))
@@ -274,6 +275,8 @@ def evaluate_command(argv: list[str]) -> int:
     model = load_model(state, args, task)
     errors = evaluate(spec(args.model), model, env, env.split_size, mc_samples=opts.mc_samples, seed=args.seed)
     mc = {"mc_samples": opts.mc_samples} if "mc_error" in errors else {}
+    if task.kind == "catch":  # the players without a retina, on the same games
+        mc = {"baselines": play_baselines(env, env.split_size, seed=args.seed)}
     print(json.dumps({"checkpoint": str(path), "split": opts.split, "n": env.split_size, **errors, **mc}, indent=2))
     return 0
 
@@ -322,10 +325,10 @@ def visualize_games(path: Path, state: dict, args: Args, task, *, n: int, first:
     frames, caught = watch_games(s, load_model(state, args, task), env, np.arange(first, first + n), seed=args.seed)
     where = path.parent / "games" if path.name == "best.pt" else path.with_name(f"{path.stem}-games")
     where = Path(out) if out else where
+    env.close()
     frames = [Image.fromarray(f) for f in frames]
     checkpoint.write_bytes(checkpoint.gif_bytes(frames, duration=250, hold=6), where.with_suffix(".gif"))
-    frames[-1].save(png := io.BytesIO(), format="PNG")
-    checkpoint.write_bytes(png.getvalue(), where.with_suffix(".png"))
+    checkpoint.write_image(frames[-1], where.with_suffix(".png"))
     print(f"wrote {where.with_suffix('.png')} and {where.with_suffix('.gif')}: {int(caught.sum())} of {n} caught")
 
 
@@ -369,6 +372,7 @@ def curve_command(argv: list[str]) -> int:
 
 def compare_command(argv: list[str]) -> int:
     from ram.reports import comparison
+    from ram.runs import read_results
 
     parser = subcommand("compare", "Compare trained runs: test error, parameters, training time, "
                         "multiply-accumulates and latency per image, pixels examined, cost against canvas size, "
@@ -389,6 +393,8 @@ def compare_command(argv: list[str]) -> int:
     for run, where in zip(opts.runs, resolved):
         if not (Path(run) / "results.json").exists():
             raise UsageError(f"{run} has no results.json (an unfinished run?)")
+        if read_results(Path(run) / "results.json").get("task", {}).get("kind") == "catch":
+            raise UsageError(f"{run} plays catch: compare measures classifiers (see train.py evaluate and curve)")
         if resolved.count(where) > 1:
             raise UsageError(f"{run} is given twice")
     report, data, figures = comparison(opts.runs, canvases=canvases, repeats=opts.repeats, threads=opts.threads,

@@ -2,7 +2,10 @@
 
 A ball falls from the top row of a square binary screen, one row a step, moving a column left or right or straight
 down, and bounces off the side walls; a 2-pixel paddle on the bottom row moves left, stays or moves right. The
-episode ends when the ball reaches the bottom row: reward 1 if the paddle is under it, else 0. The agent never sees
+episode ends when the ball reaches the bottom row: reward 1 if the paddle is under it, else 0. The paper gives the
+screen, the paddle's width, the retina and the reward; where it is silent this module takes the common reading: the
+ball's three directions (-1, 0, +1 column a row, drawn at the start), reflection off the walls, the paddle's start at
+a uniformly random column, and in each step the paddle's move before the ball's fall. The agent never sees
 the screen whole: each step it receives one glimpse of the retina where it chose to look, and it chooses where to
 look next and how to move the paddle.
 

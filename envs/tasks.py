@@ -56,10 +56,10 @@ class Task:
             (self.kind in KINDS, f"kind must be one of {KINDS}, got {self.kind!r}"),
             (self.canvas_size >= low, f"canvas_size must be >= {low}, got {self.canvas_size}"),
             (self.n_clutter >= 0, f"n_clutter must be >= 0, got {self.n_clutter}"),
-            (1 <= self.clutter_size <= DIGIT, f"clutter_size must be in 1..{DIGIT}, got {self.clutter_size}"),
-            (self.clutter_size <= self.canvas_size, "clutter_size must not exceed canvas_size"),
+            (catch or 1 <= self.clutter_size <= DIGIT, f"clutter_size must be in 1..{DIGIT}, got {self.clutter_size}"),
+            (catch or self.clutter_size <= self.canvas_size, "clutter_size must not exceed canvas_size"),
             (self.glimpse_size >= 1, f"glimpse_size must be >= 1, got {self.glimpse_size}"),
-            (self.glimpse_size <= self.canvas_size,
+            (catch or self.glimpse_size <= self.canvas_size,  # a game's small screen may be smaller: zeros beyond
              f"glimpse_size {self.glimpse_size} is larger than the {self.canvas_size}x{self.canvas_size} canvas"),
             (self.n_scales >= 1, f"n_scales must be >= 1, got {self.n_scales}"),
             (self.scale >= 1, f"scale must be >= 1, got {self.scale}"),

@@ -101,6 +101,13 @@ def write_figure(fig, path: str | Path, *, dpi: int = 110) -> None:
     write_bytes(png.getvalue(), path)
 
 
+def write_image(image, path: str | Path) -> None:
+    """Write a PIL image as a PNG, atomically."""
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    write_bytes(png.getvalue(), path)
+
+
 def gif_bytes(frames: list, *, duration: int = 600, hold: int = 3) -> bytes:
     """PIL images as an animated GIF (the file's bytes); the last frame is held ``hold`` times longer."""
     gif = io.BytesIO()

@@ -208,8 +208,12 @@ def check(args: Args) -> Args:
         raise UsageError(f"--std-final anneals a location policy's std: a {args.model} model has no location policy")
     if not 0 <= args.lr_final <= 1:
         raise UsageError(f"--lr-final must be in [0, 1], got {args.lr_final}")
-    if not 0 <= args.gae_lambda <= 1 or args.entropy < 0:
-        raise UsageError("--gae-lambda must be in [0, 1] and --entropy >= 0")
+    if not 0 <= args.gae_lambda <= 1 or not args.entropy >= 0:
+        raise UsageError(f"--gae-lambda must be in [0, 1] and --entropy >= 0, got {args.gae_lambda} and {args.entropy}")
+    if args.task != "catch" and (args.entropy != 0 or args.gae_lambda != 1):
+        raise UsageError("--entropy and --gae-lambda shape the loss of a game's moves: they apply to --task catch only")
+    if args.baseline_core and not spec(args.model).policy:
+        raise UsageError(f"--baseline-core routes the baseline's gradient: a {args.model} model has no baseline")
     if not 0 <= args.ema < 1:
         raise UsageError(f"--ema must be in [0, 1), got {args.ema}")
     if args.task == "catch" and (args.model != "ram" or args.policy != "learned"):

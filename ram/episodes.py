@@ -29,7 +29,7 @@ class Episode(NamedTuple):
     labels: Tensor  # (B,) the true digits, as the env reports them
     locations: Tensor | None  # (B, T, 2) where each glimpse was taken (glimpse models), else None
     log_pi: Tensor  # (B, T - 1) log-densities of the locations chosen; (B, 0) for whole-canvas models
-    b: Tensor  # (B, T - 1) baselines at the steps that chose them; (B, 0) likewise
+    b: Tensor  # (B, T - 1) baselines at the steps that chose them ((B, T) in a game); (B, 0) likewise
     reward: Tensor  # (B,) what the env paid: 1 for a correct label (or a caught ball)
     log_pi_a: Tensor | None = None  # (B, T) log-probabilities of a game's actions; None when classifying
     entropy: Tensor | None = None  # (B, T) entropies of a game's action distributions; None when classifying
@@ -125,20 +125,23 @@ def loss(ep: Episode, *, reinforce_weight: float, baseline_weight: float, entrop
     return hybrid_loss(ep.logits, ep.labels, ep.log_pi, ep.b, reward=ep.reward, **weights)
 
 
+def batches(n: int, B: int) -> list[tuple[np.ndarray, int]]:
+    """The first n episodes of a fixed split in batches of B: (the B indices, wrapping around; how many count)."""
+    return [((start + np.arange(B)) % n, min(B, n - start)) for start in range(0, n, B)]
+
+
 @torch.no_grad()
-def evaluate_game(spec: ModelSpec, model, env, n: int, *, seed: int = 0) -> dict[str, float]:
+def evaluate_game(spec: ModelSpec, model, env, n: int, *, sampled: bool = True, seed: int = 0) -> dict[str, float]:
     """A game on the first n fixed starts of env's split: the share of balls missed and caught, greedy (the most
-    probable move, the mean location) and sampled (moves and locations drawn, one game per start)."""
+    probable move, the mean location) and, if ``sampled``, sampled (moves and locations drawn, one game per start)."""
     model.eval()
     out = {}
-    B = env.num_envs
-    batches = [((start + np.arange(B)) % n, min(B, n - start)) for start in range(0, n, B)]
-    for name, greedy, offset in (("greedy", True, 0), ("sampled", False, 1)):
+    for name, greedy, offset in (("greedy", True, 0), ("sampled", False, 1))[: 2 if sampled else 1]:
         caught = 0
         with torch.random.fork_rng():  # seeded, and training's RNG stream untouched (as in evaluate)
             torch.manual_seed(seed + offset)
             env.reset(seed=seed + offset)
-            for index, count in batches:
+            for index, count in batches(n, env.num_envs):
                 caught += episode(spec, model, env, greedy=greedy, index=index).reward[:count].sum().item()
         out[f"{name}_error"] = 100.0 * (n - caught) / n
         out[f"{name}_catch_rate"] = 100.0 * caught / n
@@ -175,12 +178,12 @@ def play_baselines(env, n: int, *, seed: int = 0) -> dict[str, float]:
     for name in ("random", "follow"):
         caught = 0
         env.reset(seed=seed)
-        for start in range(0, n, B):
-            env.reset(options={"index": (start + np.arange(B)) % n})
+        for index, count in batches(n, B):
+            env.reset(options={"index": index})
             for _ in range(env.task.n_glimpses):
                 move = rng.integers(0, N_MOVES, B) if name == "random" else follow_ball(env.unwrapped.games)
                 _, reward, *_ = env.step({"location": look, "paddle": move})
-            caught += reward[: min(B, n - start)].sum()
+            caught += reward[:count].sum()
         out[f"{name}_catch_rate"] = 100.0 * float(caught) / n
     return out
 
@@ -189,28 +192,27 @@ def play_baselines(env, n: int, *, seed: int = 0) -> dict[str, float]:
 def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[str, float]:
     """Error on the first n canvases of env's fixed split: greedy (mean locations, one pass) and, if mc_samples
     (stochastic models only), Monte-Carlo (class probabilities averaged over mc_samples sampled rollouts). A game's
-    error is ``evaluate_game``'s."""
-    if is_game(env):
-        return evaluate_game(spec, model, env, n, seed=seed)
+    error is ``evaluate_game``'s, its sampled pass played if mc_samples > 0."""
+    if is_game(env):  # mc_samples > 0 adds the sampled pass (one game per start: a game has no class to average)
+        return evaluate_game(spec, model, env, n, sampled=mc_samples > 0, seed=seed)
     mc_samples = mc_samples if spec.policy else 0
     model.eval()
     greedy_errors = mc_errors = 0
-    B = env.num_envs
-    batches = [((start + np.arange(B)) % n, min(B, n - start)) for start in range(0, n, B)]
+    split = batches(n, env.num_envs)
     # Each pass draws from a forked, seeded torch RNG, so its error is reproducible and training's RNG stream is
     # untouched: the greedy pass draws nothing unless the locations are random (the paper's ablation, whose greedy
     # path is one random path); the Monte-Carlo pass draws the policy's noise.
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         env.reset(seed=seed)  # rewinds the fixed split and seeds the random first glimpses
-        for index, count in batches:
+        for index, count in split:
             out = episode(spec, model, env, greedy=True, index=index)
             greedy_errors += (out.logits.argmax(-1) != out.labels)[:count].sum().item()
     # After the greedy pass, so the greedy error does not depend on mc_samples.
     with torch.random.fork_rng():
         torch.manual_seed(seed + 1)
         env.reset(seed=seed + 1)
-        for index, count in batches if mc_samples else []:
+        for index, count in split if mc_samples else []:
             rollouts = [episode(spec, model, env, greedy=False, index=index) for _ in range(mc_samples)]
             probs = sum(r.logits.softmax(-1) for r in rollouts)
             mc_errors += (probs.argmax(-1) != rollouts[0].labels)[:count].sum().item()

@@ -120,15 +120,16 @@ def load_model(state: dict, args: Args, task: Task):
 
 def load_init(model, config, args: Args) -> int:
     """Load --init's weights into ``model``; returns the samples they were trained on. The architecture must match
-    (the policy's std may differ: that is what fine-tuning usually changes)."""
+    (the policy's std may differ: that is what fine-tuning usually changes; so may ``baseline_core``)."""
     path = checkpoint.find(args.init)
     if not path.exists():
         raise UsageError(f"--init {args.init}: no such checkpoint")
     state = checkpoint.load(path)
-    # Through JSON, so that tuples and lists compare equal.
-    theirs = json.loads(json.dumps(state["model_config"]))
+    # Through JSON, so that tuples and lists compare equal; a config saved before a field existed has its default.
+    theirs = json.loads(json.dumps({**dataclasses.asdict(type(config)()), **state["model_config"]}))
     ours = json.loads(json.dumps(dataclasses.asdict(config)))
-    theirs.pop("std", None), ours.pop("std", None)
+    for routing in ("std", "baseline_core"):  # the policy's noise and a gradient's route, not the architecture
+        theirs.pop(routing, None), ours.pop(routing, None)
     if state["args"]["model"] != args.model:
         raise UsageError(f"--init {path} is a {state['args']['model']} model; this run's is {args.model}")
     if theirs != ours:

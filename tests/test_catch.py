@@ -14,7 +14,7 @@ from test_model import grads, touched  # the routing helpers of the classificati
 
 import envs
 import train
-from envs.catch import CatchEnv, CatchVectorEnv, fall, fixed_starts, follow_ball
+from envs.catch import CatchEnv, CatchVectorEnv, fall, fixed_starts
 from ram import checkpoint
 from ram.episodes import episode, loss, make_env, n_actions, play_baselines
 from ram.model import RAMConfig, RecurrentAttention, game_loss
@@ -173,8 +173,6 @@ def test_the_ball_follower_catches_every_test_ball_and_a_random_player_few():
     rates = play_baselines(vec, 10000)
     assert rates["follow_catch_rate"] == 100.0
     assert 4 < rates["random_catch_rate"] < 15  # about 2 paddle columns in 24
-    vec.reset(seed=0)
-    assert follow_ball(vec.games).shape == (1000,)
 
 
 def test_game_loss_known_answer():
@@ -255,7 +253,8 @@ def test_tiny_catch_run_trains_evaluates_draws_and_resumes(tmp_path, capsys):
     assert train.main(["curve", str(folder), "--target", "5", "--threads", "1"]) == 0
     curve = json.loads((folder / "test_curve.json").read_text())
     assert set(curve["reached"]) == {"greedy_error", "sampled_error"} and len(curve["points"]) == 2
-    assert curve["points"][-1]["greedy_catch_rate"] == test["greedy_catch_rate"] or results["samples"] == 32
+    best = next(p for p in curve["points"] if p["samples"] == results["samples"])  # the snapshot best.pt holds
+    assert best["greedy_catch_rate"] == test["greedy_catch_rate"] and best["val_error"] == results["val_error"]
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -263,6 +262,9 @@ def test_tiny_catch_run_trains_evaluates_draws_and_resumes(tmp_path, capsys):
     (["--task", "catch", "--policy", "random"], "played by the RAM agent"),
     (["--task", "catch", "--glimpses", "5"], "no --glimpses"),
     (["--task", "catch", "--canvas-size", "3"], "canvas_size must be >= 4"),
+    (["--task", "mnist28", "--entropy", "0.01"], "apply to --task catch only"),
+    (["--task", "catch", "--entropy", "nan"], "--entropy >= 0"),
+    (["--model", "cnn", "--baseline-core"], "has no baseline"),
 ])
 def test_catch_usage_errors_are_one_line(argv, message, capsys):
     assert train.main([*argv, "--samples", "16"]) == 2
@@ -297,3 +299,30 @@ def test_the_catch_recipe_fills_what_the_command_line_leaves_unset():
     assert all(getattr(args, k) == v for k, v in RECIPES["catch"].items() if k != "hidden_size")
     assert Args(task="catch").core == "lstm" and Args().core == "rnn" and Args().samples == 3_000_000
     assert Args(task="catch", model="ram", lr=0.01).lr == 0.01
+
+
+def test_small_screens_play_and_compare_refuses_a_game(tmp_path, capsys):
+    env = gym.make(envs.CATCH_ID, size=5, render_mode="rgb_array")
+    check_env(env.unwrapped, skip_render_check=False)
+    assert env.unwrapped.task.n_glimpses == 4
+    assert train.main([*TINY, "--run-dir", str(tmp_path / "g"), "--samples", "32", "--eval-every", "32"]) == 0
+    capsys.readouterr()
+    assert train.main(["compare", str(tmp_path / "g"), "--out", str(tmp_path / "c")]) == 2
+    assert "compare measures classifiers" in capsys.readouterr().err
+
+
+def test_init_from_a_checkpoint_saved_before_the_game_fields_existed(tmp_path):
+    """A shipped classification agent (its model_config without act_every_step or baseline_core) still starts a
+    fine-tune."""
+    import dataclasses
+
+    from ram.config import Args, task_of
+    from ram.runs import load_init
+
+    args = Args(task="mnist28", init=str(tmp_path / "old.pt"))
+    model, config = spec("ram").build(args, task_of(args), 10)
+    state = {"args": dataclasses.asdict(args), "task": {}, "model": model.state_dict(), "samples": 7,
+             "model_config": {k: v for k, v in dataclasses.asdict(config).items()
+                              if k not in ("act_every_step", "baseline_core")}}
+    checkpoint.save(state, tmp_path / "old.pt")
+    assert load_init(model, config, args) == 7
