@@ -44,10 +44,10 @@ def _default(value, help: str, **kw):
 # The RAM agent's recipe for a task: the values its flags take when the command line leaves them unset, so that
 # `python train.py --task T` trains a good agent for T (measured in docs/training.md).
 RECIPES: dict[str, dict] = {
-    # A small LSTM agent; the baseline shapes its state (an actor-critic); a little entropy keeps the moves from
-    # settling on one move early; advantages with lambda 0.9 (docs/catch.md has the A/B runs behind each choice).
+    # A small LSTM agent trained by REINFORCE; its baseline shapes its state too (as an actor-critic's critic); a
+    # little entropy keeps the moves from settling on one move early (docs/catch.md has the runs behind each choice).
     "catch": {"core": "lstm", "hidden_size": 64, "g_size": 64, "glimpse_hidden": 32, "baseline_core": True,
-              "entropy": 0.01, "gae_lambda": 0.9, "lr": 2e-3, "samples": 5_000_000, "eval_every": 100_000},
+              "entropy": 0.01, "lr": 2e-3, "samples": 5_000_000, "eval_every": 100_000},
 }
 
 
