@@ -192,6 +192,8 @@ def fixed(mnist: MNIST, task: Task, split: str, start: int = 0, stop: int | None
     """Canvases ``start:stop`` of the fixed ``val`` or ``test`` set: canvas i shows digit i of the split's pool."""
     if split not in ("val", "test"):
         raise ValueError(f"only val and test are fixed sets, got {split!r}")
+    if task.kind != "classify":
+        raise ValueError(f"{task.name} is a game: its fixed sets are starts (envs.catch.fixed_starts), not canvases")
     digits, labels = pool(mnist, split)
     stop = len(digits) if stop is None else stop
     if not 0 <= start <= stop <= len(digits):

@@ -326,3 +326,12 @@ def test_init_from_a_checkpoint_saved_before_the_game_fields_existed(tmp_path):
                               if k not in ("act_every_step", "baseline_core")}}
     checkpoint.save(state, tmp_path / "old.pt")
     assert load_init(model, config, args) == 7
+
+
+def test_a_game_has_no_canvases(tiny_mnist):
+    from envs.tasks import GAMES, fixed
+
+    with pytest.raises(ValueError, match="is a game"):
+        fixed(tiny_mnist, GAMES["catch"], "test", 0, 4)
+    with pytest.raises(ValueError, match="is a game"):
+        envs.ClutteredMNISTEnv("catch", mnist=tiny_mnist)

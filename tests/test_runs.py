@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import train
 from envs.tasks import fixed
@@ -41,7 +42,14 @@ def test_every_shipped_folder_loads_through_the_look_up(mnist, folder):
     assert results["task"] == json.loads(json.dumps(state["task"])) and results["samples"] == state["samples"]
     model = load_model(state, args, task)
     assert sum(p.numel() for p in model.parameters()) == results["params"]
-    if spec(args.model).reads == "glimpses":  # a RAM agent: the API takes the folder as it is
+    if task.kind == "catch":  # the game's agent plays through the API, from the folder as it is
+        from envs.catch import CatchVectorEnv
+        from ram.episodes import glimpse_episode
+
+        with torch.no_grad():
+            ep = glimpse_episode(Agent.from_checkpoint(folder).model, CatchVectorEnv(4, split="test"), greedy=True)
+        assert ep.locations.shape == (4, task.n_glimpses, 2) and ep.log_pi_a.shape == (4, task.n_glimpses)
+    elif spec(args.model).reads == "glimpses":  # a RAM agent: the API takes the folder as it is
         canvases = fixed(mnist, task, "test", 0, 4)
         assert Agent.from_checkpoint(folder).predict(canvases.images).locations.shape == (4, task.n_glimpses, 2)
 
