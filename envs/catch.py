@@ -172,12 +172,13 @@ class _Games:
         self.t[rows] += 1
         return reward, terminated
 
-    def render(self, i: int) -> np.ndarray:
-        """Game i's screen with the latest glimpse's boxes, as an RGB array."""
+    def render(self) -> list[np.ndarray]:
+        """Every game's screen with its latest glimpse's boxes, as RGB arrays."""
         from envs.render import draw_glimpses
 
-        t = int(min(self.t[i], self.task.n_glimpses))
-        return draw_glimpses(self.screens()[i], self.path[i, t - 1 : t], self.retina, centres=False)
+        t = np.minimum(self.t, self.task.n_glimpses)
+        return [draw_glimpses(screen, self.path[i, t[i] - 1 : t[i]], self.retina, centres=False)
+                for i, screen in enumerate(self.screens())]
 
 
 def follow_ball(games: _Games) -> np.ndarray:
@@ -264,7 +265,7 @@ class CatchEnv(gym.Env):
         return self._obs(), float(reward[0]), bool(terminated[0]), False, info
 
     def render(self):
-        return self._games.render(0) if self.render_mode == "rgb_array" else None
+        return self._games.render()[0] if self.render_mode == "rgb_array" else None
 
 
 class CatchVectorEnv(BatchedVectorEnv):
@@ -308,6 +309,4 @@ class CatchVectorEnv(BatchedVectorEnv):
         self.np_random.bit_generator.state = state["np_random"]
 
     def render(self):
-        if self.render_mode != "rgb_array":
-            return None
-        return [self._games.render(i) for i in range(self.num_envs)]
+        return self._games.render() if self.render_mode == "rgb_array" else None

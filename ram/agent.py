@@ -58,7 +58,7 @@ class Agent:
         M sampled rollouts, probabilities averaged (locations are those of the first). The first glimpse is
         where the agent was trained to start: the centre, or a random location drawn from ``seed``."""
         if self.model.config.act_every_step:
-            raise ValueError("this agent plays catch, it does not classify: play it in envs.CatchEnv (README, Catch)")
+            raise ValueError("this agent plays catch, it does not classify: play it in envs.CatchEnv (docs/catch.md)")
         images = np.asarray(images)
         C = self.canvas_size
         if images.ndim == 2:

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
-from envs.tasks import PRESETS, Task
+from envs.tasks import GAMES, PRESETS, Task
 
 
 class UsageError(Exception):
@@ -210,15 +210,15 @@ def check(args: Args) -> Args:
         raise UsageError(f"--lr-final must be in [0, 1], got {args.lr_final}")
     if not 0 <= args.gae_lambda <= 1 or not args.entropy >= 0:
         raise UsageError(f"--gae-lambda must be in [0, 1] and --entropy >= 0, got {args.gae_lambda} and {args.entropy}")
-    if args.task != "catch" and (args.entropy != 0 or args.gae_lambda != 1):
+    if args.task not in GAMES and (args.entropy != 0 or args.gae_lambda != 1):
         raise UsageError("--entropy and --gae-lambda shape the loss of a game's moves: they apply to --task catch only")
     if args.baseline_core and not spec(args.model).policy:
         raise UsageError(f"--baseline-core routes the baseline's gradient: a {args.model} model has no baseline")
     if not 0 <= args.ema < 1:
         raise UsageError(f"--ema must be in [0, 1), got {args.ema}")
-    if args.task == "catch" and (args.model != "ram" or args.policy != "learned"):
+    if args.task in GAMES and (args.model != "ram" or args.policy != "learned"):
         raise UsageError("--task catch is played by the RAM agent: --model ram with --policy learned")
-    if args.task == "catch" and any(getattr(args, f) is not None for f in ("glimpses", "clutter", "clutter_size")):
+    if args.task in GAMES and any(getattr(args, f) is not None for f in ("glimpses", "clutter", "clutter_size")):
         raise UsageError("--task catch takes no --glimpses, --clutter or --clutter-size: a game lasts as long as the "
                          "ball falls (--canvas-size - 1 steps) and its screen has no clutter")
     if args.resume and args.run_dir is None:

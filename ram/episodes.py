@@ -55,7 +55,7 @@ def make_env(spec: ModelSpec, args: Args, task, split: str, num_envs: int, **kw)
 
 def is_game(env) -> bool:
     """Whether env is a game (its actions move a paddle at every step) rather than a classification."""
-    return "paddle" in env.single_action_space.spaces
+    return env.task.kind == "catch"
 
 
 def n_actions(env) -> int:

@@ -319,9 +319,9 @@ def lambda_advantage(b: Tensor, reward: Tensor, gae_lambda: float = 1.0) -> Tens
     its steps: sum_k lambda^k delta_{t+k}, delta_t = b_{t+1} - b_t and delta_T = R - b_T (Schulman et al.'s GAE
     without discount). lambda = 1 telescopes to R - b_t, REINFORCE with a baseline; lambda < 1 trusts the baseline's
     prediction of the next steps, for less variance and some bias."""
-    delta = torch.cat([b[:, 1:], reward[:, None]], 1) - b
     if gae_lambda == 1.0:
         return reward[:, None] - b  # the same sum, without its rounding
+    delta = torch.cat([b[:, 1:], reward[:, None]], 1) - b
     advantage, running = torch.empty_like(delta), torch.zeros_like(reward)
     for t in range(delta.shape[1] - 1, -1, -1):
         running = delta[:, t] + gae_lambda * running
