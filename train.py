@@ -21,15 +21,16 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ram import checkpoint
+from ram import checkpoint, parallel
 from ram.config import Args, Parser, TrainingError, UsageError, given_flags, parse_args
-from ram.episodes import episode, evaluate, loss, make_env, n_actions, play_baselines, watch_games
+from ram.episodes import evaluate, loss, make_env, n_actions, play_baselines, watch_games
+from ram.parallel import resolve_device, train_data_of
 from ram.registry import spec
 from ram.runs import Progress, init_record, load_init, load_model, load_run, open_run, restore, save_validated
 from ram.schedules import lr_factor, policy_std
@@ -42,30 +43,42 @@ def build_model(args: Args, task, env):
 
 
 def train(args: Args, given: set[str] = frozenset()) -> dict:
-    """Train (or, with args.resume, continue) a run; ``given`` names the flags set explicitly."""
+    """Train (or, with args.resume, continue) a run; ``given`` names the flags set explicitly. Under torchrun, each
+    process is one rank of a data-parallel run (ram.parallel); rank 0 alone validates, logs and writes files."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
     args, task, run_dir, resumed = open_run(args, given)
     s = spec(args.model)
+    device = resolve_device(args.device)
+    # The run records where it trained (auto resolved), so that --resume continues there.
+    args = replace(args, device=str(device), train_data=train_data_of(args.train_data, device, task))
+    ranks, device = parallel.start(device)
+    if resumed is not None and resumed.get("world", 1) != ranks.world:
+        raise UsageError(f"{run_dir} trained on {resumed.get('world', 1)} process(es): resume it with as many "
+                         f"(torchrun --nproc_per_node={resumed.get('world', 1)}), not {ranks.world}")
     torch.set_num_threads(args.threads)
     keep_freed_memory()
-    seed_everything(args.seed)
+    seed_everything(ranks.seed(args.seed))  # rank 0's seed is the run's: one process trains as it always did
 
-    # envs: fresh canvases for training, the fixed validation set for model selection
+    # envs: fresh canvases for training (each rank its own stream), the fixed validation set for model selection
     env = make_env(s, args, task, "train", args.batch_size)
-    env.reset(seed=args.seed)
-    val_env = make_env(s, args, task, "val", args.eval_batch)
+    env.reset(seed=ranks.seed(args.seed))
+    val_env = make_env(s, args, task, "val", args.eval_batch) if ranks.main else None
 
     model, config = build_model(args, task, env)
+    model.to(device)
     # fused: one kernel over all parameters, faster than foreach on these small models (the same update rule)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)
-    total_steps = math.ceil(args.samples / args.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, args.lr_final))
-    run = restore(resumed, model, optimizer, scheduler, env) if resumed else Progress()
+    batch = args.batch_size * ranks.world  # the global batch: every rank's episodes make one step
+    total_steps = math.ceil(args.samples / batch)
+    warmup_steps = math.ceil(args.lr_warmup / batch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, args.lr_final,
+                                                                                    warmup_steps))
+    run = restore(resumed, model, optimizer, scheduler, env, rank=ranks.rank) if resumed else Progress()
     if args.init is not None and resumed is None:
         run.init_samples = load_init(model, config, args)
-    start_samples = run.step * args.batch_size
+    start_samples = run.step * batch
     # Polyak averaging: a copy whose weights trail the trained ones; it is what validation selects and what ships.
     # Adam trains only `model`: the average has no gradients, it is updated in place after every step. Parameters are
     # the whole state: no model here has buffers (no batch norm), which a test checks.
@@ -73,77 +86,123 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     if average is not None and resumed is not None:
         average.load_state_dict(resumed["model"])
     evaluated = model if average is None else average
+    # What plays the training episodes: with several ranks, DDP around them, which averages the gradients in backward.
+    trainer = parallel.wrap(s, model, ranks, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast == "bf16")
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint.write_text(json.dumps({"args": asdict(args), "model_config": asdict(config)}, indent=2),
-                          run_dir / "config.json")
-    # On resume, drop what a stopped run logged after its last checkpoint, so no point is logged twice.
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_samples + 1 if resumed else None)
-    if resumed is None:
-        writer.add_text("config", "```\n" + json.dumps(asdict(args), indent=2) + "\n```")
+    writer = parallel.Silent()
+    if ranks.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_text(json.dumps({"args": asdict(args), "model_config": asdict(config)}, indent=2),
+                              run_dir / "config.json")
+        # On resume, drop what a stopped run logged after its last checkpoint, so no point is logged twice.
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_samples + 1 if resumed else None)
+        if resumed is None:
+            writer.add_text("config", "```\n" + json.dumps(asdict(args), indent=2) + "\n```")
 
-    def state_dict(val_error: float) -> dict:
+    def rng_state() -> dict:
+        state = {"torch": torch.get_rng_state(), "env": env.get_rng_state()}
+        if device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(device)
+        return state
+
+    def state_dict(val_error: float, ranks_state: dict) -> dict:
+        """The checkpoint (``ranks_state``: ``gathered()`` at this step)."""
         return {"args": asdict(args), "task": asdict(task), "model_config": asdict(config),
                 "model": evaluated.state_dict(), **({"trained": model.state_dict()} if average is not None else {}),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": run.step,
-                "samples": run.step * args.batch_size, "elapsed": run.elapsed, "best_val_error": run.best_val,
+                "samples": run.step * batch, "elapsed": run.elapsed, "best_val_error": run.best_val,
                 "val_error": val_error, "history": run.history, "init_samples": run.init_samples,
-                "rng": {"torch": torch.get_rng_state(), "env": env.get_rng_state()}}
+                **ranks_state}
+
+    def gathered() -> dict:
+        """Every rank's random state and a hash of its weights, for the checkpoint (a collective: all ranks call it
+        at the same steps), after checking that the weights are finite and the same on every rank."""
+        check_finite()
+        replicas = parallel.gather(parallel.fingerprint(model), ranks) if ranks.distributed else []
+        if len(set(replicas)) > 1:
+            raise TrainingError(f"the ranks' weights differ at {run.step * batch:,} samples (a data-parallel bug)")
+        rngs = parallel.gather(rng_state(), ranks)
+        return {"rng": rngs[0], "world": ranks.world, **({"ranks": rngs, "replicas": replicas} if replicas else {})}
+
+    finite = torch.ones((), dtype=torch.bool, device=device)  # every loss so far finite (kept on the device)
+
+    def check_finite() -> None:
+        # On the CPU every step, before the step; on a GPU (where reading the flag waits for the device) when the
+        # loop reads scalars anyway. Either way no checkpoint is written after a non-finite loss: last.pt and
+        # best.pt hold the last good state.
+        if not bool(finite):
+            raise TrainingError(f"the loss became non-finite by {run.step * batch:,} samples; "
+                                f"{run_dir / 'last.pt'} holds the last evaluated state (try a smaller --lr)")
 
     # In a log (stderr not a terminal), the bar updates at most every 30 s instead of several times a second.
-    bar = tqdm(total=total_steps, initial=run.step, disable=not args.progress, unit="step", dynamic_ncols=True,
-               mininterval=0.1 if sys.stderr.isatty() else 30, desc=f"{args.task} T={task.n_glimpses}")
-    eval_steps = max(1, args.eval_every // args.batch_size)
+    bar = tqdm(total=total_steps, initial=run.step, disable=not (args.progress and ranks.main), unit="step",
+               dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30,
+               desc=f"{args.task} T={task.n_glimpses}")
+    eval_steps = max(1, args.eval_every // batch)
     # Random locations leave nothing for REINFORCE to train.
     reinforce_weight = args.reinforce_weight if s.policy and args.policy == "learned" else 0.0
     tic, window, window_samples = time.perf_counter(), time.perf_counter(), 0
     while run.step < total_steps:
         if s.policy:
             model.location.std = policy_std(run.step, total_steps, args.std, args.std_final)
-        ep = episode(s, model, env, greedy=False)
+        with autocast:
+            ep = trainer(env)
         losses = loss(ep, reinforce_weight=reinforce_weight, baseline_weight=args.baseline_weight,
                       entropy_weight=args.entropy, gae_lambda=args.gae_lambda)
-        if not torch.isfinite(losses.total):
-            # Stop before the optimiser spreads NaN into the weights: last.pt and best.pt hold the last good state.
-            raise TrainingError(f"the loss became {losses.total.item()} at {run.step * args.batch_size:,} samples; "
-                                f"{run_dir / 'last.pt'} holds the last evaluated state (try a smaller --lr)")
+        finite &= torch.isfinite(losses.total)
+        if device.type == "cpu":
+            check_finite()  # before the optimiser spreads NaN into the weights
         update(losses.total, model, optimizer, scheduler, average, clip_grad=args.clip_grad, ema=args.ema)
         run.step += 1
-        window_samples += args.batch_size
+        window_samples += batch
         bar.update(1)
 
-        samples = run.step * args.batch_size  # the one clock of every log
+        samples = run.step * batch  # the one clock of every log
         if run.step % 50 == 0 or run.step == total_steps:
+            check_finite()
             now = time.perf_counter()
             speed, window, window_samples = window_samples / (now - window), now, 0
             log_steps(writer, bar, losses, samples, speed, lr=scheduler.get_last_lr()[0],
                       std=model.location.std if s.policy else None, best_val=run.best_val if run.history else None)
         stopping = args.stop_after is not None and samples - start_samples >= args.stop_after
         # The last step evaluates too, unless a scheduled evaluation came less than half a period before it.
-        last_eval = run.history[-1]["samples"] // args.batch_size if run.history else 0
+        last_eval = run.history[-1]["samples"] // batch if run.history else 0
         if run.history and run.step == total_steps and run.step - last_eval < eval_steps // 2 and not stopping:
             now = time.perf_counter()
             run.elapsed, tic = run.elapsed + now - tic, now
-            checkpoint.save(state_dict(run.history[-1]["val_error"]), run_dir / "last.pt")
+            ranks_state = gathered()
+            if ranks.main:
+                checkpoint.save(state_dict(run.history[-1]["val_error"], ranks_state), run_dir / "last.pt")
         elif run.step % eval_steps == 0 or run.step == total_steps or stopping:
             run.elapsed += time.perf_counter() - tic
-            val_error = evaluate(s, evaluated, val_env, val_env.split_size, seed=args.seed)["greedy_error"]
+            ranks_state = gathered()
+            val_error = float("nan")  # known to rank 0 only
+            if ranks.main:
+                val_error = evaluate(s, evaluated, val_env, val_env.split_size, seed=args.seed)["greedy_error"]
             tic = time.perf_counter()
             run.history.append({"samples": samples, "minutes": run.elapsed / 60, "val_error": val_error})
-            log_validation(writer, s, evaluated, args, task, val_env, run.history[-1])
-            improved, run.best_val = val_error < run.best_val, min(run.best_val, val_error)
-            save_validated(state_dict(val_error), run_dir, best=improved, snapshot=args.snapshots)
-            bar.write(f"samples {samples:,}  val error {val_error:.2f}%  best {run.best_val:.2f}%  "
-                      f"{run.elapsed / 60:.1f} min")
+            if ranks.main:
+                log_validation(writer, s, evaluated, args, task, val_env, run.history[-1])
+                improved, run.best_val = val_error < run.best_val, min(run.best_val, val_error)
+                save_validated(state_dict(val_error, ranks_state), run_dir, best=improved, snapshot=args.snapshots)
+                bar.write(f"samples {samples:,}  val error {val_error:.2f}%  best {run.best_val:.2f}%  "
+                          f"{run.elapsed / 60:.1f} min")
             if stopping and run.step < total_steps:
                 break
     for closing in (bar, env, val_env):  # the train env's canvas worker thread ends here
-        closing.close()
+        if closing is not None:
+            closing.close()
+    if not ranks.main:  # rank 0 tests and writes the results
+        parallel.stop(ranks)
+        return {"rank": ranks.rank}
     if run.step < total_steps:
         writer.close()
-        return {"stopped": True, "samples": run.step * args.batch_size, "val_error": run.history[-1]["val_error"],
+        parallel.stop(ranks)
+        return {"stopped": True, "samples": run.step * batch, "val_error": run.history[-1]["val_error"],
                 "run_dir": str(run_dir)}
     run.elapsed += time.perf_counter() - tic
+    parallel.stop(ranks)
     return finish(model, config, args, task, run_dir, writer, run)
 
 
@@ -248,6 +307,8 @@ def subcommand(prog: str, description: str, *, mc: bool = True) -> Parser:
     parser = Parser(prog=f"train.py {prog}", description=description)
     parser.add_argument("--data-dir", default=None, help="MNIST cache folder")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="auto", help="where the model runs: auto (cuda where torch sees a GPU, "
+                        "else cpu), cpu, cuda or cuda:N")
     if mc:
         parser.add_argument("--mc-samples", type=int, default=10, help="rollouts averaged for the Monte-Carlo error "
                             "(0: greedy only)")
@@ -261,6 +322,7 @@ def parse(parser: Parser, argv: list[str]) -> argparse.Namespace:
     if getattr(opts, "mc_samples", 0) < 0:
         raise UsageError(f"--mc-samples must be >= 0, got {opts.mc_samples}")
     torch.set_num_threads(opts.threads)
+    opts.device = resolve_device(opts.device)
     return opts
 
 
@@ -272,7 +334,7 @@ def evaluate_command(argv: list[str]) -> int:
     opts = parse(parser, argv)
     path, state, args, task = load_run(opts.run, opts.data_dir)
     env = make_env(spec(args.model), args, task, opts.split, args.eval_batch)
-    model = load_model(state, args, task)
+    model = load_model(state, args, task).to(opts.device)
     errors = evaluate(spec(args.model), model, env, env.split_size, mc_samples=opts.mc_samples, seed=args.seed)
     mc = {"mc_samples": opts.mc_samples} if "mc_error" in errors else {}
     if task.kind == "catch":  # the players without a retina, on the same games
@@ -281,7 +343,8 @@ def evaluate_command(argv: list[str]) -> int:
     return 0
 
 
-def visualize(run: str, *, n: int = 8, first: int = 0, out: str | None = None, data_dir: str | None = None) -> None:
+def visualize(run: str, *, n: int = 8, first: int = 0, out: str | None = None, data_dir: str | None = None,
+              device: torch.device | str = "cpu") -> None:
     """Draw where RUN's model attends on test canvases first..first+n: a PNG of the whole episode and a GIF of
     its steps, beside the checkpoint unless ``out``: RUN/NAME for a run folder (its best.pt), FILE-NAME for another
     file (so RUN/agent-NAME for a shipped folder, which keeps the pictures it ships with)."""
@@ -294,14 +357,14 @@ def visualize(run: str, *, n: int = 8, first: int = 0, out: str | None = None, d
     path, state, args, task = load_run(run, data_dir)
     s = spec(args.model)
     if task.kind == "catch":
-        return visualize_games(path, state, args, task, n=n, first=first, out=out)
+        return visualize_games(path, state, args, task, n=n, first=first, out=out, device=device)
     if s.draw is None:
         raise UsageError(f"a {args.model} model has no attention to draw")
     mnist = load_mnist(data_dir)
     if not 0 <= first <= split_size(mnist, "test") - n:
         raise UsageError(f"--first must be in 0..{split_size(mnist, 'test') - n} for --n {n}")
     canvases = fixed(mnist, task, "test", first, first + n)
-    model = load_model(state, args, task)
+    model = load_model(state, args, task).to(device)
     drawing = s.draw(model, args, task, canvases.images, canvases.labels)
     where = path.parent / drawing.name if path.name == "best.pt" else path.with_name(f"{path.stem}-{drawing.name}")
     where = Path(out) if out else where
@@ -314,7 +377,8 @@ def visualize(run: str, *, n: int = 8, first: int = 0, out: str | None = None, d
     print(f"wrote {where.with_suffix('.png')} and {where.with_suffix('.gif')}{extras}")
 
 
-def visualize_games(path: Path, state: dict, args: Args, task, *, n: int, first: int, out: str | None) -> None:
+def visualize_games(path: Path, state: dict, args: Args, task, *, n: int, first: int, out: str | None,
+                    device: torch.device | str = "cpu") -> None:
     """The agent playing test games first..first+n: every step of them side by side in a GIF, the last in a PNG."""
     from PIL import Image
 
@@ -322,7 +386,8 @@ def visualize_games(path: Path, state: dict, args: Args, task, *, n: int, first:
     env = make_env(s, args, task, "test", n, render_mode="rgb_array")
     if not 0 <= first <= env.split_size - n:
         raise UsageError(f"--first must be in 0..{env.split_size - n} for --n {n}")
-    frames, caught = watch_games(s, load_model(state, args, task), env, np.arange(first, first + n), seed=args.seed)
+    model = load_model(state, args, task).to(device)
+    frames, caught = watch_games(s, model, env, np.arange(first, first + n), seed=args.seed)
     where = path.parent / "games" if path.name == "best.pt" else path.with_name(f"{path.stem}-games")
     where = Path(out) if out else where
     env.close()
@@ -344,7 +409,7 @@ def visualize_command(argv: list[str]) -> int:
     opts = parse(parser, argv)
     if not 1 <= opts.n <= 64:
         raise UsageError("--n must be in 1..64")
-    visualize(opts.run, n=opts.n, first=opts.first, out=opts.out, data_dir=opts.data_dir)
+    visualize(opts.run, n=opts.n, first=opts.first, out=opts.out, data_dir=opts.data_dir, device=opts.device)
     return 0
 
 
@@ -398,7 +463,7 @@ def compare_command(argv: list[str]) -> int:
         if resolved.count(where) > 1:
             raise UsageError(f"{run} is given twice")
     report, data, figures = comparison(opts.runs, canvases=canvases, repeats=opts.repeats, threads=opts.threads,
-                                       data_dir=opts.data_dir)
+                                       data_dir=opts.data_dir, device=opts.device)
     out = Path(opts.out)
     for name, figure in figures.items():
         checkpoint.write_figure(figure, out / name)
@@ -421,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in COMMANDS:
             return COMMANDS[argv[0]](argv[1:])
         results = train(parse_args(argv), given_flags(argv))
+        if "rank" in results:  # a rank other than 0 of a torchrun run: rank 0 reports
+            return 0
         if results.get("stopped"):
             print(f"stopped at {results['samples']:,} samples; continue with: "
                   f"python train.py --run-dir {results['run_dir']} --resume")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import os
 import platform
@@ -51,9 +52,10 @@ from torch.nn import functional as F
 
 from envs import cluttered_mnist
 from envs.tasks import sample
-from ram.config import Args, task_of
-from ram.episodes import episode, make_env
+from ram.config import Args, UsageError, task_of
+from ram.episodes import episode, make_env, n_actions
 from ram.model import RAMConfig, RecurrentAttention, hybrid_loss
+from ram.parallel import resolve_device, train_data_of
 from ram.registry import spec
 from ram.retina import Retina
 from ram.system import keep_freed_memory, seed_everything
@@ -111,33 +113,36 @@ class Ours:
 
     name = "ours"
 
-    def __init__(self):
-        args = Args(task=TASK, progress=False)
+    def __init__(self, batch_size: int = 128, device: torch.device | None = None, train_data: str = "auto"):
+        device = device or torch.device("cpu")
+        args = Args(task=TASK, progress=False, batch_size=batch_size, device=str(device), train_data=train_data)
         keep_freed_memory()
         task = task_of(args)
+        args = dataclasses.replace(args, train_data=train_data_of(train_data, device, task))
         assert (task.n_glimpses, task.glimpse_size, task.n_scales, task.scale) == (6, 12, 3, 2), task
-        assert (args.batch_size, args.hidden_size, args.core) == (128, 256, "rnn"), args
-        self.args, self.task = args, task
+        assert (args.hidden_size, args.core) == (256, "rnn"), args
+        self.args, self.task, self.device = args, task, device
         self.env = make_env(spec("ram"), args, task, "train", args.batch_size)
         self.env.reset(seed=SEED)
-        config = RAMConfig(glimpse_shape=self.env.single_observation_space["glimpse"].shape,
-                           n_classes=int(self.env.single_action_space["label"].n), hidden_size=args.hidden_size,
-                           core=args.core, std=args.std)
-        self.model = RecurrentAttention(config)
+        config = RAMConfig(glimpse_shape=(task.n_scales, task.glimpse_size, task.glimpse_size),
+                           n_classes=n_actions(self.env), hidden_size=args.hidden_size, core=args.core, std=args.std)
+        self.model = RecurrentAttention(config).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr, fused=True)  # as train.py
         # train.py's factor is a cosine of the step; a constant one costs the same.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)
 
     @property
     def mnist(self):
-        return self.env.unwrapped._episodes.mnist
+        from envs import load_mnist
+
+        return load_mnist()
 
     def step(self, watch: Stopwatch) -> None:
         args, model, optimizer = self.args, self.model, self.optimizer
         with watch("rollout"):
-            logits, labels, _, log_pi, b, _ = episode(spec("ram"), model, self.env, greedy=False)
+            ep = episode(spec("ram"), model, self.env, greedy=False)
         with watch("loss"):
-            losses = hybrid_loss(logits, labels, log_pi, b, reinforce_weight=args.reinforce_weight)
+            losses = hybrid_loss(ep.logits, ep.labels, ep.log_pi, ep.b, reinforce_weight=args.reinforce_weight)
         with watch("backward"):
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()
@@ -222,12 +227,12 @@ class Theirs:
     def __init__(self, path: Path, ours: Ours):
         RecurrentAttentionRef, self.modules = load_reference(path)
         task, args = ours.task, ours.args
-        self.task, self.mnist, self.batch_size = task, ours.mnist, args.batch_size
+        self.task, self.mnist, self.batch_size, self.device = task, ours.mnist, args.batch_size, ours.device
         self.hidden_size, self.T = args.hidden_size, task.n_glimpses
         # Its Trainer passes (patch_size, num_patches, glimpse_scale, channels, loc_hidden, glimpse_hidden, std,
         # hidden_size, classes); both hidden sizes are 128 here, so their order does not matter.
         self.model = RecurrentAttentionRef(g=task.glimpse_size, k=task.n_scales, s=task.scale, c=1, h_g=128, h_l=128,
-                                           std=args.std, hidden_size=args.hidden_size, num_classes=10)
+                                           std=args.std, hidden_size=args.hidden_size, num_classes=10).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=REFERENCE_LR)  # its Trainer's: default Adam
         self.bitgen = np.random.PCG64(SEED)
 
@@ -235,13 +240,13 @@ class Theirs:
         B, model = self.batch_size, self.model
         with watch("sample"):
             canvases = sample(self.mnist, self.task, self.bitgen, B)
-            x = torch.from_numpy(canvases.images).unsqueeze(1).float().div_(255.0)  # (B, 1, 60, 60)
-            y = torch.from_numpy(canvases.labels)
+            x = torch.from_numpy(canvases.images).to(self.device).unsqueeze(1).float().div_(255.0)  # (B, 1, 60, 60)
+            y = torch.from_numpy(canvases.labels).to(self.device)
         with watch("rollout"):
             self.optimizer.zero_grad()
             # Its Trainer.reset: h_0 zeros and l_0 uniform in [-1, 1], both leaves that require grad.
-            h_t = torch.zeros(B, self.hidden_size, requires_grad=True)
-            l_t = torch.empty(B, 2).uniform_(-1, 1).requires_grad_(True)
+            h_t = torch.zeros(B, self.hidden_size, requires_grad=True, device=self.device)
+            l_t = torch.empty(B, 2, device=self.device).uniform_(-1, 1).requires_grad_(True)
             log_pi, baselines = [], []
             for t in range(self.T):
                 if t < self.T - 1:
@@ -287,6 +292,8 @@ def run_steps(side: Ours | Theirs, steps: int, watch: Stopwatch | None = None) -
     start = time.perf_counter()
     for _ in range(steps):
         side.step(watch)
+    if side.device.type == "cuda":
+        torch.cuda.synchronize(side.device)  # the clock stops when the device's work is done
     return time.perf_counter() - start
 
 
@@ -316,12 +323,27 @@ def summary(side: Ours | Theirs, times: list[float], steps: int, batch: int) -> 
             "spread": (max(rates) - min(rates)) / median, "samples_per_s_repeats": [round(r, 1) for r in rates]}
 
 
+def batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated integers, got {text!r}") from None
+    if min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    return sizes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per side (default 5, 1 quick)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per repeat (default 40, 3 quick)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per side first (default 5, 1 quick)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (both implementations)")
+    parser.add_argument("--device", default="cpu", help="where both implementations run: cpu, cuda, cuda:N, auto")
+    parser.add_argument("--batch-size", type=batch_sizes, default=[128], metavar="B[,B...]",
+                        help="episodes per step; several (e.g. 128,1024,16384) measure each in turn (default 128)")
+    parser.add_argument("--train-data", default="auto", choices=("auto", "env", "device"),
+                        help="where our canvases are made, as train.py's flag (auto: device on a GPU, else env)")
     parser.add_argument("--reference", type=Path, default=None, metavar="PATH",
                         help=f"local checkout of {REFERENCE_URL} to measure side by side")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false", help="skip the per-part timing pass")
@@ -333,54 +355,73 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 5)
     if repeats < 1 or steps < 1 or warmup < 0 or args.threads < 1:
         parser.error("--repeats, --steps and --threads must be >= 1, --warmup >= 0")
+    try:
+        device = resolve_device(args.device)
+    except UsageError as e:
+        parser.error(str(e))
+    cuda = device.type == "cuda"
 
     torch.set_num_threads(args.threads)
-    seed_everything(SEED)
-    ours = Ours()
-    sides: list[Ours | Theirs] = [ours]
-    if args.reference is not None:
-        sides.append(Theirs(args.reference, ours))
-    B = ours.args.batch_size
-
     meta = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
             "machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads, "task": TASK,
-            "batch": B, "glimpses": ours.task.n_glimpses, "repeats": repeats, "steps_per_repeat": steps,
-            "warmup_steps": warmup, "quick": args.quick,
-            "reference": None if args.reference is None else str(args.reference.resolve()),
+            "device": str(device), "gpu": torch.cuda.get_device_name(device) if cuda else None,
+            "batch_sizes": args.batch_size, "repeats": repeats, "steps_per_repeat": steps, "warmup_steps": warmup,
+            "quick": args.quick, "reference": None if args.reference is None else str(args.reference.resolve()),
             "reference_commit": None if args.reference is None else reference_commit(args.reference),
             "load_1min_before": round(os.getloadavg()[0], 2)}
     print("bench_train: " + ", ".join(f"{k} {v}" for k, v in meta.items()))
     print(f"medians of {repeats} timed repeats of {steps} steps after {warmup} warm-up steps, sides interleaved; "
           "spread = (slowest - fastest) / median")
 
-    for side in sides:
-        run_steps(side, warmup)
-    times: dict[str, list[float]] = {side.name: [] for side in sides}
-    for _ in range(repeats):
+    results, ratios, parts = [], {}, {}
+    for B in args.batch_size:
+        seed_everything(SEED)
+        ours = Ours(B, device, args.train_data)
+        meta["train_data"] = ours.args.train_data
+        sides: list[Ours | Theirs] = [ours]
+        if args.reference is not None:
+            sides.append(Theirs(args.reference, ours))
+        times: dict[str, list[float]] = {side.name: [] for side in sides}
+        memory: dict[str, float | None] = {}
         for side in sides:
-            times[side.name].append(run_steps(side, steps))
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            run_steps(side, warmup)
+            memory[side.name] = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
+        for _ in range(repeats):
+            for side in sides:
+                times[side.name].append(run_steps(side, steps))
+        results += [{**summary(side, times[side.name], steps, B), "batch": B, "gpu_mib": memory[side.name]}
+                    for side in sides]
+        if len(sides) == 2:
+            # time theirs / time ours = speed ours / theirs
+            per_pair = [a / b for a, b in zip(times["theirs"], times["ours"])]
+            ratios[B] = {"median": statistics.median(per_pair), "min": min(per_pair), "max": max(per_pair),
+                         "of_medians": results[-2]["samples_per_s"] / results[-1]["samples_per_s"]}
+        if args.breakdown and args.batch_size[0] == B and not cuda:  # on a GPU the parts run asynchronously
+            for side in sides:
+                parts[side.name] = breakdown(side, steps)
+        ours.env.close()
+        del ours, sides
+        if cuda:
+            torch.cuda.empty_cache()
 
-    results = [summary(side, times[side.name], steps, B) for side in sides]
-    print_table(f"1. One training step on {TASK}: B={B}, T={ours.task.n_glimpses}, {ours.task.n_scales} scales of "
-                f"{ours.task.glimpse_size}x{ours.task.glimpse_size}, hidden {ours.args.hidden_size}, "
-                f"{args.threads} torch threads, data generation included", results,
-                [("implementation", "implementation", "s"), ("params", "params", ",d"),
-                 ("samples_per_s", "samples/s", ",.0f"), ("ms_per_step", "ms/step", ".1f"), SPREAD])
-    ratio = None
-    if len(sides) == 2:
-        ratios = [a / b for a, b in zip(times["theirs"], times["ours"])]  # time theirs / time ours = speed ours/theirs
-        ratio = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
-                 "of_medians": results[0]["samples_per_s"] / results[1]["samples_per_s"]}
-        print(f"ratio ours / theirs: {ratio['median']:.2f}x (median of {repeats} interleaved pairs; "
+    task = task_of(Args(task=TASK))
+    columns = [("batch", "B", ",d"), ("implementation", "implementation", "s"), ("params", "params", ",d"),
+               ("samples_per_s", "samples/s", ",.0f"), ("ms_per_step", "ms/step", ".1f"), SPREAD]
+    if cuda:
+        columns.append(("gpu_mib", "peak GPU MiB", ",.0f"))
+    where = f"{meta['gpu']} ({device})" if cuda else f"{args.threads} torch threads"
+    print_table(f"1. One training step on {TASK}: T={task.n_glimpses}, {task.n_scales} scales of "
+                f"{task.glimpse_size}x{task.glimpse_size}, hidden 256, {where}, our canvases made by the "
+                f"{meta['train_data']}, data generation included", results, columns)
+    for B, ratio in ratios.items():
+        print(f"B={B}: ratio ours / theirs: {ratio['median']:.2f}x (median of {repeats} interleaved pairs; "
               f"range {ratio['min']:.2f}-{ratio['max']:.2f}; ratio of medians {ratio['of_medians']:.2f}x)")
-
-    parts: dict[str, list[dict[str, Any]]] = {}
-    if args.breakdown:
-        for i, side in enumerate(sides):
-            parts[side.name] = breakdown(side, steps)
-            print_table(f"{2 + i}. Where a step goes, {side.name}: {steps} instrumented steps, wall time per part",
-                        parts[side.name], [("part", "part", "s"), ("ms_per_step", "ms/step", ".2f"),
-                                           ("share", "share", ".0%")])
+    for i, (name, rows) in enumerate(parts.items()):
+        print_table(f"{2 + i}. Where a step goes, {name}: {steps} instrumented steps at B={args.batch_size[0]}, wall "
+                    "time per part", rows, [("part", "part", "s"), ("ms_per_step", "ms/step", ".2f"),
+                                            ("share", "share", ".0%")])
 
     # Other processes on the machine skew every figure: the load average tells whether the numbers can be trusted.
     meta["load_1min_after"] = round(os.getloadavg()[0], 2)
@@ -388,8 +429,8 @@ def main() -> None:
           f"on {meta['cpus']} cpus")
 
     if args.json is not None:
-        write_json(args.json, {"meta": meta, "throughput": results, "ratio_ours_over_theirs": ratio,
-                               "breakdown": parts})
+        write_json(args.json, {"meta": meta, "throughput": results,
+                               "ratio_ours_over_theirs": {str(B): r for B, r in ratios.items()}, "breakdown": parts})
         print(f"wrote {args.json}")
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from envs.mnist import MNIST
 
@@ -111,8 +112,12 @@ def get_task(name: str, **overrides) -> Task:
     return PRESETS[name].with_(**changes) if changes else PRESETS[name]
 
 
-def integers(bitgen: np.random.BitGenerator, high: int, size: int | tuple[int, ...]) -> np.ndarray:
-    """Integers in [0, high) from the raw 64-bit stream (stable across numpy versions; bias < high / 2**64)."""
+def integers(bitgen: np.random.BitGenerator | torch.Generator, high: int, size: int | tuple[int, ...]):
+    """Integers in [0, high): numpy's from the raw 64-bit stream (stable across numpy versions; bias < high / 2**64),
+    or, from a ``torch.Generator``, torch's, as an int64 tensor on the generator's device."""
+    if isinstance(bitgen, torch.Generator):
+        size = (size,) if isinstance(size, int) else size
+        return torch.randint(high, size, generator=bitgen, device=bitgen.device)
     return (bitgen.random_raw(size) % np.uint64(high)).astype(np.int64)
 
 
@@ -122,10 +127,11 @@ class Canvases(NamedTuple):
     positions: np.ndarray  # (N, 2) int64: (x, y) of the digit's top-left pixel
 
 
-def _square(image: np.ndarray, xy: np.ndarray, w: int, side: int) -> np.ndarray:
+def _square(image, xy, w: int, side: int):
     """Flat indices (n, w * w) of the w x w squares at top-left (x, y) = xy (n, 2) of images ``image`` (n,) in a
     flattened (N, side, side) array. One flat index is faster than three broadcast index arrays."""
-    offsets = (np.arange(w)[:, None] * side + np.arange(w)).reshape(-1)
+    arange = (lambda n: torch.arange(n, device=xy.device)) if isinstance(xy, torch.Tensor) else np.arange
+    offsets = (arange(w)[:, None] * side + arange(w)).reshape(-1)
     return (image * side * side + xy[:, 1] * side + xy[:, 0])[:, None] + offsets
 
 
@@ -134,30 +140,35 @@ def compose(
     labels: np.ndarray,
     index: np.ndarray,
     task: Task,
-    bitgen: np.random.BitGenerator,
+    bitgen: np.random.BitGenerator | torch.Generator,
 ) -> Canvases:
     """Canvases of ``task`` for ``digits[index]``, with clutter cut from other digits of ``digits``.
 
     Draws, in this order: digit positions (x then y), then per clutter piece its source digit, crop corner
-    (x, y) and canvas position (x, y).
+    (x, y) and canvas position (x, y). numpy arrays and a numpy bit generator make the canvases of every fixed set
+    and of CPU training; torch tensors and a ``torch.Generator`` on their device make them there (``envs.device``,
+    for training on a GPU): the same rules, another random stream.
     """
     n, C, c = len(index), task.canvas_size, task.clutter_size
-    canvas = np.zeros((n, C, C), dtype=np.uint8)
+    if isinstance(digits, torch.Tensor):
+        canvas, maximum = torch.zeros((n, C, C), dtype=torch.uint8, device=digits.device), torch.maximum
+        images = torch.arange(n, device=digits.device)
+    else:
+        canvas, maximum, images = np.zeros((n, C, C), dtype=np.uint8), np.maximum, np.arange(n)
     flat, flat_digits = canvas.reshape(-1), digits.reshape(-1)
     pos = integers(bitgen, C - DIGIT + 1, (n, 2))
-    images = np.arange(n)
     for _ in range(task.n_clutter):
         # A different digit: shift by 1..N-1 so the piece never comes from the digit being classified.
         source = (index + 1 + integers(bitgen, max(len(digits) - 1, 1), n)) % len(digits)
         corner = integers(bitgen, DIGIT - c + 1, (n, 2))
         at = integers(bitgen, C - c + 1, (n, 2))
         piece = flat_digits[_square(source, corner, c, DIGIT)]
-        where = _square(images, at, c, C)
-        flat[where] = np.maximum(flat[where], piece)
+        where = _square(images, at, c, C)  # distinct pixels: the read-modify-write below has no duplicate index
+        flat[where] = maximum(flat[where], piece)
 
     where = _square(images, pos, DIGIT, C)
-    flat[where] = np.maximum(flat[where], digits[index].reshape(n, -1))
-    return Canvases(canvas, labels[index].astype(np.int64), pos)
+    flat[where] = maximum(flat[where], digits[index].reshape(n, -1))
+    return Canvases(canvas, labels[index].astype(np.int64) if isinstance(labels, np.ndarray) else labels[index], pos)
 
 
 def pool(mnist: MNIST, split: str) -> tuple[np.ndarray, np.ndarray]:

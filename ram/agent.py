@@ -34,17 +34,18 @@ class Agent:
         self.canvas_size, self.retina, self.n_glimpses, self.start = canvas_size, retina, n_glimpses, start
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> Agent:
-        """Load ``path``: a .pt file, a run folder (its best.pt) or a shipped folder (its agent.pt)."""
-        return cls.from_state(checkpoint.load(path))
+    def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu") -> Agent:
+        """Load ``path``: a .pt file, a run folder (its best.pt) or a shipped folder (its agent.pt), onto ``device``
+        (e.g. "cuda"; ``predict`` takes and returns numpy arrays wherever the model runs)."""
+        return cls.from_state(checkpoint.load(path), device=device)
 
     @classmethod
-    def from_state(cls, state: dict) -> Agent:
-        """An agent from the contents of a checkpoint (training checkpoint or agent.pt)."""
+    def from_state(cls, state: dict, *, device: str | torch.device = "cpu") -> Agent:
+        """An agent from the contents of a checkpoint (training checkpoint or agent.pt), on ``device``."""
         config = RAMConfig(**{**state["model_config"], "glimpse_shape": tuple(state["model_config"]["glimpse_shape"])})
         model = RecurrentAttention(config)
         model.load_state_dict(state["model"])
-        return cls.on_task(model, Task(**state["task"]), start=state["args"]["start"])
+        return cls.on_task(model.to(device), Task(**state["task"]), start=state["args"]["start"])
 
     @classmethod
     def on_task(cls, model: RecurrentAttention, task: Task, *, start: str) -> Agent:
@@ -68,11 +69,12 @@ class Agent:
         is_float = np.issubdtype(images.dtype, np.floating)
         if images.dtype != np.uint8 and not (is_float and images.min(initial=0) >= 0 and images.max(initial=0) <= 1):
             raise ValueError("images must be uint8 in 0..255 or floats in [0, 1]")
+        device = next(self.model.parameters()).device  # the inputs go where the model is, the outputs come back
         generator = torch.Generator().manual_seed(seed)
         rng = np.random.default_rng(seed)
         labels, locations, probs = [], [], []
         for lo in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[lo : lo + batch_size]))
+            x = torch.from_numpy(np.ascontiguousarray(images[lo : lo + batch_size])).to(device)
             n = x.shape[0]
             l_0 = (torch.zeros(n, 2) if self.start == "center"
                    else torch.from_numpy(rng.uniform(-1, 1, (n, 2)).astype(np.float32)))
@@ -80,13 +82,13 @@ class Agent:
             for m in range(samples):
                 state = torch.get_rng_state()
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-                roll = self.model.rollout(x, l_0, self.retina, self.n_glimpses, greedy=samples == 1)
+                roll = self.model.rollout(x, l_0.to(device), self.retina, self.n_glimpses, greedy=samples == 1)
                 torch.set_rng_state(state)
                 p = p + roll.logits.softmax(-1)
                 where = roll.locations if m == 0 else where
             p = p / samples
-            labels.append(p.argmax(-1).numpy())
-            locations.append(where.numpy())
-            probs.append(p.numpy())
+            labels.append(p.argmax(-1).cpu().numpy())
+            locations.append(where.cpu().numpy())
+            probs.append(p.cpu().numpy())
         return Prediction(np.concatenate(labels), np.concatenate(locations).astype(np.float32),
                           np.concatenate(probs).astype(np.float32))

@@ -22,7 +22,8 @@ def forward_fn(model: torch.nn.Module, *, retina: Retina | None = None, n_glimps
     if retina is not None:
         if n_glimpses < 1:
             raise ValueError("a glimpse model needs its number of glimpses")
-        return lambda images: model.rollout(images, torch.zeros(images.shape[0], 2), retina, n_glimpses,
+        return lambda images: model.rollout(images, images.new_zeros(images.shape[0], 2, dtype=torch.float32),
+                                            retina, n_glimpses,
                                             greedy=True).logits
     return lambda images: model(images.float() / 255.0).logits
 
@@ -38,7 +39,9 @@ def count_macs(fn: Callable, images: Tensor) -> int:
 
 @torch.no_grad()
 def latency(fn: Callable, images: Tensor, *, repeats: int = 7, min_seconds: float = 0.05) -> float:
-    """Median wall-clock seconds of one call fn(images), after a warm-up; each repeat loops for >= min_seconds."""
+    """Median wall-clock seconds of one call fn(images), after a warm-up; each repeat loops for >= min_seconds. On a
+    GPU, each repeat waits for the device's work to finish before it reads the clock."""
+    cuda = images.is_cuda
     fn(images)
     times = []
     for _ in range(repeats):
@@ -46,6 +49,8 @@ def latency(fn: Callable, images: Tensor, *, repeats: int = 7, min_seconds: floa
         while True:
             fn(images)
             n += 1
+            if cuda:
+                torch.cuda.synchronize(images.device)
             elapsed = time.perf_counter() - start
             if elapsed >= min_seconds:
                 break

@@ -94,6 +94,8 @@ class Args:
     lr: float | None = _default(1e-3, "Adam learning rate, decayed to lr * lr_final by a cosine schedule (the "
                                 "model's registry entry may set another default)")
     lr_final: float = _flag(0.02, "final learning rate as a fraction of --lr")
+    lr_warmup: int = _flag(0, "samples over which the learning rate rises linearly to --lr, under its cosine (for "
+                           "large batches: docs/scaling.md; 0: none)")
     reinforce_weight: float = _flag(1.0, "weight of the REINFORCE term in the hybrid loss")
     baseline_weight: float = _flag(1.0, "weight of the baseline's regression term in the hybrid loss")
     baseline_core: bool | None = _default(False, "the baseline's regression also trains the core and glimpse networks "
@@ -112,6 +114,13 @@ class Args:
                             "run keeps it unless given")
     mc_samples: int = _flag(10, "rollouts averaged for the Monte-Carlo test error")
     seed: int = _flag(0, "random seed")
+    device: str = _flag("auto", "where to train and evaluate: auto (cuda where torch sees a GPU, else cpu), cpu, "
+                        "cuda or cuda:N")
+    train_data: str = _flag("auto", "where training canvases are made: env (the gymnasium env, numpy on the CPU: the "
+                            "canvases of every CPU run, bit for bit) or device (torch on --device: no host-device copy "
+                            "per step); auto: device on a GPU, else env", choices=("auto", "env", "device"))
+    autocast: str = _flag("off", "run the episodes under torch.autocast in bf16 (for GPUs; the loss stays float32)",
+                          choices=("off", "bf16"))
     threads: int = _flag(2, "torch CPU threads")
     run_dir: str | None = _flag(None, "run folder (default: runs/TASK-Tg-sSEED for RAM, runs/TASK-MODEL-sSEED for "
                                 "the others)")
@@ -206,6 +215,8 @@ def check(args: Args) -> Args:
         raise UsageError("--std, --std-final and --lr must be > 0")
     if args.std_final is not None and not spec(args.model).policy:
         raise UsageError(f"--std-final anneals a location policy's std: a {args.model} model has no location policy")
+    if args.lr_warmup < 0:
+        raise UsageError(f"--lr-warmup must be >= 0 samples, got {args.lr_warmup}")
     if not 0 <= args.lr_final <= 1:
         raise UsageError(f"--lr-final must be in [0, 1], got {args.lr_final}")
     if not 0 <= args.gae_lambda <= 1 or not args.entropy >= 0:
@@ -221,6 +232,9 @@ def check(args: Args) -> Args:
     if args.task in GAMES and any(getattr(args, f) is not None for f in ("glimpses", "clutter", "clutter_size")):
         raise UsageError("--task catch takes no --glimpses, --clutter or --clutter-size: a game lasts as long as the "
                          "ball falls (--canvas-size - 1 steps) and its screen has no clutter")
+    from ram.parallel import resolve_device, train_data_of
+
+    train_data_of(args.train_data, resolve_device(args.device), task_of(args))  # one-line errors, before any work
     if args.resume and args.run_dir is None:
         raise UsageError("--resume needs --run-dir RUN (the run to continue)")
     return args

@@ -37,10 +37,17 @@ class Episode(NamedTuple):
 
 def make_env(spec: ModelSpec, args: Args, task, split: str, num_envs: int, **kw):
     """The batched env of ``split`` for the model of ``spec`` (autoreset off: every batch is one episode each);
-    ``kw`` go to the env (e.g. ``render_mode``)."""
+    ``kw`` go to the env (e.g. ``render_mode``). Training with ``--train-data device`` gets the canvases made on
+    ``--device`` instead (``envs.device.DeviceCanvases``), which ``episode`` plays as the env would."""
     import gymnasium as gym
 
     import envs  # noqa: F401 - registers the ram/ environments
+
+    if split == "train" and getattr(args, "train_data", "env") == "device":
+        from envs import load_mnist
+        from envs.device import DeviceCanvases
+
+        return DeviceCanvases(load_mnist(args.data_dir), task, num_envs, args.device, start=args.start)
 
     if task.kind == "catch":
         return gym.make_vec("ram/Catch-v0", num_envs=num_envs, size=task.canvas_size, glimpse_size=task.glimpse_size,
@@ -60,53 +67,89 @@ def is_game(env) -> bool:
 
 def n_actions(env) -> int:
     """The size of the action network's output: the game's moves, or the classes."""
+    from envs.device import DeviceCanvases
+
+    if isinstance(env, DeviceCanvases):  # canvases made on a device: no gymnasium spaces
+        return env.n_classes
     return int(env.single_action_space["paddle" if is_game(env) else "label"].n)
+
+
+def device_of(model) -> torch.device:
+    """Where the model's parameters are: the env's numpy observations go there, its actions come back."""
+    return next(model.parameters()).device
 
 
 def glimpse_episode(model, env, *, greedy: bool, index=None, seed=None, watch=None) -> Episode:
     """One batch of RAM episodes: the env takes each glimpse; the label is sent at the last step, or, in a game, a
-    move at every step. ``watch()``, if given, is called after the reset and after every step (e.g. to render)."""
+    move at every step. ``watch()``, if given, is called after the reset and after every step (e.g. to render).
+    With the model on a GPU, each step's glimpses are copied there and its actions back (evaluation does this;
+    training there uses ``canvas_episode``, with no copy)."""
     obs, _ = env.reset(seed=seed, options=None if index is None else {"index": index})
-    game = is_game(env)
+    game, device = is_game(env), device_of(model)
     no_label = np.zeros(env.num_envs, np.int64)  # a label is read at the last step only
     watch = watch or (lambda: None)
     watch()
 
     def act(l_t: Tensor, a_t: Tensor | None) -> dict:
-        return {"location": l_t.numpy(), **({"paddle": a_t.numpy()} if game else {"label": no_label})}
+        return {"location": l_t.cpu().numpy(), **({"paddle": a_t.cpu().numpy()} if game else {"label": no_label})}
+
+    def tensors(obs: dict) -> tuple[Tensor, Tensor]:
+        return torch.from_numpy(obs["glimpse"]).to(device), torch.from_numpy(obs["location"]).to(device)
 
     def look(l_t: Tensor, a_t: Tensor | None) -> tuple[Tensor, Tensor]:
         obs, *_ = env.step(act(l_t, a_t))
         watch()
-        return torch.from_numpy(obs["glimpse"]), torch.from_numpy(obs["location"])
+        return tensors(obs)
 
-    roll = model.episode(torch.from_numpy(obs["glimpse"]), torch.from_numpy(obs["location"]), look,
-                         env.task.n_glimpses, greedy=greedy)
+    roll = model.episode(*tensors(obs), look, env.task.n_glimpses, greedy=greedy)
     # Detached: the label sent to the env is an action, not a path for gradients (a game's moves are drawn samples).
     last = roll.actions[:, -1] if game else roll.logits.detach().argmax(-1)
     _, reward, terminated, _, infos = env.step({"location": np.zeros((env.num_envs, 2), np.float32),
-                                                ("paddle" if game else "label"): last.numpy()})
+                                                ("paddle" if game else "label"): last.cpu().numpy()})
     watch()
     assert terminated.all()
-    labels = None if game else torch.from_numpy(infos["label"])
-    return Episode(roll.logits, labels, roll.locations, roll.log_pi, roll.b, torch.from_numpy(reward),
+    labels = None if game else torch.from_numpy(infos["label"]).to(device)
+    return Episode(roll.logits, labels, roll.locations, roll.log_pi, roll.b, torch.from_numpy(reward).to(device),
                    *((roll.log_pi_a, roll.entropy) if game else (None, None)))
 
 
 def image_episode(model, env, *, greedy: bool, index=None, seed=None) -> Episode:
     """One batch of one-step episodes for a whole-canvas model (deterministic: ``greedy`` changes nothing)."""
     obs, _ = env.reset(seed=seed, options=None if index is None else {"index": index})
-    logits = model(torch.from_numpy(obs["image"])).logits
+    device = device_of(model)
+    logits = model(torch.from_numpy(obs["image"]).to(device)).logits
     # Detached: the label sent to the env is an action, not a path for gradients.
     _, reward, terminated, _, infos = env.step({"location": np.zeros((env.num_envs, 2), np.float32),
-                                                "label": logits.detach().argmax(-1).numpy()})
+                                                "label": logits.detach().argmax(-1).cpu().numpy()})
     assert terminated.all()
-    none = torch.zeros(env.num_envs, 0)
-    return Episode(logits, torch.from_numpy(infos["label"]), None, none, none, torch.from_numpy(reward))
+    none = torch.zeros(env.num_envs, 0, device=device)
+    return Episode(logits, torch.from_numpy(infos["label"]).to(device), None, none, none,
+                   torch.from_numpy(reward).to(device))
+
+
+def canvas_episode(spec: ModelSpec, model, source, *, greedy: bool) -> Episode:
+    """One batch of training episodes on canvases made on the model's device (``envs.device.DeviceCanvases``),
+    with no host-device copy: the same episode as the env's (the retina reads the clipped locations the policy
+    chose; the reward is 1 for the right class after the last glimpse), played by ``model.rollout`` there."""
+    canvases, l_0 = source.take()
+    if spec.reads == "glimpses":
+        roll = model.rollout(canvases.images, l_0, source.retina, source.task.n_glimpses, greedy=greedy)
+        logits, locations, log_pi, b = roll.logits, roll.locations, roll.log_pi, roll.b
+    else:
+        logits = model(canvases.images.float() / 255.0).logits  # the env's image observation: pixel / 255
+        locations, log_pi = None, logits.new_zeros(len(logits), 0)
+        b = log_pi
+    # The env's reward: a count of the label sent (the argmax), no path for gradients.
+    reward = (logits.detach().argmax(-1) == canvases.labels).float()
+    return Episode(logits, canvases.labels, locations, log_pi, b, reward)
 
 
 def episode(spec: ModelSpec, model, env, *, greedy: bool, index=None, seed=None, watch=None) -> Episode:
     """One batch of episodes of the model of ``spec``, whichever kind it is (``watch``: see glimpse_episode)."""
+    from envs.device import DeviceCanvases
+
+    if isinstance(env, DeviceCanvases):  # training canvases made on the device
+        return canvas_episode(spec, model, env, greedy=greedy)
     if spec.reads == "glimpses":
         return glimpse_episode(model, env, greedy=greedy, index=index, seed=seed, watch=watch)
     return image_episode(model, env, greedy=greedy, index=index, seed=seed)
@@ -119,6 +162,9 @@ def loss(ep: Episode, *, reinforce_weight: float, baseline_weight: float, entrop
     from ram.model import game_loss, hybrid_loss
 
     weights = {"reinforce_weight": reinforce_weight, "baseline_weight": baseline_weight}
+    # In float32 even when the episode ran under bf16 autocast (a no-op for float32 tensors).
+    ep = ep._replace(**{k: getattr(ep, k).float() for k in ("logits", "log_pi", "b", "log_pi_a", "entropy")
+                        if getattr(ep, k) is not None})
     if ep.labels is None:
         return game_loss(ep.log_pi, ep.log_pi_a, ep.b, ep.reward, entropy=ep.entropy, entropy_weight=entropy_weight,
                          gae_lambda=gae_lambda, **weights)

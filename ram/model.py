@@ -254,8 +254,9 @@ class RecurrentAttention(nn.Module):
             rho, l = look(step.l_t, a_t)
             locations.append(l)
         B = rho.shape[0]
-        log_pi, b = self.stacked_terms(steps, B)
-        actions, log_pi_a, entropy = torch.zeros(B, 0, dtype=torch.int64), torch.zeros(B, 0), torch.zeros(B, 0)
+        log_pi, b = self.stacked_terms(steps, B, rho.device)
+        none = rho.new_zeros(B, 0)
+        actions, log_pi_a, entropy = none.long(), none, none
         if moves:
             logits, actions = (torch.stack(x, 1) for x in zip(*moves))  # (B, T, A), (B, T)
             log_p = logits.log_softmax(-1)
@@ -276,10 +277,10 @@ class RecurrentAttention(nn.Module):
 
         return self.episode(*look(l_0), look, n_glimpses, greedy=greedy)
 
-    def stacked_terms(self, steps: list[Step], batch_size: int) -> tuple[Tensor, Tensor]:
+    def stacked_terms(self, steps: list[Step], batch_size: int, device=None) -> tuple[Tensor, Tensor]:
         """``reinforce_terms`` of the steps that chose a location ((B, 0) each when there are none)."""
         if not steps:
-            empty = torch.zeros(batch_size, 0)
+            empty = torch.zeros(batch_size, 0, device=device)
             return empty, empty
         h, mu, l = (torch.stack(x, 1) for x in zip(*[(s.h_t, s.mu, s.l_t) for s in steps]))
         return self.reinforce_terms(h, mu, l)
@@ -351,4 +352,4 @@ def game_loss(log_pi: Tensor, log_pi_a: Tensor, b: Tensor, reward: Tensor, *, en
     if entropy_weight:
         # Summed over the steps like the REINFORCE term: it trains what the actions' REINFORCE trains.
         total = total - entropy_weight * entropy.sum(1).mean()
-    return Losses(total, torch.zeros(()), reinforce, baseline, reward, reward.mean())
+    return Losses(total, total.new_zeros(()), reinforce, baseline, reward, reward.mean())

@@ -137,7 +137,9 @@ def _image_model(cls: type, config_cls: type) -> Callable:
 
 def _read(model, images: np.ndarray):
     """A whole-canvas model's output on uint8 canvases, in eval mode (the caller puts it back in train mode)."""
-    return model.eval()(torch.from_numpy(images).float() / 255.0)
+    device = next(model.parameters()).device  # the model's, and the output back on the CPU for the figures
+    out = model.eval()(torch.from_numpy(images).to(device).float() / 255.0)
+    return type(out)(*(None if x is None else x.cpu() for x in out))
 
 
 @torch.no_grad()

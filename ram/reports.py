@@ -37,7 +37,7 @@ def cost_row(s: ModelSpec, model, args: Args, task: Task, images: torch.Tensor, 
     fn = compare.forward_fn(model, retina=retina, n_glimpses=task.n_glimpses)
     if retina is not None:  # the union of its glimpses on these test canvases (greedy paths)
         agent = Agent.on_task(model, task, start=args.start)
-        pixels = compare.pixels_covered(torch.from_numpy(agent.predict(images.numpy()).locations), retina,
+        pixels = compare.pixels_covered(torch.from_numpy(agent.predict(images.cpu().numpy()).locations), retina,
                                         task.canvas_size)
     else:  # the others see every pixel
         pixels = float(task.canvas_size**2)
@@ -54,8 +54,9 @@ def scaling_rows(s: ModelSpec, model, task: Task, mnist, name: str, canvases: li
     rows = []
     for C in canvases:
         bigger = task.with_(canvas_size=C, n_clutter=round(task.n_clutter * C * C / task.canvas_size**2))
-        x = torch.from_numpy(fixed(mnist, bigger, "test", 0, 1).images)
-        sized = model if s.resize is None else s.resize(model, C)
+        device = next(model.parameters()).device
+        x = torch.from_numpy(fixed(mnist, bigger, "test", 0, 1).images).to(device)
+        sized = model if s.resize is None else s.resize(model, C).to(device)
         fn = compare.forward_fn(sized, retina=_retina(s, task), n_glimpses=task.n_glimpses)
         rows.append({"name": name, "canvas": C, "macs": compare.count_macs(fn, x),
                      "latency_ms": compare.latency(fn, x, repeats=repeats) * 1e3})
@@ -63,8 +64,9 @@ def scaling_rows(s: ModelSpec, model, task: Task, mnist, name: str, canvases: li
 
 
 def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: int,
-               data_dir: str | None) -> tuple[str, dict, dict]:
-    """Measure trained runs side by side: (report.md's text, report.json's data, {file name: Figure})."""
+               data_dir: str | None, device: torch.device | str = "cpu") -> tuple[str, dict, dict]:
+    """Measure trained runs side by side, their models on ``device``: (report.md's text, report.json's data,
+    {file name: Figure})."""
     from envs import load_mnist
     from ram.plots import curves_figure, scaling_figure
     from ram.runs import lineage, load_model, load_run, read_results
@@ -82,20 +84,24 @@ def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: i
                          "include those of the runs it started from that were found, up to the checkpoint it "
                          "started from.")
         s = spec(args.model)
-        model = load_model(state, args, task).eval()
-        images = torch.from_numpy(fixed(mnist, task, "test", 0, 256).images)
+        model = load_model(state, args, task).eval().to(device)
+        images = torch.from_numpy(fixed(mnist, task, "test", 0, 256).images).to(device)
         costs = cost_row(s, model, args, task, images, repeats=repeats)
         rows.append({"name": name, "greedy": results["test"]["greedy_error"], "mc": results["test"].get("mc_error"),
                      "params": costs.pop("params"), "minutes": minutes, **costs})
         scaling += scaling_rows(s, model, task, mnist, name, canvases, repeats=repeats)
-    report = comparison_markdown(rows, scaling, notes, threads=threads, repeats=repeats)
+    report = comparison_markdown(rows, scaling, notes, threads=threads, repeats=repeats, device=str(device))
     return report, {"models": rows, "scaling": scaling}, {"scaling.png": scaling_figure(scaling),
                                                            "curves.png": curves_figure(curves)}
 
 
 def comparison_markdown(rows: list[dict], scaling: list[dict], notes: list[str], *, threads: int,
-                        repeats: int) -> str:
+                        repeats: int, device: str = "cpu") -> str:
     threads_text = f"{threads} thread" + ("s" if threads > 1 else "")
+    if device != "cpu":
+        threads_text += f", the models on {device}"
+        if torch.cuda.is_available():
+            threads_text += f" ({torch.cuda.get_device_name(device)})"
     lines = ["# Comparison", "", f"Measured on this machine with {threads_text}; latencies are medians of {repeats} "
              "repeats. Errors are on the 10,000 fixed test canvases (greedy: mean locations, or one random path for "
              "random glimpses; MC: 10 sampled rollouts averaged). Values read: the numbers that enter the model per "

@@ -37,7 +37,7 @@ def integral_image(images: Tensor) -> Tensor:
 
     uint8 images give an exact integer table (int32 up to 2,896 x 2,896 pixels, where 255 * H * W < 2**31; int64
     beyond), read back as pixel / 255; floating images a float64 one.
-    The table is on the images' device (the retina reads CPU tables) and is not detached from autograd.
+    The table is on the images' device (the retina reads it there) and is not detached from autograd.
     """
     if images.dim() != 3:
         raise ValueError(f"images must have shape (B, H, W), got {tuple(images.shape)}")
@@ -80,7 +80,8 @@ class Retina:
 
     @cached_property
     def _geometry(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Constants of every read: patch sides (k,), cell edges relative to the centre (k, g + 1), cell areas (k,)."""
+        """Constants of every read: patch sides (k,), cell edges relative to the centre (k, g + 1), cell areas (k,),
+        on the CPU (``_read_constants`` keeps a copy on each device it reads on)."""
         cell = torch.tensor([self.s**i for i in range(self.k)], dtype=torch.int64)
         sides = cell * self.g
         edges = cell[:, None] * torch.arange(self.g + 1, dtype=torch.int64) - (sides // 2)[:, None]
@@ -92,8 +93,9 @@ class Retina:
         (k, g + 1) in the index dtype and the divisor of the sums."""
         return {}
 
-    def _read_constants(self, H1: int, index: torch.dtype, table: torch.dtype) -> tuple[Tensor, Tensor]:
-        key = (H1, index, table)
+    def _read_constants(self, H1: int, index: torch.dtype, table: torch.dtype,
+                        device: torch.device) -> tuple[Tensor, Tensor]:
+        key = (H1, index, table, device)
         if key not in self._constants:
             _, edges, area = self._geometry
             size = H1 - 1
@@ -103,7 +105,8 @@ class Retina:
             exact = torch.float32 if not table.is_floating_point and 255 * size * size < 2**24 else torch.float64
             divisor = area * 255.0 if not table.is_floating_point else area
             # Edges beyond the image clamp to it anyway (in read): clamped first, they fit the index dtype.
-            self._constants[key] = (edges.clamp(-size, size).to(index), divisor.to(exact)[None, :, None, None])
+            self._constants[key] = (edges.clamp(-size, size).to(device, index),
+                                    divisor.to(device, exact)[None, :, None, None])
         return self._constants[key]
 
     def centre(self, l: Tensor, size: int, dtype: torch.dtype = torch.int64) -> Tensor:
@@ -117,7 +120,7 @@ class Retina:
 
         Boxes may reach outside the image; that part of a glimpse reads as zero.
         """
-        sides = self._geometry[0]
+        sides = self._geometry[0].to(l.device)
         x0y0 = self.centre(l, size)[..., None, :] - (sides // 2)[:, None]  # (..., k, 2)
         return torch.cat([x0y0, x0y0 + sides[:, None]], dim=-1)
 
@@ -132,8 +135,9 @@ class Retina:
         # int32 offsets when the flat table allows: half the bytes to add (with the constants kept between reads,
         # about a fifth faster a read: docs/speed.md). The largest flat index formed is S.numel() - 1.
         index_dtype = torch.int32 if S.numel() < 2**31 else torch.int64
-        edges, divisor = self._read_constants(H1, index_dtype, S.dtype)
-        offsets = torch.arange(0, B * H1 * W1, H1 * W1, dtype=index_dtype)[:, None, None]  # each table's flat offset
+        edges, divisor = self._read_constants(H1, index_dtype, S.dtype, S.device)
+        # each table's flat offset
+        offsets = torch.arange(0, B * H1 * W1, H1 * W1, dtype=index_dtype, device=S.device)[:, None, None]
         # Cell edges of every scale, clamped to the image: clamping the corners of a box gives the sum of its
         # part inside the image, i.e. zero padding outside it.
         edges = (self.centre(l, size, index_dtype)[:, None, :, None] + edges[None, :, None, :]).clamp_(0, size)
@@ -163,17 +167,17 @@ def gaussian_read(images: Tensor, centre: Tensor, stride: Tensor, sigma: Tensor,
     Returns (B, k, n, n): gamma * F_Y x F_X^T per scale.
     """
     B, H, W = images.shape
-    dtype = images.dtype
-    scale = (s ** torch.arange(k, dtype=dtype))[None, :, None]  # (1, k, 1)
-    size = torch.tensor([W, H], dtype=dtype)
+    dtype, device = images.dtype, images.device
+    scale = (s ** torch.arange(k, dtype=dtype, device=device))[None, :, None]  # (1, k, 1)
+    size = torch.tensor([W, H], dtype=dtype, device=device)
     c = (clip_location(centre).to(dtype) + 1) / 2 * size  # (B, 2) in pixels
-    offsets = torch.arange(n, dtype=dtype) - (n - 1) / 2  # (n,)
+    offsets = torch.arange(n, dtype=dtype, device=device) - (n - 1) / 2  # (n,)
     sig = sigma.to(dtype).clamp(min=0.5)[:, None, None] * scale  # (B, k, 1)
     step = stride.to(dtype)[:, None, None] * scale  # (B, k, 1)
 
     def filterbank(axis: int, length: int) -> Tensor:  # (B, k, n, length)
         mu = c[:, axis, None, None] + step * offsets  # (B, k, n)
-        pixels = torch.arange(length, dtype=dtype) + 0.5
+        pixels = torch.arange(length, dtype=dtype, device=device) + 0.5
         z = (pixels - mu[..., None]) / sig[..., None]
         return torch.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * sig[..., None])
 

@@ -69,14 +69,18 @@ class Progress:
     init_samples: int = 0  # what the weights --init loaded had seen
 
 
-def restore(resumed: dict, model, optimizer, scheduler, env) -> Progress:
-    """Continue exactly where a checkpoint stopped: weights, optimiser, schedule, both RNGs."""
+def restore(resumed: dict, model, optimizer, scheduler, env, *, rank: int = 0) -> Progress:
+    """Continue exactly where a checkpoint stopped: weights, optimiser, schedule, both RNGs (those of ``rank`` in a
+    data-parallel run's checkpoint, which holds every rank's; and the GPU's, where it trained on one)."""
     # With --ema, "model" holds the average (what is evaluated and shipped), "trained" the weights themselves.
     model.load_state_dict(resumed.get("trained", resumed["model"]))
     optimizer.load_state_dict(resumed["optimizer"])
     scheduler.load_state_dict(resumed["scheduler"])
-    torch.set_rng_state(resumed["rng"]["torch"])
-    env.set_rng_state(resumed["rng"]["env"])
+    rng = resumed["ranks"][rank] if "ranks" in resumed else resumed["rng"]
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and next(model.parameters()).is_cuda:
+        torch.cuda.set_rng_state(rng["cuda"], next(model.parameters()).device)
+    env.set_rng_state(rng["env"])
     return Progress(resumed["step"], resumed["best_val_error"], resumed["elapsed"], resumed["history"],
                     resumed["init_samples"])
 

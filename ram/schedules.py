@@ -10,9 +10,11 @@ def cosine(step: int, total_steps: int, start: float, end: float) -> float:
     return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
 
 
-def lr_factor(step: int, total_steps: int, lr_final: float) -> float:
-    """The factor of the learning rate (for LambdaLR): 1 at the start, ``lr_final`` at the end."""
-    return cosine(step, total_steps, 1.0, lr_final)
+def lr_factor(step: int, total_steps: int, lr_final: float, warmup_steps: int = 0) -> float:
+    """The factor of the learning rate (for LambdaLR): 1 at the start, ``lr_final`` at the end; with
+    ``warmup_steps``, the cosine multiplied by a linear rise over the first steps, (step + 1) / warmup_steps."""
+    factor = cosine(step, total_steps, 1.0, lr_final)
+    return factor * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else factor
 
 
 def policy_std(step: int, total_steps: int, std: float, std_final: float | None) -> float:

@@ -110,8 +110,8 @@ class FeatureCNN(nn.Module):
         """x (B, C, C) -> features (B, n, channels + 2), grid (H', W')."""
         f = F.relu(self.conv2(F.relu(self.conv1(x[:, None]))))  # (B, ch, H', W')
         B, _, H, W = f.shape
-        ys = (torch.arange(H, dtype=f.dtype) + 0.5) / H * 2 - 1
-        xs = (torch.arange(W, dtype=f.dtype) + 0.5) / W * 2 - 1
+        ys = (torch.arange(H, dtype=f.dtype, device=f.device) + 0.5) / H * 2 - 1
+        xs = (torch.arange(W, dtype=f.dtype, device=f.device) + 0.5) / W * 2 - 1
         coords = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), 0).expand(B, 2, H, W)
         return torch.cat([f, coords], 1).flatten(2).transpose(1, 2), (H, W)
 

@@ -389,7 +389,7 @@ def test_a_non_finite_loss_stops_the_run_in_one_line_and_keeps_the_last_good_sta
     capsys.readouterr()
     assert train.main(["--run-dir", str(tmp_path / "nan"), "--resume", "--no-progress", "--threads", "1"]) == 1
     err = capsys.readouterr().err.strip()
-    assert "the loss became nan at 32 samples" in err and "\n" not in err
+    assert "the loss became non-finite by 32 samples" in err and "\n" not in err
     kept = checkpoint.load(tmp_path / "nan" / "last.pt")
     assert kept["step"] == good["step"] and all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
 

@@ -1,0 +1,71 @@
+"""Training canvases made on a torch device, for training there without a host-device copy per step.
+
+The gymnasium envs (``envs.cluttered_mnist``) make their canvases with numpy on the CPU and hand out numpy arrays:
+right for a CPU, and what every fixed set is made of. To train on a GPU, ``DeviceCanvases`` keeps the train pool's
+digits on the device as one uint8 tensor and composes each batch there (``envs.tasks.compose`` with a
+``torch.Generator`` of the device: the same rules as the env's canvases, another random stream), with the first
+glimpse's locations drawn there too. ``ram.episodes`` runs an episode on it through ``model.rollout``: the retina
+reads the canvases' integral image on the device, and the reward is the env's, 1 for the right class at the end.
+
+It is a training stream only (the train split, endless): validation and test go through the env, whose fixed,
+SHA-pinned sets stay the ones every run is measured on. On the CPU it works too (``--train-data device``), so that
+CI tests this path; a CPU run by default keeps the env's numpy canvases, bit for bit those of every earlier run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from envs.cluttered_mnist import N_CLASSES, STARTS
+from envs.mnist import MNIST
+from envs.tasks import Canvases, Task, compose, integers, pool
+from ram.retina import Retina
+
+
+class DeviceCanvases:
+    """Endless batches of ``num_envs`` fresh training canvases of ``task`` on ``device`` (``take``), seeded by
+    ``reset(seed=...)``; ``get_rng_state``/``set_rng_state`` continue a stream exactly (to resume a run)."""
+
+    def __init__(self, mnist: MNIST, task: Task, num_envs: int, device: torch.device | str, *, start: str = "random"):
+        if task.kind != "classify":
+            raise ValueError(f"task {task.name!r} is a game: its screens are made by envs.CatchEnv")
+        if start not in STARTS:
+            raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+        digits, labels = pool(mnist, "train")
+        self.device = torch.device(device)
+        self.digits = torch.tensor(digits, device=self.device)  # (55000, 28, 28) uint8: 43 MB, copied once
+        self.labels = torch.from_numpy(labels.astype(np.int64)).to(self.device)
+        self.task, self.num_envs, self.start = task, int(num_envs), start
+        self.retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
+        self.n_classes, self.split_size = N_CLASSES, None
+        self.generator = torch.Generator(self.device)
+        self.generator.manual_seed(0)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> None:
+        if options:
+            raise ValueError("DeviceCanvases makes fresh training canvases only: no options")
+        if seed is not None:
+            self.generator.manual_seed(seed)
+
+    def take(self, n: int | None = None) -> tuple[Canvases, torch.Tensor]:
+        """The next n (default ``num_envs``) canvases, on the device, and their first glimpses' locations (n, 2)."""
+        n = self.num_envs if n is None else n
+        index = integers(self.generator, len(self.digits), n)
+        canvases = compose(self.digits, self.labels, index, self.task, self.generator)
+        if self.start == "random":
+            l_0 = torch.rand((n, 2), generator=self.generator, device=self.device) * 2.0 - 1.0  # in [-1, 1)
+        else:
+            l_0 = torch.zeros((n, 2), device=self.device)
+        return canvases, l_0
+
+    def get_rng_state(self) -> dict:
+        return {"device_canvases": self.generator.get_state()}  # a CPU uint8 tensor, whatever the device
+
+    def set_rng_state(self, state: dict) -> None:
+        if "device_canvases" not in state:
+            raise ValueError("this random state is a gymnasium env's, not a DeviceCanvases stream's")
+        self.generator.set_state(state["device_canvases"])
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,149 @@
+"""Where a run computes: its device (``--device``) and its processes (``torchrun``, data-parallel).
+
+Device: ``auto`` is ``cuda`` where torch sees a GPU, else ``cpu``; ``cuda`` (or ``cuda:N``) without one, or a name
+torch does not know, is a one-line UsageError. The ``ram`` modules follow their inputs' device; the training loop
+puts the model there, and, with ``--train-data device`` (the default on a GPU), makes its canvases there
+(``envs.device``) so that a step copies nothing between host and device but the scalars it logs.
+
+Processes: started by ``torchrun --nproc_per_node=N train.py ...``, a run is N processes (ranks) that each play
+``--batch-size`` episodes a step on canvases of their own (each rank's stream is seeded by the seed and the rank),
+and ``DistributedDataParallel`` averages their gradients, so that every rank takes the same step: the global batch
+is N x ``--batch-size``. Rank 0 alone validates, tests, logs and writes files; its checkpoints hold every rank's
+random state, so a run resumes exactly with the same N (with another N it is refused: the streams would differ).
+gloo is the backend on the CPU, nccl on CUDA. ``python train.py`` without torchrun is one process, as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import distributed as dist
+from torch import nn
+
+from ram.config import UsageError
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device of ``--device``: auto, cpu, cuda or cuda:N (UsageError for anything else, or no GPU)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"--device must be {DEVICES}, got {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be {DEVICES}, got {name!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: torch sees no CUDA GPU here (try --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
+    return device
+
+
+def train_data_of(train_data: str, device: torch.device, task) -> str:
+    """Where the training canvases are made: ``env`` or ``device`` (``auto``: env on the CPU and for a game, whose
+    screens only the env makes; device on a GPU)."""
+    if train_data == "auto":
+        return "device" if device.type == "cuda" and task.kind == "classify" else "env"
+    if train_data == "device" and task.kind != "classify":
+        raise UsageError(f"--train-data device makes cluttered-MNIST canvases: {task.name} is played in its env")
+    return train_data
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in the run: its rank and the number of ranks (1, rank 0, without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that validates, tests, logs and writes files."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def seed(self, seed: int) -> int:
+        """The seed of this rank's canvas stream and policy noise: ``seed`` itself on rank 0 (a one-process run's)."""
+        return seed if self.rank == 0 else int(torch.randint(2**31 - 1, (), generator=torch.Generator().manual_seed(
+            seed * 1_000_003 + self.rank)))
+
+
+def start(device: torch.device) -> tuple[Ranks, torch.device]:
+    """Join the process group if torchrun started this process (WORLD_SIZE > 1): (ranks, the device of this rank,
+    ``cuda:LOCAL_RANK`` on GPUs). Without torchrun: one rank, ``device`` as given."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Ranks(), device
+    ranks = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank if device.index is None else device.index)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return ranks, device
+
+
+def stop(ranks: Ranks) -> None:
+    if ranks.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class Silent:
+    """The TensorBoard writer of ranks other than 0: every call does nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
+def gather(obj, ranks: Ranks) -> list:
+    """``obj`` of every rank, in rank order (every rank calls it at the same step); [obj] in a one-process run."""
+    if not ranks.distributed:
+        return [obj]
+    out = [None] * ranks.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def fingerprint(model: nn.Module) -> str:
+    """A hash of the model's weights, bit for bit: equal on every rank of a healthy data-parallel run."""
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class EpisodeModule(nn.Module):
+    """What ``DistributedDataParallel`` wraps: its forward is one batch of training episodes of ``model``
+    (``ram.episodes.episode``), so that DDP sees the forward whose backward it averages. The gradient routing is the
+    model's own; DDP adds only the average over ranks, in backward."""
+
+    def __init__(self, spec, model: nn.Module):
+        super().__init__()
+        self.spec, self.model = spec, model
+
+    def forward(self, env):
+        from ram.episodes import episode
+
+        return episode(self.spec, self.model, env, greedy=False)
+
+
+def wrap(spec, model: nn.Module, ranks: Ranks, device: torch.device):
+    """The callable ``env -> Episode`` the loop trains through: DDP over ``EpisodeModule`` with several ranks (every
+    parameter takes part in every step: no unused-parameter search), the episode itself with one."""
+    if not ranks.distributed:
+        return EpisodeModule(spec, model)
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(EpisodeModule(spec, model), device_ids=ids)

@@ -1,0 +1,166 @@
+"""Past one CPU: --device, canvases made on the device, and data-parallel runs under torchrun (gloo, on the CPU)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from envs.device import DeviceCanvases
+from envs.tasks import DIGIT, get_task
+from ram import checkpoint, parallel
+from ram.config import Args, UsageError
+from ram.episodes import episode, make_env
+from ram.model import RAMConfig, RecurrentAttention
+from ram.registry import spec
+from ram.retina import Retina
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--task", "mnist28", "--glimpses", "3", "--batch-size", "8", "--hidden-size", "16", "--g-size", "16",
+        "--glimpse-hidden", "8", "--eval-batch", "1000", "--mc-samples", "1", "--threads", "1", "--no-progress"]
+
+
+def test_device_names(capsys):
+    assert parallel.resolve_device("cpu") == torch.device("cpu")
+    assert parallel.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("gpu", "cuda:x", "mps"):
+        with pytest.raises(UsageError, match="--device must be"):
+            parallel.resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="sees no CUDA GPU"):
+            parallel.resolve_device("cuda")
+        assert train.main([*TINY, "--device", "cuda"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "sees no CUDA GPU" in err and "Traceback" not in err
+    assert train.main(["evaluate", "results/mnist28-6g", "--device", "tpu"]) == 2
+    assert "--device must be" in capsys.readouterr().err
+
+
+def test_train_data_device_refuses_a_game():
+    with pytest.raises(UsageError, match="played in its env"):
+        parallel.train_data_of("device", torch.device("cpu"), get_task("catch"))
+    assert parallel.train_data_of("auto", torch.device("cpu"), get_task("cluttered60")) == "env"
+    assert parallel.train_data_of("auto", torch.device("cuda"), get_task("cluttered60")) == "device"
+    assert parallel.train_data_of("auto", torch.device("cuda"), get_task("catch")) == "env"
+
+
+def test_model_and_retina_follow_their_inputs_device():
+    # The meta device computes shapes only: any tensor made on the CPU inside the model or the retina would clash.
+    config = RAMConfig(glimpse_shape=(2, 8, 8), hidden_size=16, g_size=16, hg_size=8, hl_size=8, core="lstm")
+    with torch.device("meta"):
+        model = RecurrentAttention(config)
+    images = torch.zeros(4, 28, 28, dtype=torch.uint8, device="meta")
+    roll = model.rollout(images, torch.zeros(4, 2, device="meta"), Retina(g=8, k=2, s=2), 3)
+    assert roll.logits.device.type == "meta" and roll.log_pi.shape == (4, 2) and roll.locations.shape == (4, 3, 2)
+
+
+def test_device_canvases_follow_the_rules_and_resume_exactly(mnist):
+    task = get_task("cluttered60")
+    stream = DeviceCanvases(mnist, task, 64, "cpu")
+    stream.reset(seed=1)
+    (images, labels, positions), l_0 = stream.take()
+    assert images.dtype == torch.uint8 and images.shape == (64, 60, 60) and labels.dtype == torch.int64
+    assert l_0.shape == (64, 2) and l_0.min() >= -1 and l_0.max() < 1
+    assert positions.min() >= 0 and positions.max() <= 60 - DIGIT
+    # The digit of each label is on its canvas where the position says (clutter only brightens pixels).
+    digits, pool_labels = mnist.train_images[:55000], mnist.train_labels[:55000]
+    for i in range(8):
+        x, y = positions[i].tolist()
+        patch = images[i, y : y + DIGIT, x : x + DIGIT].numpy()
+        match = [j for j in np.flatnonzero(pool_labels == labels[i].item())[:20000] if (patch >= digits[j]).all()]
+        assert match, "no digit of the canvas's label lies under its position"
+    state = stream.get_rng_state()
+    after = stream.take()
+    stream.set_rng_state(state)
+    again = stream.take()
+    assert torch.equal(after[0].images, again[0].images) and torch.equal(after[1], again[1])
+    fresh = DeviceCanvases(mnist, task, 64, "cpu")
+    fresh.reset(seed=1)
+    assert torch.equal(fresh.take()[0].images, images)  # seeded: the same canvases
+
+
+def test_canvas_episode_is_the_env_episode(mnist):
+    # The same canvases, from the centre and greedy: the device path (the retina on the tensors) and the env's path
+    # give the same logits and glimpse locations.
+    args = Args(task="cluttered60", start="center", hidden_size=16, g_size=16, glimpse_hidden=8)
+    task, s = get_task("cluttered60"), spec("ram")
+    env = make_env(s, args, task, "val", 16)
+    torch.manual_seed(0)
+    model, _ = s.build(args, task, 10)
+    via_env = episode(s, model, env, greedy=True, index=np.arange(16))
+    canvases = env.canvases(np.arange(16))
+
+    class Given(DeviceCanvases):  # a stream handing out these canvases
+        def take(self, n=None):
+            return canvases._replace(images=torch.from_numpy(canvases.images),
+                                     labels=torch.from_numpy(canvases.labels)), torch.zeros(16, 2)
+
+    source = Given(mnist, task, 16, "cpu", start="center")
+    via_device = episode(s, model, source, greedy=True)
+    torch.testing.assert_close(via_device.logits, via_env.logits, rtol=0, atol=0)
+    torch.testing.assert_close(via_device.locations, via_env.locations, rtol=0, atol=0)
+    assert torch.equal(via_device.reward, via_env.reward) and torch.equal(via_device.labels, via_env.labels)
+    env.close()
+
+
+def test_training_on_device_canvases_resumes_exactly(mnist, tmp_path):
+    common = [*TINY, "--samples", "48", "--eval-every", "16", "--train-data", "device"]
+    assert train.main([*common, "--run-dir", str(tmp_path / "full")]) == 0
+    assert train.main([*common, "--run-dir", str(tmp_path / "split"), "--stop-after", "16"]) == 0
+    assert train.main(["--run-dir", str(tmp_path / "split"), "--resume", "--no-progress", "--threads", "1"]) == 0
+    a, b = (checkpoint.load(tmp_path / name / "last.pt") for name in ("full", "split"))
+    assert a["args"]["train_data"] == "device" and a["args"]["device"] == "cpu" and a["step"] == b["step"] == 6
+    for name in a["model"]:
+        torch.testing.assert_close(a["model"][name], b["model"][name], rtol=0, atol=0)
+
+
+def torchrun(*argv: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *argv]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_ddp_averages_the_ranks_gradients_and_keeps_them_in_step(tmp_path):
+    done = torchrun("tests/ddp_worker.py", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["own_differs"] > 0  # the ranks played different canvases: there is something to average
+    assert all(r["max_diff"] < 1e-7 for r in ranks)  # DDP's gradient is the mean of the ranks' own
+    assert ranks[0]["weights"] == ranks[1]["weights"]  # after the steps, the same weights on both ranks
+
+
+def test_torchrun_training_resumes_exactly_and_refuses_another_world(mnist, tmp_path, capsys):
+    common = [*TINY, "--samples", "64", "--eval-every", "32"]
+    full = torchrun("train.py", *common, "--run-dir", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr[-2000:]
+    split = torchrun("train.py", *common, "--run-dir", str(tmp_path / "split"), "--stop-after", "32")
+    assert split.returncode == 0, split.stderr[-2000:]
+    stopped = checkpoint.load(tmp_path / "split" / "last.pt")
+    assert stopped["world"] == 2 and stopped["samples"] == 32 and stopped["step"] == 2  # 2 ranks x 8 a step
+    assert len(stopped["ranks"]) == 2 and len(set(stopped["replicas"])) == 1
+    # One process cannot continue a 2-process run's streams: a one-line error.
+    assert train.main(["--run-dir", str(tmp_path / "split"), "--resume", "--no-progress"]) == 2
+    assert "trained on 2 process(es)" in capsys.readouterr().err
+    resumed = torchrun("train.py", "--run-dir", str(tmp_path / "split"), "--resume", "--no-progress", "--threads", "1")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = (checkpoint.load(tmp_path / name / "last.pt") for name in ("full", "split"))
+    assert a["step"] == b["step"] == 4
+    for name in a["model"]:
+        torch.testing.assert_close(a["model"][name], b["model"][name], rtol=0, atol=0)
+    results = json.loads((tmp_path / "full" / "results.json").read_text())
+    assert results["test"] == json.loads((tmp_path / "split" / "results.json").read_text())["test"]
+    assert len(list((tmp_path / "full" / "tb").glob("events.*"))) == 1  # rank 0 alone logs
+
+
+def test_lr_warmup_rises_linearly_under_the_cosine():
+    from ram.schedules import lr_factor
+
+    rise = [lr_factor(s, 100, 0.0, 4) / lr_factor(s, 100, 0.0) for s in range(6)]
+    assert rise == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0], abs=1e-15)
+    assert lr_factor(50, 100, 0.0, 4) == lr_factor(50, 100, 0.0) == 0.5
+    assert lr_factor(7, 100, 0.1, 0) == lr_factor(7, 100, 0.1)  # 0: no warm-up, the runs before it
