@@ -19,7 +19,10 @@ import argparse
 import copy
 import json
 import math
+import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -200,7 +203,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
         writer.close()
         parallel.stop(ranks)
         return {"stopped": True, "samples": run.step * batch, "val_error": run.history[-1]["val_error"],
-                "run_dir": str(run_dir)}
+                "run_dir": str(run_dir), "world": ranks.world}
     run.elapsed += time.perf_counter() - tic
     parallel.stop(ranks)
     return finish(model, config, args, task, run_dir, writer, run)
@@ -428,7 +431,7 @@ def curve_command(argv: list[str]) -> int:
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a run folder")
     report, figure = test_curve(run_dir, target=opts.target, mc_samples=opts.mc_samples, data_dir=opts.data_dir,
-                                log=print)
+                                log=print, device=opts.device)
     checkpoint.write_text(json.dumps(report, indent=2), run_dir / "test_curve.json")
     checkpoint.write_figure(figure, run_dir / "test_curve.png")
     print(f"wrote {run_dir / 'test_curve.json'} and {run_dir / 'test_curve.png'}")
@@ -482,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     from ram.checkpoint import CheckpointError
 
     argv = sys.argv[1:] if argv is None else argv
+    # SIGTERM (a job scheduler, or torchrun ending the ranks when one has died) stops a run as Ctrl-C does.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop_on_terminate) if main_thread else None
     try:
         if argv and argv[0] in COMMANDS:
             return COMMANDS[argv[0]](argv[1:])
@@ -489,17 +495,37 @@ def main(argv: list[str] | None = None) -> int:
         if "rank" in results:  # a rank other than 0 of a torchrun run: rank 0 reports
             return 0
         if results.get("stopped"):
+            launcher = "python" if results["world"] == 1 else f"torchrun --nproc_per_node={results['world']}"
             print(f"stopped at {results['samples']:,} samples; continue with: "
-                  f"python train.py --run-dir {results['run_dir']} --resume")
+                  f"{launcher} train.py --run-dir {results['run_dir']} --resume")
             return 0
         print(json.dumps({k: results[k] for k in ("test", "val_error", "train_minutes")}, indent=2))
         return 0
     except (UsageError, DataError, CheckpointError, TrainingError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
-    except KeyboardInterrupt:
-        print("train.py: interrupted; continue with --resume (the last checkpoint is intact)", file=sys.stderr)
-        return 130
+    except RuntimeError as e:
+        if not parallel.lost_peer(e):
+            raise
+        print(f"train.py: error: rank {os.environ.get('RANK')} lost touch with the other ranks (one has died?); "
+              f"continue with --resume (the last checkpoint is intact): {str(e).splitlines()[0][:160]}",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"train.py: {how}; continue with --resume (the last checkpoint is intact)", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, like Ctrl-C's KeyboardInterrupt (every file is written atomically)."""
+
+
+def stop_on_terminate(signum, frame):
+    raise Terminated
 
 
 if __name__ == "__main__":

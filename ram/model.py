@@ -132,7 +132,8 @@ class LocationPolicy(nn.Module):
 
     def forward(self, h_t: Tensor, *, greedy: bool = False) -> tuple[Tensor, Tensor]:
         """(mu, l_t): the mean and the location drawn (mu itself if greedy)."""
-        mu = torch.tanh(self.fc(h_t if self.hidden is None else F.relu(self.hidden(h_t))))
+        # float32 even under bf16 autocast: l_t - mu is the policy's noise, which bf16's 8 bits would round away.
+        mu = torch.tanh(self.fc(h_t if self.hidden is None else F.relu(self.hidden(h_t))).float())
         # The draw itself carries no gradient: REINFORCE reaches mu through log_prob alone.
         l_t = mu.detach() if greedy else (mu.detach() + self.std * torch.randn_like(mu))
         return mu, l_t

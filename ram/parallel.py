@@ -99,6 +99,15 @@ def stop(ranks: Ranks) -> None:
         dist.destroy_process_group()
 
 
+def lost_peer(error: BaseException) -> bool:
+    """Whether ``error`` is the collective of a data-parallel run failing because another rank went away (the
+    backend's error, raised in backward's all-reduce or at a checkpoint's gather), rather than a bug to show."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return False
+    text = str(error)
+    return isinstance(error, dist.DistError) or any(k in text for k in ("gloo", "NCCL", "Connection reset"))
+
+
 class Silent:
     """The TensorBoard writer of ranks other than 0: every call does nothing."""
 

@@ -135,9 +135,9 @@ def first_reached(points: list[dict], key: str, target: float) -> dict | None:
 
 
 def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir: str | None,
-               log: Callable[[str], None]) -> tuple[dict, object]:
-    """Test every snapshot of a run, handing ``log`` a line for each and, at the end, when each error reached the
-    target: (test_curve.json's report, its Figure)."""
+               log: Callable[[str], None], device: torch.device | str = "cpu") -> tuple[dict, object]:
+    """Test every snapshot of a run (the model on ``device``), handing ``log`` a line for each and, at the end, when
+    each error reached the target: (test_curve.json's report, its Figure)."""
     from envs.tasks import paper_error
     from ram.episodes import make_env
     from ram.plots import test_curve_figure
@@ -154,6 +154,7 @@ def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir
     s = spec(args.model)
     env = make_env(s, args, task, "test", args.eval_batch)
     model, _ = s.build(args, task, first["model_config"]["n_classes"])
+    model.to(device)
     points = []
     for path in snapshots:
         points.append(snapshot_point(s, model, env, path, offset, mc_samples=mc_samples, seed=args.seed))

@@ -164,3 +164,43 @@ def test_lr_warmup_rises_linearly_under_the_cosine():
     assert rise == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0], abs=1e-15)
     assert lr_factor(50, 100, 0.0, 4) == lr_factor(50, 100, 0.0) == 0.5
     assert lr_factor(7, 100, 0.1, 0) == lr_factor(7, 100, 0.1)  # 0: no warm-up, the runs before it
+
+
+def test_a_rank_that_dies_ends_the_run_and_it_resumes(mnist, tmp_path):
+    import signal
+    import time
+
+    folder = tmp_path / "dies"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py", *TINY,
+               "--samples", "10000000", "--eval-every", "16", "--run-dir", str(folder)]
+    job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (folder / "last.pt").exists() and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.5)
+    children = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+    rank_1 = [pid for pid in children if b"RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes()]
+    assert (folder / "last.pt").exists() and len(rank_1) == 1, "the run did not get going"
+    os.kill(int(rank_1[0]), signal.SIGKILL)
+    _, err = job.communicate(timeout=120)
+    # Rank 0 says so in one line: torchrun ended it, or its all-reduce failed first
+    said = [line for line in err.splitlines() if "train.py: " in line and "continue with --resume" in line]
+    assert job.returncode != 0 and len(said) == 1 and ("terminated" in said[0] or "lost touch" in said[0]), err[-3000:]
+    assert "[rank0]: " not in err  # torch prefixes an uncaught exception's traceback on a rank so
+    resumed = torchrun("train.py", "--run-dir", str(folder), "--resume", "--stop-after", "16", "--no-progress",
+                       "--threads", "1")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "continue with: torchrun --nproc_per_node=2 train.py" in resumed.stdout
+    assert checkpoint.load(folder / "last.pt")["world"] == 2
+
+
+def test_bf16_autocast_trains_with_float32_weights_and_policy(mnist, tmp_path):
+    assert train.main([*TINY, "--samples", "32", "--eval-every", "32", "--autocast", "bf16", "--run-dir",
+                       str(tmp_path / "bf16")]) == 0
+    state = checkpoint.load(tmp_path / "bf16" / "last.pt")
+    assert all(w.dtype == torch.float32 for w in state["model"].values())
+    config = RAMConfig(glimpse_shape=(1, 8, 8), hidden_size=16, g_size=16, hg_size=8, hl_size=8)
+    model = RecurrentAttention(config)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        roll = model.rollout(torch.zeros(4, 28, 28, dtype=torch.uint8), torch.zeros(4, 2), Retina(g=8), 3)
+    assert roll.logits.dtype == torch.bfloat16 and roll.log_pi.dtype == torch.float32  # the policy stays float32
