@@ -65,7 +65,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     seed_everything(ranks.seed(args.seed))  # rank 0's seed is the run's: one process trains as it always did
 
     # envs: fresh canvases for training (each rank its own stream), the fixed validation set for model selection
-    env = make_env(s, args, task, "train", args.batch_size)
+    env = make_env(s, args, task, "train", args.batch_size, device=device)
     env.reset(seed=ranks.seed(args.seed))
     val_env = make_env(s, args, task, "val", args.eval_batch) if ranks.main else None
 
@@ -90,7 +90,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
         average.load_state_dict(resumed["model"])
     evaluated = model if average is None else average
     # What plays the training episodes: with several ranks, DDP around them, which averages the gradients in backward.
-    trainer = parallel.wrap(s, model, ranks, device)
+    trainer = parallel.wrap(s, model, ranks, device, every_parameter=task.n_glimpses > 1)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast == "bf16")
 
     writer = parallel.Silent()
@@ -131,10 +131,11 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     finite = torch.ones((), dtype=torch.bool, device=device)  # every loss so far finite (kept on the device)
 
     def check_finite() -> None:
-        # On the CPU every step, before the step; on a GPU (where reading the flag waits for the device) when the
-        # loop reads scalars anyway. Either way no checkpoint is written after a non-finite loss: last.pt and
-        # best.pt hold the last good state.
-        if not bool(finite):
+        # In one process on the CPU every step, before the step; on a GPU (where reading the flag waits for the
+        # device) and across ranks (where all of them must stop together: the flag is all-reduced) when the loop reads
+        # scalars anyway. Either way no checkpoint is written after a non-finite loss: last.pt and best.pt hold the
+        # last good state.
+        if not parallel.everywhere(finite, ranks):
             raise TrainingError(f"the loss became non-finite by {run.step * batch:,} samples; "
                                 f"{run_dir / 'last.pt'} holds the last evaluated state (try a smaller --lr)")
 
@@ -154,7 +155,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
         losses = loss(ep, reinforce_weight=reinforce_weight, baseline_weight=args.baseline_weight,
                       entropy_weight=args.entropy, gae_lambda=args.gae_lambda)
         finite &= torch.isfinite(losses.total)
-        if device.type == "cpu":
+        if device.type == "cpu" and not ranks.distributed:
             check_finite()  # before the optimiser spreads NaN into the weights
         update(losses.total, model, optimizer, scheduler, average, clip_grad=args.clip_grad, ema=args.ema)
         run.step += 1

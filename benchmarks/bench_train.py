@@ -398,7 +398,8 @@ def main() -> None:
             per_pair = [a / b for a, b in zip(times["theirs"], times["ours"])]
             ratios[B] = {"median": statistics.median(per_pair), "min": min(per_pair), "max": max(per_pair),
                          "of_medians": results[-2]["samples_per_s"] / results[-1]["samples_per_s"]}
-        if args.breakdown and args.batch_size[0] == B and not cuda:  # on a GPU the parts run asynchronously
+        # On a GPU the parts run asynchronously; the breakdown times the env's parts, which device canvases skip.
+        if args.breakdown and args.batch_size[0] == B and not cuda and ours.args.train_data == "env":
             for side in sides:
                 parts[side.name] = breakdown(side, steps)
         ours.env.close()

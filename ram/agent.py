@@ -80,10 +80,11 @@ class Agent:
                    else torch.from_numpy(rng.uniform(-1, 1, (n, 2)).astype(np.float32)))
             p, where = 0, None
             for m in range(samples):
-                state = torch.get_rng_state()
-                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-                roll = self.model.rollout(x, l_0.to(device), self.retina, self.n_glimpses, greedy=samples == 1)
-                torch.set_rng_state(state)
+                # Seeded, and the caller's RNG streams untouched (the CPU's and, on a GPU, the GPU's: training draws
+                # its policy noise there, and validation draws pictures through here).
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+                    roll = self.model.rollout(x, l_0.to(device), self.retina, self.n_glimpses, greedy=samples == 1)
                 p = p + roll.logits.softmax(-1)
                 where = roll.locations if m == 0 else where
             p = p / samples

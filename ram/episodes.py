@@ -35,10 +35,11 @@ class Episode(NamedTuple):
     entropy: Tensor | None = None  # (B, T) entropies of a game's action distributions; None when classifying
 
 
-def make_env(spec: ModelSpec, args: Args, task, split: str, num_envs: int, **kw):
+def make_env(spec: ModelSpec, args: Args, task, split: str, num_envs: int, *, device=None, **kw):
     """The batched env of ``split`` for the model of ``spec`` (autoreset off: every batch is one episode each);
-    ``kw`` go to the env (e.g. ``render_mode``). Training with ``--train-data device`` gets the canvases made on
-    ``--device`` instead (``envs.device.DeviceCanvases``), which ``episode`` plays as the env would."""
+    ``kw`` go to the env (e.g. ``render_mode``). Training with ``--train-data device`` gets canvases made on
+    ``device`` instead (default ``--device``; under torchrun, the rank's GPU): ``envs.device.DeviceCanvases``, which
+    ``episode`` plays as the env would."""
     import gymnasium as gym
 
     import envs  # noqa: F401 - registers the ram/ environments
@@ -47,7 +48,7 @@ def make_env(spec: ModelSpec, args: Args, task, split: str, num_envs: int, **kw)
         from envs import load_mnist
         from envs.device import DeviceCanvases
 
-        return DeviceCanvases(load_mnist(args.data_dir), task, num_envs, args.device, start=args.start)
+        return DeviceCanvases(load_mnist(args.data_dir), task, num_envs, device or args.device, start=args.start)
 
     if task.kind == "catch":
         return gym.make_vec("ram/Catch-v0", num_envs=num_envs, size=task.canvas_size, glimpse_size=task.glimpse_size,
@@ -77,6 +78,12 @@ def n_actions(env) -> int:
 def device_of(model) -> torch.device:
     """Where the model's parameters are: the env's numpy observations go there, its actions come back."""
     return next(model.parameters()).device
+
+
+def forked_rng(model):
+    """A fork of torch's RNG streams that an evaluation may reseed: the CPU's and, for a model on a GPU, that GPU's."""
+    device = device_of(model)
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def glimpse_episode(model, env, *, greedy: bool, index=None, seed=None, watch=None) -> Episode:
@@ -184,7 +191,7 @@ def evaluate_game(spec: ModelSpec, model, env, n: int, *, sampled: bool = True, 
     out = {}
     for name, greedy, offset in (("greedy", True, 0), ("sampled", False, 1))[: 2 if sampled else 1]:
         caught = 0
-        with torch.random.fork_rng():  # seeded, and training's RNG stream untouched (as in evaluate)
+        with forked_rng(model):  # seeded, and training's RNG stream untouched (as in evaluate)
             torch.manual_seed(seed + offset)
             env.reset(seed=seed + offset)
             for index, count in batches(n, env.num_envs):
@@ -204,7 +211,7 @@ def watch_games(spec: ModelSpec, model, env, index: np.ndarray, *, seed: int = 0
 
     pictures: list[list[np.ndarray]] = []
     model.eval()
-    with torch.random.fork_rng():
+    with forked_rng(model):
         torch.manual_seed(seed)
         env.reset(seed=seed)
         ep = episode(spec, model, env, greedy=True, index=index, watch=lambda: pictures.append(env.render()))
@@ -248,14 +255,14 @@ def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: 
     # Each pass draws from a forked, seeded torch RNG, so its error is reproducible and training's RNG stream is
     # untouched: the greedy pass draws nothing unless the locations are random (the paper's ablation, whose greedy
     # path is one random path); the Monte-Carlo pass draws the policy's noise.
-    with torch.random.fork_rng():
+    with forked_rng(model):
         torch.manual_seed(seed)
         env.reset(seed=seed)  # rewinds the fixed split and seeds the random first glimpses
         for index, count in split:
             out = episode(spec, model, env, greedy=True, index=index)
             greedy_errors += (out.logits.argmax(-1) != out.labels)[:count].sum().item()
     # After the greedy pass, so the greedy error does not depend on mc_samples.
-    with torch.random.fork_rng():
+    with forked_rng(model):
         torch.manual_seed(seed + 1)
         env.reset(seed=seed + 1)
         for index, count in split if mc_samples else []:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 from torch import distributed as dist
@@ -40,7 +41,8 @@ def resolve_device(name: str) -> torch.device:
         raise UsageError(f"--device must be {DEVICES}, got {name!r}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: torch sees no CUDA GPU here (try --device cpu)")
+            raise UsageError(f"--device {name}: torch sees no CUDA GPU here (a new run can take --device cpu; a run "
+                             "that trained on a GPU resumes on one)")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
     return device
@@ -87,10 +89,17 @@ def start(device: torch.device) -> tuple[Ranks, torch.device]:
         return Ranks(), device
     ranks = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
-        device = torch.device("cuda", ranks.local_rank if device.index is None else device.index)
+        if device.index is not None:
+            raise UsageError(f"--device {device} names one GPU: under torchrun, pass --device cuda (rank r takes "
+                             "cuda:LOCAL_RANK)")
+        if ranks.local_rank >= torch.cuda.device_count():
+            raise UsageError(f"local rank {ranks.local_rank} has no GPU of its own: this machine has "
+                             f"{torch.cuda.device_count()} (--nproc_per_node at most that many)")
+        device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # 30 minutes (nccl's default is 10) for the other ranks to wait while rank 0 validates and writes.
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
     return ranks, device
 
 
@@ -104,8 +113,18 @@ def lost_peer(error: BaseException) -> bool:
     backend's error, raised in backward's all-reduce or at a checkpoint's gather), rather than a bug to show."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return False
-    text = str(error)
-    return isinstance(error, dist.DistError) or any(k in text for k in ("gloo", "NCCL", "Connection reset"))
+    # nccl's are DistErrors; gloo's a RuntimeError naming its transport's closed connection.
+    return isinstance(error, dist.DistError) or any(f"Connection {how} by peer" in str(error)
+                                                    for how in ("reset", "closed"))
+
+
+def everywhere(flag: torch.Tensor, ranks: Ranks) -> bool:
+    """Whether a boolean flag (a 0-d tensor) holds on every rank (a collective with several ranks)."""
+    if not ranks.distributed:
+        return bool(flag)
+    flag = flag.to(torch.int32).clone()
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag)
 
 
 class Silent:
@@ -147,12 +166,14 @@ class EpisodeModule(nn.Module):
         return episode(self.spec, self.model, env, greedy=False)
 
 
-def wrap(spec, model: nn.Module, ranks: Ranks, device: torch.device):
-    """The callable ``env -> Episode`` the loop trains through: DDP over ``EpisodeModule`` with several ranks (every
-    parameter takes part in every step: no unused-parameter search), the episode itself with one."""
+def wrap(spec, model: nn.Module, ranks: Ranks, device: torch.device, *, every_parameter: bool = True):
+    """The callable ``env -> Episode`` the loop trains through: DDP over ``EpisodeModule`` with several ranks, the
+    episode itself with one. ``every_parameter``: every parameter gets a gradient at every step, so DDP need not search
+    the graph for unused ones (false with one glimpse: no step chooses a location, and the recurrent weights wait)."""
     if not ranks.distributed:
         return EpisodeModule(spec, model)
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(EpisodeModule(spec, model), device_ids=ids)
+    return DistributedDataParallel(EpisodeModule(spec, model), device_ids=ids,
+                                   find_unused_parameters=not every_parameter)

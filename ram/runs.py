@@ -47,7 +47,8 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
     if not (run_dir / "last.pt").exists():
         raise UsageError(f"nothing to resume: {run_dir / 'last.pt'} does not exist")
     resumed = checkpoint.load(run_dir / "last.pt")
-    saved = resumed["args"]
+    # A run saved before --device existed trained on the CPU, on the env's canvases.
+    saved = {"device": "cpu", "train_data": "env", **resumed["args"]}
     for name in sorted(set(given) - set(BOOKKEEPING)):
         own = saved.get(name, getattr(Args(model=saved["model"]), name))  # a field newer than the run: its default
         if getattr(args, name) != own:

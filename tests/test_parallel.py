@@ -204,3 +204,26 @@ def test_bf16_autocast_trains_with_float32_weights_and_policy(mnist, tmp_path):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         roll = model.rollout(torch.zeros(4, 28, 28, dtype=torch.uint8), torch.zeros(4, 2), Retina(g=8), 3)
     assert roll.logits.dtype == torch.bfloat16 and roll.log_pi.dtype == torch.float32  # the policy stays float32
+
+
+def test_a_lost_peer_is_told_apart_from_a_bug(monkeypatch):
+    gloo = RuntimeError("[../gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:1: Connection reset by peer.")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert not parallel.lost_peer(gloo)  # one process: nothing to lose
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert parallel.lost_peer(gloo) and parallel.lost_peer(torch.distributed.DistError("nccl watchdog"))
+    assert not parallel.lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+
+def test_a_run_saved_before_device_existed_resumes_on_the_cpu(mnist, tmp_path):
+    folder = tmp_path / "old"
+    assert train.main([*TINY, "--samples", "48", "--eval-every", "16", "--stop-after", "16", "--run-dir",
+                       str(folder)]) == 0
+    state = checkpoint.load(folder / "last.pt")
+    for field in ("device", "train_data", "autocast", "lr_warmup"):  # as a checkpoint of the version before wrote it
+        del state["args"][field]
+    del state["world"]
+    checkpoint.save(state, folder / "last.pt")
+    assert train.main(["--run-dir", str(folder), "--resume", "--device", "cpu", "--no-progress", "--threads", "1"]) == 0
+    resumed = checkpoint.load(folder / "last.pt")
+    assert resumed["args"]["device"] == "cpu" and resumed["args"]["train_data"] == "env" and resumed["samples"] == 48
