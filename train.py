@@ -62,11 +62,12 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
                          f"(torchrun --nproc_per_node={resumed.get('world', 1)}), not {ranks.world}")
     torch.set_num_threads(args.threads)
     keep_freed_memory()
-    seed_everything(ranks.seed(args.seed))  # rank 0's seed is the run's: one process trains as it always did
+    seed = ranks.seed(args.seed)  # rank 0's seed is the run's: one process trains as it always did
+    seed_everything(seed)
 
     # envs: fresh canvases for training (each rank its own stream), the fixed validation set for model selection
     env = make_env(s, args, task, "train", args.batch_size, device=device)
-    env.reset(seed=ranks.seed(args.seed))
+    env.reset(seed=seed)
     val_env = make_env(s, args, task, "val", args.eval_batch) if ranks.main else None
 
     model, config = build_model(args, task, env)
@@ -122,11 +123,12 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
         """Every rank's random state and a hash of its weights, for the checkpoint (a collective: all ranks call it
         at the same steps), after checking that the weights are finite and the same on every rank."""
         check_finite()
-        replicas = parallel.gather(parallel.fingerprint(model), ranks) if ranks.distributed else []
+        if not ranks.distributed:
+            return {"rng": rng_state(), "world": 1}
+        rngs, replicas = zip(*parallel.gather((rng_state(), parallel.fingerprint(model)), ranks))
         if len(set(replicas)) > 1:
             raise TrainingError(f"the ranks' weights differ at {run.step * batch:,} samples (a data-parallel bug)")
-        rngs = parallel.gather(rng_state(), ranks)
-        return {"rng": rngs[0], "world": ranks.world, **({"ranks": rngs, "replicas": replicas} if replicas else {})}
+        return {"rng": rngs[0], "world": ranks.world, "ranks": list(rngs), "replicas": list(replicas)}
 
     finite = torch.ones((), dtype=torch.bool, device=device)  # every loss so far finite (kept on the device)
 
@@ -197,16 +199,14 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     for closing in (bar, env, val_env):  # the train env's canvas worker thread ends here
         if closing is not None:
             closing.close()
+    parallel.stop(ranks)  # no collective follows: rank 0 tests alone
     if not ranks.main:  # rank 0 tests and writes the results
-        parallel.stop(ranks)
         return {"rank": ranks.rank}
     if run.step < total_steps:
         writer.close()
-        parallel.stop(ranks)
         return {"stopped": True, "samples": run.step * batch, "val_error": run.history[-1]["val_error"],
                 "run_dir": str(run_dir), "world": ranks.world}
     run.elapsed += time.perf_counter() - tic
-    parallel.stop(ranks)
     return finish(model, config, args, task, run_dir, writer, run)
 
 

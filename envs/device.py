@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from envs.cluttered_mnist import N_CLASSES, STARTS
 from envs.mnist import MNIST
@@ -38,7 +39,9 @@ class DeviceCanvases:
         self.labels = torch.from_numpy(labels.astype(np.int64)).to(self.device)
         self.task, self.num_envs, self.start = task, int(num_envs), start
         self.retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
-        self.n_classes, self.split_size = N_CLASSES, None
+        # The env's action for the label, so that the model is sized as for the env (ram.episodes.n_actions).
+        self.single_action_space = spaces.Dict({"label": spaces.Discrete(N_CLASSES)})
+        self.split_size = None  # endless, as the env's train split
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(0)
 

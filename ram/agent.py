@@ -77,14 +77,14 @@ class Agent:
             x = torch.from_numpy(np.ascontiguousarray(images[lo : lo + batch_size])).to(device)
             n = x.shape[0]
             l_0 = (torch.zeros(n, 2) if self.start == "center"
-                   else torch.from_numpy(rng.uniform(-1, 1, (n, 2)).astype(np.float32)))
+                   else torch.from_numpy(rng.uniform(-1, 1, (n, 2)).astype(np.float32))).to(device)
             p, where = 0, None
             for m in range(samples):
                 # Seeded, and the caller's RNG streams untouched (the CPU's and, on a GPU, the GPU's: training draws
                 # its policy noise there, and validation draws pictures through here).
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-                    roll = self.model.rollout(x, l_0.to(device), self.retina, self.n_glimpses, greedy=samples == 1)
+                    roll = self.model.rollout(x, l_0, self.retina, self.n_glimpses, greedy=samples == 1)
                 p = p + roll.logits.softmax(-1)
                 where = roll.locations if m == 0 else where
             p = p / samples

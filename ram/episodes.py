@@ -44,7 +44,7 @@ def make_env(spec: ModelSpec, args: Args, task, split: str, num_envs: int, *, de
 
     import envs  # noqa: F401 - registers the ram/ environments
 
-    if split == "train" and getattr(args, "train_data", "env") == "device":
+    if split == "train" and args.train_data == "device":
         from envs import load_mnist
         from envs.device import DeviceCanvases
 
@@ -68,10 +68,6 @@ def is_game(env) -> bool:
 
 def n_actions(env) -> int:
     """The size of the action network's output: the game's moves, or the classes."""
-    from envs.device import DeviceCanvases
-
-    if isinstance(env, DeviceCanvases):  # canvases made on a device: no gymnasium spaces
-        return env.n_classes
     return int(env.single_action_space["paddle" if is_game(env) else "label"].n)
 
 
