@@ -48,8 +48,9 @@ def train_once(processes: int, threads: int, batch: int, samples: int, folder: P
     """Samples per second of training (from last.pt: validation excluded) of one run of train.py; of two plain runs
     side by side (processes -2), the sum of theirs."""
     def flags(run_dir: Path) -> list[str]:
-        return ["train.py", "--run-dir", str(run_dir), "--threads", str(threads), "--batch-size", str(batch),
-                "--samples", "100000000", "--stop-after", str(samples), "--eval-every", "100000000", "--no-progress"]
+        return ["train.py", "--no-recipe", "--run-dir", str(run_dir), "--threads", str(threads),
+                "--batch-size", str(batch), "--samples", "100000000", "--stop-after", str(samples),
+                "--eval-every", "100000000", "--no-progress"]
 
     launcher = [sys.executable] if processes <= 0 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]

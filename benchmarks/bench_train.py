@@ -6,6 +6,7 @@ Run from the repository root (MNIST must be cached; ``make data`` fetches it):
     python benchmarks/bench_train.py                              # ours only
     python benchmarks/bench_train.py --reference /tmp/rva         # ours and theirs, interleaved
     python benchmarks/bench_train.py --quick --threads 1          # smoke run
+    python benchmarks/bench_train.py --recipe --batch-size 1024   # the agent `python train.py` trains by default
     python benchmarks/bench_train.py --json out.json              # also write the numbers as JSON
 
 ``--reference PATH`` is a local checkout of https://github.com/kevinzakka/recurrent-visual-attention (obtained with
@@ -113,19 +114,24 @@ class Ours:
 
     name = "ours"
 
-    def __init__(self, batch_size: int = 128, device: torch.device | None = None, train_data: str = "auto"):
+    def __init__(self, batch_size: int = 128, device: torch.device | None = None, train_data: str = "auto", *,
+                 recipe: bool = False):
         device = device or torch.device("cpu")
-        args = Args(task=TASK, progress=False, batch_size=batch_size, device=str(device), train_data=train_data)
+        # The paper's agent (RNN core) unless ``recipe``: the step the reference implementation is timed beside. With
+        # ``recipe``, the agent `python train.py` trains by default (LSTM core, a hidden layer in the policy).
+        args = Args(task=TASK, recipe=recipe, progress=False, batch_size=batch_size, device=str(device),
+                    train_data=train_data)
         keep_freed_memory()
         task = task_of(args)
         args = dataclasses.replace(args, train_data=train_data_of(train_data, device, task))
         assert (task.n_glimpses, task.glimpse_size, task.n_scales, task.scale) == (6, 12, 3, 2), task
-        assert (args.hidden_size, args.core) == (256, "rnn"), args
+        assert recipe or (args.hidden_size, args.core) == (256, "rnn"), args
         self.args, self.task, self.device = args, task, device
         self.env = make_env(spec("ram"), args, task, "train", args.batch_size)
         self.env.reset(seed=SEED)
         config = RAMConfig(glimpse_shape=(task.n_scales, task.glimpse_size, task.glimpse_size),
-                           n_classes=n_actions(self.env), hidden_size=args.hidden_size, core=args.core, std=args.std)
+                           n_classes=n_actions(self.env), hidden_size=args.hidden_size, core=args.core, std=args.std,
+                           loc_hidden=args.loc_hidden)
         self.model = RecurrentAttention(config).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr, fused=True)  # as train.py
         # train.py's factor is a cosine of the step; a constant one costs the same.
@@ -142,7 +148,8 @@ class Ours:
         with watch("rollout"):
             ep = episode(spec("ram"), model, self.env, greedy=False)
         with watch("loss"):
-            losses = hybrid_loss(ep.logits, ep.labels, ep.log_pi, ep.b, reinforce_weight=args.reinforce_weight)
+            losses = hybrid_loss(ep.logits, ep.labels, ep.log_pi, ep.b, reinforce_weight=args.reinforce_weight,
+                                 credit=args.reward)
         with watch("backward"):
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()
@@ -346,6 +353,9 @@ def main() -> None:
                         help="where our canvases are made, as train.py's flag (auto: device on a GPU, else env)")
     parser.add_argument("--reference", type=Path, default=None, metavar="PATH",
                         help=f"local checkout of {REFERENCE_URL} to measure side by side")
+    parser.add_argument("--recipe", action="store_true", help="time the agent of the task's recipe (what `python "
+                        "train.py` trains: LSTM core, a hidden layer in the policy, centre start) instead of the "
+                        "paper's; not with --reference")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false", help="skip the per-part timing pass")
     parser.add_argument("--quick", action="store_true", help="1 repeat of 3 steps (smoke run)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
@@ -355,6 +365,8 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 5)
     if repeats < 1 or steps < 1 or warmup < 0 or args.threads < 1:
         parser.error("--repeats, --steps and --threads must be >= 1, --warmup >= 0")
+    if args.recipe and args.reference is not None:
+        parser.error("--reference times the paper's agent beside theirs: leave out --recipe")
     try:
         device = resolve_device(args.device)
     except UsageError as e:
@@ -366,7 +378,8 @@ def main() -> None:
             "machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads, "task": TASK,
             "device": str(device), "gpu": torch.cuda.get_device_name(device) if cuda else None,
             "batch_sizes": args.batch_size, "repeats": repeats, "steps_per_repeat": steps, "warmup_steps": warmup,
-            "quick": args.quick, "reference": None if args.reference is None else str(args.reference.resolve()),
+            "quick": args.quick, "recipe": args.recipe,
+            "reference": None if args.reference is None else str(args.reference.resolve()),
             "reference_commit": None if args.reference is None else reference_commit(args.reference),
             "load_1min_before": round(os.getloadavg()[0], 2)}
     print("bench_train: " + ", ".join(f"{k} {v}" for k, v in meta.items()))
@@ -376,7 +389,7 @@ def main() -> None:
     results, ratios, parts = [], {}, {}
     for B in args.batch_size:
         seed_everything(SEED)
-        ours = Ours(B, device, args.train_data)
+        ours = Ours(B, device, args.train_data, recipe=args.recipe)
         meta["train_data"] = ours.args.train_data
         sides: list[Ours | Theirs] = [ours]
         if args.reference is not None:
@@ -414,7 +427,8 @@ def main() -> None:
         columns.append(("gpu_mib", "peak GPU MiB", ",.0f"))
     where = f"{meta['gpu']} ({device})" if cuda else f"{args.threads} torch threads"
     print_table(f"1. One training step on {TASK}: T={task.n_glimpses}, {task.n_scales} scales of "
-                f"{task.glimpse_size}x{task.glimpse_size}, hidden 256, {where}, our canvases made by the "
+                f"{task.glimpse_size}x{task.glimpse_size}, hidden 256{', the recipe' if args.recipe else ''}, {where}, "
+                f"our canvases made by the "
                 f"{meta['train_data']}, data generation included", results, columns)
     for B, ratio in ratios.items():
         print(f"B={B}: ratio ours / theirs: {ratio['median']:.2f}x (median of {repeats} interleaved pairs; "

@@ -41,14 +41,27 @@ def _default(value, help: str, **kw):
     return field(default=None, metadata={"help": help, "default": value, **kw})
 
 
-# The RAM agent's recipe for a task: the values its flags take when the command line leaves them unset, so that
-# `python train.py --task T` trains a good agent for T (measured in docs/training.md).
-RECIPES: dict[str, dict] = {
+# The RAM agent's recipes: the values its flags take when the command line leaves them unset, so that
+# `python train.py --task T` trains a good agent for T with its default number of glimpses (measured in
+# docs/training.md). Keyed by (task, glimpses); glimpses None: every count.
+RECIPES: dict[tuple[str, int | None], dict] = {
     # A small LSTM agent trained by REINFORCE; its baseline shapes its state too (as an actor-critic's critic); a
     # little entropy keeps the moves from settling on one move early (docs/catch.md has the runs behind each choice).
-    "catch": {"core": "lstm", "hidden_size": 64, "g_size": 64, "glimpse_hidden": 32, "baseline_core": True,
-              "entropy": 0.01, "lr": 2e-3, "samples": 5_000_000, "eval_every": 100_000},
+    ("catch", None): {"core": "lstm", "hidden_size": 64, "g_size": 64, "glimpse_hidden": 32, "baseline_core": True,
+                      "entropy": 0.01, "lr": 2e-3, "samples": 5_000_000, "eval_every": 100_000},
+    # The LSTM core, a hidden layer in the location policy, the first glimpse at the centre, the std annealed from
+    # 0.15 to 0.04, and batches of 1,024 with the learning rate scaled by sqrt(1024 / 128) after a 200k-image warm-up
+    # (docs/results.md and docs/scaling.md have the A/Bs behind each choice).
+    ("cluttered60", 6): {"core": "lstm", "loc_hidden": 128, "start": "center", "std": 0.15, "std_final": 0.04,
+                         "batch_size": 1024, "lr": 2.83e-3, "lr_warmup": 200_000, "samples": 10_000_000,
+                         "eval_every": 500_000},
 }
+
+
+def recipe_of(task: str, glimpses: int | None) -> dict:
+    """The recipe of ``task`` with ``glimpses`` glimpses (None: the task's own count); {} if it has none."""
+    T = PRESETS[task].n_glimpses if glimpses is None else glimpses
+    return {**RECIPES.get((task, None), {}), **RECIPES.get((task, T), {})}
 
 
 @dataclass
@@ -57,6 +70,8 @@ class Args:
 
     task: str = _flag("cluttered60", "task preset (sets the canvas, clutter and the paper's sensor; catch: the game)",
                       choices=tuple(PRESETS))
+    recipe: bool = _flag(True, "fill the flags left unset from the task's recipe for its glimpse count (RECIPES in "
+                         "ram/config.py; --no-recipe: the plain defaults, as commands written before the recipe)")
     model: str = _flag("ram", "the model, an entry of the registry (ram.registry): ram is hard attention trained "
                        "by REINFORCE; the others see the whole canvas and learn by backpropagation (docs/training.md)")
     score: str = _flag("scaled_dot", "soft attention's score function", choices=("additive", "dot", "scaled_dot",
@@ -83,10 +98,12 @@ class Args:
     glimpse_hidden: int | None = _default(128, "units of each glimpse-network pathway: sets both h_g (what) and h_l "
                                           "(where)")
     g_size: int | None = _default(256, "units of the glimpse representation g_t")
-    loc_hidden: int = _flag(0, "units of a ReLU hidden layer in the location policy (0: the paper's linear map)")
+    loc_hidden: int | None = _default(0, "units of a ReLU hidden layer in the location policy (0: the paper's "
+                                      "linear map)")
     std: float | None = _default(0.2, "standard deviation of the Gaussian location policy (canvas spans [-1, 1])")
-    std_final: float | None = _flag(None, "anneal the policy's std from --std to this by the end of the run (cosine, "
-                                    "like the learning rate); Monte-Carlo tests use it (default: --std throughout)")
+    std_final: float | None = _default(None, "anneal the policy's std from --std to this by the end of the run "
+                                       "(cosine, like the learning rate); Monte-Carlo tests use it (default: --std "
+                                       "throughout; under a recipe that anneals, give --std-final equal to --std)")
     init: str | None = _flag(None, "start from the weights of this checkpoint (a run folder, best.pt or agent.pt) "
                              "of the same architecture, e.g. to fine-tune a trained agent with a smaller --std")
     batch_size: int | None = _default(128, "episodes per training step")
@@ -94,8 +111,12 @@ class Args:
     lr: float | None = _default(1e-3, "Adam learning rate, decayed to lr * lr_final by a cosine schedule (the "
                                 "model's registry entry may set another default)")
     lr_final: float = _flag(0.02, "final learning rate as a fraction of --lr")
-    lr_warmup: int = _flag(0, "samples over which the learning rate rises linearly to --lr, under its cosine (for "
-                           "large batches: docs/scaling.md; 0: none)")
+    lr_warmup: int | None = _default(0, "samples over which the learning rate rises linearly to --lr, under its "
+                                     "cosine (for large batches: docs/scaling.md; 0: none)")
+    reward: str | None = _default("env", "the return R that REINFORCE and its baseline see: env, the reward paid "
+                                  "(1 for the right class; the paper); prob, the classifier's probability of the true "
+                                  "class, p(y | h_T); log_prob, log p(y | h_T) (docs/training.md has the A/B)",
+                                  choices=("env", "prob", "log_prob"))
     reinforce_weight: float = _flag(1.0, "weight of the REINFORCE term in the hybrid loss")
     baseline_weight: float = _flag(1.0, "weight of the baseline's regression term in the hybrid loss")
     baseline_core: bool | None = _default(False, "the baseline's regression also trains the core and glimpse networks "
@@ -136,7 +157,7 @@ class Args:
 
         # Fields left unset take the task's recipe (for the RAM agent), else the model's defaults (ram.registry),
         # else their own.
-        recipe = RECIPES.get(self.task, {}) if self.model == "ram" else {}
+        recipe = recipe_of(self.task, self.glimpses) if self.model == "ram" and self.recipe else {}
         for f in dataclasses.fields(self):
             if getattr(self, f.name) is None and "default" in f.metadata:
                 value = recipe.get(f.name, spec(self.model).defaults.get(f.name, f.metadata["default"]))
@@ -182,7 +203,8 @@ def add_fields(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(Args):
         name = "--" + f.name.replace("_", "-")
         default = f.metadata.get("default", f.default)
-        recipes = "".join(f", --task {task}: {recipe[f.name]}" for task, recipe in RECIPES.items() if f.name in recipe)
+        recipes = "".join(f", --task {task}{'' if T is None else f' --glimpses {T}'}: {recipe[f.name]}"
+                          for (task, T), recipe in RECIPES.items() if f.name in recipe)
         help = f.metadata["help"] + ("" if default is None else f" (default: {default}{recipes})")
         if f.type in ("bool", bool, "bool | None"):
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help)
@@ -221,6 +243,8 @@ def check(args: Args) -> Args:
         raise UsageError(f"--lr-final must be in [0, 1], got {args.lr_final}")
     if not 0 <= args.gae_lambda <= 1 or not args.entropy >= 0:
         raise UsageError(f"--gae-lambda must be in [0, 1] and --entropy >= 0, got {args.gae_lambda} and {args.entropy}")
+    if args.task in GAMES and args.reward != "env":
+        raise UsageError("--reward prob and log_prob score a class: a game (catch) is paid for its ball only")
     if args.task not in GAMES and (args.entropy != 0 or args.gae_lambda != 1):
         raise UsageError("--entropy and --gae-lambda shape the loss of a game's moves: they apply to --task catch only")
     if args.baseline_core and not spec(args.model).policy:

@@ -159,9 +159,9 @@ def episode(spec: ModelSpec, model, env, *, greedy: bool, index=None, seed=None,
 
 
 def loss(ep: Episode, *, reinforce_weight: float, baseline_weight: float, entropy_weight: float = 0.0,
-         gae_lambda: float = 1.0):
-    """The training loss of a batch of episodes: the paper's hybrid loss when classifying, a game's (REINFORCE alone,
-    no labels to learn from) when playing."""
+         gae_lambda: float = 1.0, credit: str = "env"):
+    """The training loss of a batch of episodes: the paper's hybrid loss when classifying (``credit``: the return
+    its REINFORCE sees, see ``hybrid_loss``), a game's (REINFORCE alone, no labels to learn from) when playing."""
     from ram.model import game_loss, hybrid_loss
 
     weights = {"reinforce_weight": reinforce_weight, "baseline_weight": baseline_weight}
@@ -171,7 +171,7 @@ def loss(ep: Episode, *, reinforce_weight: float, baseline_weight: float, entrop
     if ep.labels is None:
         return game_loss(ep.log_pi, ep.log_pi_a, ep.b, ep.reward, entropy=ep.entropy, entropy_weight=entropy_weight,
                          gae_lambda=gae_lambda, **weights)
-    return hybrid_loss(ep.logits, ep.labels, ep.log_pi, ep.b, reward=ep.reward, **weights)
+    return hybrid_loss(ep.logits, ep.labels, ep.log_pi, ep.b, reward=ep.reward, credit=credit, **weights)
 
 
 def batches(n: int, B: int) -> list[tuple[np.ndarray, int]]:

@@ -296,22 +296,36 @@ class Losses(NamedTuple):
     accuracy: Tensor
 
 
+REWARDS = ("env", "prob", "log_prob")
+
+
 def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, reward: Tensor | None = None,
-                reinforce_weight: float = 1.0, baseline_weight: float = 1.0) -> Losses:
+                reinforce_weight: float = 1.0, baseline_weight: float = 1.0, credit: str = "env") -> Losses:
     """The paper's hybrid loss: supervised cross-entropy + REINFORCE with a learned baseline + its regression.
 
     logits (B, C), labels (B,), log_pi and b (B, T - 1) over the steps that chose a location; reward (B,) as the
     environment paid it (default: 1 where the argmax of logits is the label, which is what the envs pay).
+    ``credit`` is the return R that REINFORCE and the baseline see: "env", the reward paid (the paper); "prob", the
+    classifier's probability of the true class, p(y | h_T), a graded 0-to-1 version of it; "log_prob", log p(y | h_T)
+    (as Ba et al. 2015 weight their locations). ``Losses.reward`` and ``accuracy`` stay the env's 0/1 either way.
     """
+    if credit not in REWARDS:
+        raise ValueError(f"credit must be one of {REWARDS}, got {credit!r}")
     classification = F.cross_entropy(logits, labels)
     if reward is None:
         # The reward is a count, not a function of any parameter: no gradient through the argmax.
         reward = (logits.detach().argmax(-1) == labels).float()
     reward = reward.float()
+    R = reward
+    if credit != "env":
+        # Detached: R scores the locations chosen; it must not train the classifier through REINFORCE's weight (the
+        # cross-entropy above trains it).
+        log_p = logits.detach().float().log_softmax(-1).gather(1, labels[:, None]).squeeze(1)
+        R = log_p.exp() if credit == "prob" else log_p
     # Detached baseline: the REINFORCE term must not train the Baseline (its own regression does).
-    advantage = reward[:, None] - b.detach()
+    advantage = R[:, None] - b.detach()
     reinforce = -(log_pi * advantage).sum(1).mean()
-    baseline = F.mse_loss(b, reward[:, None].expand_as(b)) if b.numel() else b.sum()
+    baseline = F.mse_loss(b, R[:, None].expand_as(b)) if b.numel() else b.sum()
     total = classification + reinforce_weight * reinforce + baseline_weight * baseline
     return Losses(total, classification, reinforce, baseline, reward, reward.mean())
 

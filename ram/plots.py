@@ -188,3 +188,25 @@ def test_curve_figure(points: list[dict], target: float, *, game: bool = False) 
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     return fig
+
+
+def recipe_curves_figure(panels: dict[str, tuple[dict[str, list[dict]], float]]) -> Figure:
+    """Test error against training minutes, one panel per task: ``panels`` maps a title to (the test curves of its
+    runs, {label: test_curve.json's points}, and the paper's error, drawn dashed). Greedy solid, Monte-Carlo dotted."""
+    fig = Figure(figsize=(5 * len(panels), 4), layout="constrained")
+    for i, (title, (runs, paper)) in enumerate(panels.items()):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for j, (label, points) in enumerate(runs.items()):
+            color = f"C{j}"
+            x = [p["minutes"] for p in points]
+            ax.plot(x, [p["greedy_error"] for p in points], "o-", color=color, markersize=3, label=f"{label}, greedy")
+            if all("mc_error" in p for p in points):
+                ax.plot(x, [p["mc_error"] for p in points], ":", color=color, label=f"{label}, Monte-Carlo")
+        ax.axhline(paper, color="k", linestyle="--", linewidth=1, label=f"paper {paper:g}%")
+        ax.set_title(title)
+        ax.set_xlabel("training minutes (2 cores)")
+        ax.set_ylabel("test error (%)")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig

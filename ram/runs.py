@@ -47,10 +47,9 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
     if not (run_dir / "last.pt").exists():
         raise UsageError(f"nothing to resume: {run_dir / 'last.pt'} does not exist")
     resumed = checkpoint.load(run_dir / "last.pt")
-    # A run saved before --device existed trained on the CPU, on the env's canvases.
-    saved = {"device": "cpu", "train_data": "env", **resumed["args"]}
+    saved = saved_args(resumed["args"])
     for name in sorted(set(given) - set(BOOKKEEPING)):
-        own = saved.get(name, getattr(Args(model=saved["model"]), name))  # a field newer than the run: its default
+        own = saved.get(name, getattr(Args(model=saved["model"], recipe=False), name))  # newer than the run: default
         if getattr(args, name) != own:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} differs from the run's {own}: a "
                              "resumed run keeps its own settings (start a new run with another --run-dir)")
@@ -107,11 +106,18 @@ def recorded(path: str) -> str:
         return path
 
 
+def saved_args(args: dict) -> dict:
+    """A checkpoint's args with the fields it predates: a run saved before --device trained on the CPU, on the env's
+    canvases; before --reward, on the env's reward; before --lr-warmup, without one. Its values are the run's
+    own, so no recipe may fill them (not even a None, such as a --std-final it did not anneal to): recipe off."""
+    return {"device": "cpu", "train_data": "env", "reward": "env", "lr_warmup": 0, **args, "recipe": False}
+
+
 def load_run(run: str, data_dir: str | None) -> tuple[Path, dict, Args, Task]:
     """(checkpoint path, its contents, Args, Task) of RUN: a run folder, a shipped folder or a checkpoint file."""
     path = checkpoint.find(run)
     state = checkpoint.load(path)
-    return path, state, Args(**{**state["args"], "data_dir": data_dir}), Task(**state["task"])
+    return path, state, Args(**{**saved_args(state["args"]), "data_dir": data_dir}), Task(**state["task"])
 
 
 def load_model(state: dict, args: Args, task: Task):

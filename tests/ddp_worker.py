@@ -32,7 +32,7 @@ def main(out: Path) -> None:
     torch.set_num_threads(1)
     ranks, device = parallel.start(torch.device("cpu"))
     assert ranks.world == 2 and dist.get_backend() == "gloo"
-    args = Args(task="cluttered60", batch_size=8, hidden_size=16, g_size=16, glimpse_hidden=8, seed=3)
+    args = Args(task="cluttered60", recipe=False, batch_size=8, hidden_size=16, g_size=16, glimpse_hidden=8, seed=3)
     task, s = get_task("cluttered60", n_glimpses=3), spec("ram")
     torch.manual_seed(ranks.seed(args.seed))
     env = make_env(s, args, task, "train", args.batch_size)

@@ -102,6 +102,34 @@ def test_reinforce_known_answer():
     assert b.grad is None and logits.grad is None
 
 
+@pytest.mark.parametrize("credit", ["prob", "log_prob"])
+def test_reinforce_known_answer_with_the_true_class_probability_as_return(credit):
+    # Softmax p(y): sample 0 gives its label 0 probability 3/4 (and is right), sample 1 gives its label 1 probability
+    # 1/2 (a tie, which argmax breaks to class 0: wrong).
+    logits = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]], requires_grad=True)
+    labels = torch.tensor([0, 1])
+    log_pi = torch.tensor([[-1.0, -2.0], [-0.5, -1.5]], requires_grad=True)
+    b = torch.tensor([[0.25, 0.5], [0.5, 0.25]], requires_grad=True)
+    losses = hybrid_loss(logits, labels, log_pi, b, credit=credit)
+    R = [0.75, 0.5] if credit == "prob" else [math.log(0.75), math.log(0.5)]
+    # -(1/B) sum_i sum_t log_pi_it (R_i - b_it); prob: i=0: -1*.5 + -2*.25 = -1; i=1: -.5*0 + -1.5*.25 = -.375
+    expected = -sum(lp * (R[i] - bb) for i in range(2) for lp, bb in zip(log_pi[i].tolist(), b[i].tolist())) / 2
+    assert losses.reinforce.item() == pytest.approx(expected)
+    if credit == "prob":
+        assert expected == pytest.approx(0.6875)
+    # The reward reported stays the env's 0/1; the baseline regresses on R.
+    assert losses.reward.tolist() == [1.0, 0.0] and losses.accuracy.item() == 0.5
+    residuals = [(bb - R[i]) ** 2 for i in range(2) for bb in b[i].tolist()]
+    assert losses.baseline.item() == pytest.approx(sum(residuals) / 4)
+    losses.reinforce.backward()
+    # d/dlog_pi = -(R - b) / B; R is a score, not a path: nothing reaches the classifier or the baseline.
+    want = torch.tensor([[-(R[i] - bb) / 2 for bb in b[i].tolist()] for i in range(2)])
+    torch.testing.assert_close(log_pi.grad, want)
+    assert b.grad is None and logits.grad is None
+    with pytest.raises(ValueError, match="credit"):
+        hybrid_loss(logits, labels, log_pi, b, credit="hit")
+
+
 def test_log_pi_is_the_exact_gaussian_density():
     mu = torch.tensor([[0.1, -0.3]])
     x = torch.tensor([[1.3, -0.2]])  # outside [-1, 1]: still the unclipped draw's density

@@ -87,7 +87,7 @@ def test_device_canvases_follow_the_rules_and_resume_exactly(mnist):
 def test_canvas_episode_is_the_env_episode(mnist):
     # The same canvases, from the centre and greedy: the device path (the retina on the tensors) and the env's path
     # give the same logits and glimpse locations.
-    args = Args(task="cluttered60", start="center", hidden_size=16, g_size=16, glimpse_hidden=8)
+    args = Args(task="cluttered60", recipe=False, start="center", hidden_size=16, g_size=16, glimpse_hidden=8)
     task, s = get_task("cluttered60"), spec("ram")
     env = make_env(s, args, task, "val", 16)
     torch.manual_seed(0)

@@ -43,3 +43,29 @@ def test_matrix_figure():
     fig = matrix_figure(np.eye(3), query_labels=["a", "b", "c"], key_labels=["x", "y", "z"])
     ax = [a for a in fig.axes if a.get_label() != "<colorbar>"][0]
     assert ax.get_xlabel() == "keys" and [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+
+
+def test_recipe_curves_figure_has_a_panel_per_task_with_the_paper_drawn(tmp_path, capsys):
+    import json
+    import sys
+    from pathlib import Path
+
+    from ram.plots import recipe_curves_figure
+
+    points = [{"minutes": 1.0, "greedy_error": 9.0, "mc_error": 6.0}, {"minutes": 2.0, "greedy_error": 5.0,
+                                                                       "mc_error": 3.0}]
+    fig = recipe_curves_figure({"a": ({"s0": points, "s1": points}, 4.08), "b": ({"s0": points[:1]}, 8.11)})
+    assert len(fig.axes) == 2
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 2 * 2 + 1  # greedy and MC of each run, the paper's level
+    assert list(lines[0].get_ydata()) == [9.0, 5.0] and list(lines[-1].get_ydata()) == [4.08, 4.08]
+    # The script draws the shipped curves it finds, and says so when it finds none.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import recipe_curves
+
+    assert recipe_curves.main(["--results", str(tmp_path), "--out", str(tmp_path / "f.png")]) == 1
+    run = tmp_path / next(iter(next(iter(recipe_curves.PANELS.values()))[1].values()))
+    run.mkdir()
+    (run / "test_curve.json").write_text(json.dumps({"points": points}))
+    assert recipe_curves.main(["--results", str(tmp_path), "--out", str(tmp_path / "f.png")]) == 0
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

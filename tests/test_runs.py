@@ -1,5 +1,6 @@
 """Run folders: the one checkpoint look-up (run folder, shipped folder, file), on every shipped agent too."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import train
 from envs.tasks import fixed
 from ram import checkpoint
 from ram.agent import Agent
+from ram.config import Args
 from ram.registry import spec
 from ram.runs import load_model, load_run, recorded
 
@@ -88,3 +90,15 @@ def test_random_glimpses_evaluate_to_the_same_greedy_error_every_time(mnist):
     errors = [evaluate(s, model, env, 1000, mc_samples=2, seed=0) for _ in range(2)]
     env.close()
     assert errors[0] == errors[1] and 0 < errors[0]["greedy_error"] < 100
+
+
+def test_a_run_saved_before_its_task_had_a_recipe_keeps_its_own_settings():
+    from ram.runs import saved_args
+
+    old = dataclasses.asdict(Args(recipe=False))  # cluttered60, 6 glimpses, as the paper's agent trained before
+    for name in ("recipe", "reward", "lr_warmup", "device", "train_data", "autocast"):  # newer than that run
+        del old[name]
+    args = Args(**saved_args(old))
+    assert (args.core, args.batch_size, args.lr, args.std_final, args.lr_warmup, args.reward, args.device) == (
+        "rnn", 128, 1e-3, None, 0, "env", "cpu")
+    assert Args().core == "lstm"  # while a new run of the same task takes the recipe

@@ -152,7 +152,8 @@ def test_visualize_and_evaluate_commands(mnist, tmp_path, capsys):
      (["--glimpses", "-1"], "positive"), (["--batch-size", "0"], "positive"), (["--resume"], "--run-dir"),
      (["--lr", "abc"], "invalid float"), (["evaluate", "/no/such/run"], "no checkpoint"),
      (["visualize", "/no/such/run"], "no checkpoint"), (["--lr-final", "2"], "lr-final"),
-     (["--ema", "1"], "--ema must be in"),
+     (["--ema", "1"], "--ema must be in"), (["--task", "catch", "--reward", "prob"], "score a class"),
+     (["--reward", "hit"], "invalid choice"),
      (["evaluate", "x", "--threads", "0"], "threads"), (["evaluate", "x", "--split", "train"], "invalid choice"),
      (["--std-final", "0"], "must be > 0"), (["--model", "fc", "--std-final", "0.1"], "no location policy"),
      (["--init", "/no/such/run"], "no such checkpoint"), (["curve", "/no/such/run"], "not a run folder"),
@@ -185,7 +186,7 @@ def test_visualize_refuses_a_range_outside_the_test_set(mnist, tmp_path, capsys)
 def test_glimpse_episodes_rewards_match_the_loss(mnist):
     from ram.model import RAMConfig, RecurrentAttention, hybrid_loss
 
-    args = Args(task="cluttered60", batch_size=32)
+    args = Args(task="cluttered60", batch_size=32, recipe=False)
     env = make_env(spec("ram"), args, task_of(args), "train", 32)
     env.reset(seed=0)
     model = RecurrentAttention(RAMConfig(hidden_size=32, g_size=32, hg_size=16, hl_size=16))
@@ -402,7 +403,7 @@ def test_default_run_folders_differ_by_model_and_policy():
 
 
 def test_the_default_learning_rate_depends_on_the_model_and_a_given_one_wins():
-    assert parse_args([]).lr == 1e-3
+    assert parse_args(["--no-recipe"]).lr == 1e-3
     assert parse_args(["--model", "soft-glimpse"]).lr == 3e-4
     assert parse_args(["--model", "soft-glimpse", "--lr", "0.002"]).lr == 0.002
 
