@@ -1,4 +1,4 @@
-# make train: set up .venv, fetch MNIST, train the default agent.   make test: set up, fetch MNIST, lint, test.
+# make train: set up .venv, fetch MNIST, train the cluttered60 recipe.   make test: set up, fetch MNIST, lint, test.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

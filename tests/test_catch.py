@@ -305,13 +305,13 @@ def test_the_catch_recipe_fills_what_the_command_line_leaves_unset():
 def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_plain_defaults():
     from ram.config import RECIPES, Args, parse_args
 
-    c60 = RECIPES[("cluttered60", 6)]
+    c60 = RECIPES[("cluttered60", None)]  # every glimpse count
     assert all(getattr(Args(), k) == v for k, v in c60.items())  # cluttered60 has 6 glimpses by default
-    assert all(getattr(Args(glimpses=6), k) == v for k, v in c60.items())
+    assert all(getattr(Args(glimpses=4), k) == v for k, v in c60.items())
     plain = Args(recipe=False)
     assert (plain.core, plain.batch_size, plain.lr, plain.loc_hidden, plain.std_final, plain.lr_warmup,
-            plain.start, plain.samples) == ("rnn", 128, 1e-3, 0, None, 0, "random", 3_000_000)
-    assert Args(glimpses=8).core == "rnn" and Args(glimpses=8).batch_size == 128  # no recipe measured for 8
+            plain.start, plain.samples, plain.reward) == ("rnn", 128, 1e-3, 0, None, 0, "random", 3_000_000, "env")
+    assert Args(task="cluttered100").core == "rnn" and Args(task="cluttered100").batch_size == 128  # none yet
     # A flag given wins over the recipe; the model's own defaults win over a RAM recipe.
     args = parse_args(["--batch-size", "256", "--core", "rnn"])
     assert (args.batch_size, args.core, args.lr) == (256, "rnn", c60["lr"])
