@@ -427,9 +427,8 @@ def main() -> None:
         columns.append(("gpu_mib", "peak GPU MiB", ",.0f"))
     where = f"{meta['gpu']} ({device})" if cuda else f"{args.threads} torch threads"
     print_table(f"1. One training step on {TASK}: T={task.n_glimpses}, {task.n_scales} scales of "
-                f"{task.glimpse_size}x{task.glimpse_size}, hidden 256{', the recipe' if args.recipe else ''}, {where}, "
-                f"our canvases made by the "
-                f"{meta['train_data']}, data generation included", results, columns)
+                f"{task.glimpse_size}x{task.glimpse_size}, {'the recipe' if args.recipe else 'hidden 256'}, {where}, "
+                f"our canvases made by the {meta['train_data']}, data generation included", results, columns)
     for B, ratio in ratios.items():
         print(f"B={B}: ratio ours / theirs: {ratio['median']:.2f}x (median of {repeats} interleaved pairs; "
               f"range {ratio['min']:.2f}-{ratio['max']:.2f}; ratio of medians {ratio['of_medians']:.2f}x)")

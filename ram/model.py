@@ -311,17 +311,16 @@ def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, re
     """
     if credit not in REWARDS:
         raise ValueError(f"credit must be one of {REWARDS}, got {credit!r}")
-    classification = F.cross_entropy(logits, labels)
+    log_probs = logits.float().log_softmax(-1)
+    classification = F.nll_loss(log_probs, labels)  # the cross-entropy
     if reward is None:
         # The reward is a count, not a function of any parameter: no gradient through the argmax.
         reward = (logits.detach().argmax(-1) == labels).float()
     reward = reward.float()
-    R = reward
-    if credit != "env":
-        # Detached: R scores the locations chosen; it must not train the classifier through REINFORCE's weight (the
-        # cross-entropy above trains it).
-        log_p = logits.detach().float().log_softmax(-1).gather(1, labels[:, None]).squeeze(1)
-        R = log_p.exp() if credit == "prob" else log_p
+    # Detached: R scores the locations chosen; it must not train the classifier through REINFORCE's weight (the
+    # cross-entropy above trains it).
+    log_p = log_probs.detach().gather(1, labels[:, None]).squeeze(1)  # log p(y | h_T)
+    R = reward if credit == "env" else log_p.exp() if credit == "prob" else log_p
     # Detached baseline: the REINFORCE term must not train the Baseline (its own regression does).
     advantage = R[:, None] - b.detach()
     reinforce = -(log_pi * advantage).sum(1).mean()
