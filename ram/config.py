@@ -43,19 +43,23 @@ def _default(value, help: str, **kw):
 
 # The RAM agent's recipes: the values its flags take when the command line leaves them unset, so that
 # `python train.py --task T` trains a good agent for T with its default number of glimpses (measured in
-# docs/training.md). Keyed by (task, glimpses); glimpses None: every count.
+# docs/results.md and docs/catch.md). Keyed by (task, glimpses); glimpses None: every count.
+# The cluttered tasks' agent: the LSTM core, a hidden layer in the location policy, the first glimpse at the centre,
+# the std annealed from 0.15 to 0.04, batches of 1,024 with the learning rate scaled by sqrt(1024 / 128) after a
+# 200k-image warm-up, and REINFORCE paid p(y | h_T) (docs/results.md and docs/scaling.md have the A/Bs behind each
+# choice).
+_ATTEND = {"core": "lstm", "loc_hidden": 128, "start": "center", "std": 0.15, "std_final": 0.04, "batch_size": 1024,
+           "lr": 2.83e-3, "lr_warmup": 200_000, "reward": "prob", "eval_every": 500_000}
 RECIPES: dict[tuple[str, int | None], dict] = {
     # A small LSTM agent trained by REINFORCE; its baseline shapes its state too (as an actor-critic's critic); a
     # little entropy keeps the moves from settling on one move early (docs/catch.md has the runs behind each choice).
     ("catch", None): {"core": "lstm", "hidden_size": 64, "g_size": 64, "glimpse_hidden": 32, "baseline_core": True,
                       "entropy": 0.01, "lr": 2e-3, "samples": 5_000_000, "eval_every": 100_000},
-    # The LSTM core, a hidden layer in the location policy, the first glimpse at the centre, the std annealed from
-    # 0.15 to 0.04, batches of 1,024 with the learning rate scaled by sqrt(1024 / 128) after a 200k-image warm-up,
-    # and REINFORCE paid p(y | h_T) (docs/results.md and docs/scaling.md have the A/Bs behind each choice; measured
-    # with 6 and 4 glimpses).
-    ("cluttered60", None): {"core": "lstm", "loc_hidden": 128, "start": "center", "std": 0.15, "std_final": 0.04,
-                            "batch_size": 1024, "lr": 2.83e-3, "lr_warmup": 200_000, "reward": "prob",
-                            "samples": 10_000_000, "eval_every": 500_000},
+    # 10M images (about 41 minutes on 2 cores with 6 glimpses; measured with 6 and 4).
+    ("cluttered60", None): {**_ATTEND, "samples": 10_000_000},
+    # The same agent on the larger canvas, for the images that fit in about 100 minutes on 2 cores (about 1,600 a
+    # second with the task's 8 glimpses, the count measured).
+    ("cluttered100", None): {**_ATTEND, "samples": 10_000_000},
 }
 
 
@@ -116,10 +120,13 @@ class Args:
                                      "cosine (for large batches: docs/scaling.md; 0: none)")
     reward: str | None = _default("env", "the return R that REINFORCE and its baseline see: env, the reward paid "
                                   "(1 for the right class; the paper); prob, the classifier's probability of the true "
-                                  "class, p(y | h_T); log_prob, log p(y | h_T) (docs/training.md has the A/B)",
+                                  "class, p(y | h_T); log_prob, log p(y | h_T) (docs/results.md has the A/B)",
                                   choices=("env", "prob", "log_prob"))
     reinforce_weight: float = _flag(1.0, "weight of the REINFORCE term in the hybrid loss")
     baseline_weight: float = _flag(1.0, "weight of the baseline's regression term in the hybrid loss")
+    policy_core: bool | None = _default(False, "REINFORCE's gradient also trains the core and glimpse networks, "
+                                        "through the location policy's input h_t (the Torch7 implementation's route); "
+                                        "off: the location policy alone")
     baseline_core: bool | None = _default(False, "the baseline's regression also trains the core and glimpse networks "
                                           "(an actor-critic's shared state); off: the baseline alone")
     entropy: float | None = _default(0.0, "weight of a bonus on the entropy of a game's moves (catch), which keeps the "
@@ -250,6 +257,8 @@ def check(args: Args) -> Args:
         raise UsageError("--entropy and --gae-lambda shape the loss of a game's moves: they apply to --task catch only")
     if args.baseline_core and not spec(args.model).policy:
         raise UsageError(f"--baseline-core routes the baseline's gradient: a {args.model} model has no baseline")
+    if args.policy_core and (not spec(args.model).policy or args.policy != "learned"):
+        raise UsageError("--policy-core routes REINFORCE's gradient: it needs a learned location policy (--model ram)")
     if not 0 <= args.ema < 1:
         raise UsageError(f"--ema must be in [0, 1), got {args.ema}")
     if args.task in GAMES and (args.model != "ram" or args.policy != "learned"):

@@ -11,7 +11,8 @@ One step t of the model, written with the paper's names:
 
 Gradient routing (the design; tests pin it, see tests/test_model.py):
 - the cross-entropy of a_T trains Classifier, CoreNetwork and GlimpseNetwork, never the LocationPolicy;
-- REINFORCE trains the LocationPolicy only (its input h_t is detached);
+- REINFORCE trains the LocationPolicy only (its input h_t is detached), unless ``policy_core``: then its gradient
+  also reaches CoreNetwork and GlimpseNetwork through h_t, back through time (the Torch7 implementation's route);
 - the baseline's regression trains the Baseline only (its input h_t is detached too), unless ``baseline_core``:
   then it trains CoreNetwork and GlimpseNetwork as well, as the critic of an actor-critic shares their state.
 In a game (``act_every_step``) there are no labels and no cross-entropy: the REINFORCE term of the game actions
@@ -60,6 +61,9 @@ class RAMConfig:
     # The baseline's regression trains the core and the glimpse network too (an actor-critic's shared body: predicting
     # the reward shapes the state); False: it trains the Baseline alone.
     baseline_core: bool = False
+    # REINFORCE's gradient reaches the core and the glimpse network through the location policy's input h_t (as
+    # Element-Research/rnn's RecurrentAttention routes it); False: it trains the LocationPolicy alone.
+    policy_core: bool = False
 
     def __post_init__(self) -> None:
         if self.core not in CORES:
@@ -209,8 +213,9 @@ class RecurrentAttention(nn.Module):
         g_t = self.glimpse(rho, l.detach())
         state = self.core(g_t, state)
         h_t = state[0]
-        # Detached: REINFORCE trains the LocationPolicy alone, not the core or the glimpse network.
-        mu, l_t = self.location(h_t.detach(), greedy=greedy)
+        # Detached: REINFORCE trains the LocationPolicy alone, not the core or the glimpse network (unless
+        # policy_core: then them too, through h_t and back through time).
+        mu, l_t = self.location(h_t if self.config.policy_core else h_t.detach(), greedy=greedy)
         if self.config.policy == "random":  # the ablation: look anywhere, greedy or not
             l_t = torch.rand_like(l_t) * 2 - 1
         return Step(state, h_t, mu, l_t)

@@ -101,6 +101,7 @@ def _build_ram(args: Args, task: Task, n_classes: int):
                       hg_size=args.glimpse_hidden, hl_size=args.glimpse_hidden, g_size=args.g_size,
                       hidden_size=args.hidden_size, core=args.core, policy=args.policy, loc_hidden=args.loc_hidden,
                       act_every_step=task.kind == "catch", baseline_core=args.baseline_core,
+                      policy_core=args.policy_core,
                       # the std the trained agent keeps (the training loop anneals towards it)
                       std=args.std if args.std_final is None else args.std_final)
 

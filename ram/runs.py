@@ -131,7 +131,8 @@ def load_model(state: dict, args: Args, task: Task):
 
 def load_init(model, config, args: Args) -> int:
     """Load --init's weights into ``model``; returns the samples they were trained on. The architecture must match
-    (the policy's std may differ: that is what fine-tuning usually changes; so may ``baseline_core``)."""
+    (the policy's std may differ: that is what fine-tuning usually changes; so may the gradient routes
+    ``baseline_core`` and ``policy_core``)."""
     path = checkpoint.find(args.init)
     if not path.exists():
         raise UsageError(f"--init {args.init}: no such checkpoint")
@@ -139,7 +140,7 @@ def load_init(model, config, args: Args) -> int:
     # Through JSON, so that tuples and lists compare equal; a config saved before a field existed has its default.
     theirs = json.loads(json.dumps({**dataclasses.asdict(type(config)()), **state["model_config"]}))
     ours = json.loads(json.dumps(dataclasses.asdict(config)))
-    for routing in ("std", "baseline_core"):  # the policy's noise and a gradient's route, not the architecture
+    for routing in ("std", "baseline_core", "policy_core"):  # noise and gradient routes, not architecture
         theirs.pop(routing, None), ours.pop(routing, None)
     if state["args"]["model"] != args.model:
         raise UsageError(f"--init {path} is a {state['args']['model']} model; this run's is {args.model}")

@@ -82,6 +82,30 @@ def test_gradient_routing(core, loc_hidden):
     assert not any(touched(g, p) for p in ("classifier", "core", "glimpse", "location"))
 
 
+@pytest.mark.parametrize("core,recurrent", [("rnn", "core.fc_h.weight"), ("lstm", "core.cell.weight_hh")])
+def test_policy_core_routes_reinforce_into_the_core_back_through_time(core, recurrent):
+    torch.manual_seed(0)
+    model = RecurrentAttention(RAMConfig(glimpse_shape=(2, 6, 6), hg_size=8, hl_size=8, g_size=16, hidden_size=16,
+                                         core=core, policy_core=True))
+    out, labels = roll(model)
+    losses = hybrid_loss(out.logits, labels, out.log_pi, out.b)
+    # REINFORCE now trains the location policy, the core and the glimpse network; still never the classifier or the
+    # baseline.
+    g = grads(model, losses.reinforce)
+    assert touched(g, "location") and touched(g, "core") and touched(g, "glimpse")
+    assert not touched(g, "classifier") and not touched(g, "baseline")
+    # Back through time: mu_1 reads h_1, which the recurrent weight never touched (h_0 = 0), so only a later
+    # location's log-probability reaches that weight, through h_1 -> h_2.
+    first, second = grads(model, out.log_pi[:, 0].sum()), grads(model, out.log_pi[:, 1].sum())
+    assert first[recurrent] is None or first[recurrent].abs().sum() == 0
+    assert second[recurrent].abs().sum() > 0
+    # The cross-entropy and the baseline are routed as before.
+    g = grads(model, losses.classification)
+    assert not touched(g, "location") and not touched(g, "baseline")
+    g = grads(model, losses.baseline)
+    assert not any(touched(g, p) for p in ("classifier", "core", "glimpse", "location"))
+
+
 def test_reinforce_known_answer():
     # B=2, T-1=2 chosen locations. Sample 0 is correct (R=1), sample 1 wrong (R=0).
     logits = torch.tensor([[5.0, 0.0], [5.0, 0.0]], requires_grad=True)
