@@ -26,7 +26,8 @@ from ram.plots import recipe_curves_figure  # noqa: E402
 PANELS = {
     "cluttered60, 6 glimpses": (("cluttered60", 6), {"recipe, seed 0": "cluttered60-6g-recipe-s0",
                                                      "recipe, seed 1": "cluttered60-6g-recipe-s1"}),
-    "cluttered100, 8 glimpses": (("cluttered100", 8), {"LSTM chain (2 runs)": "cluttered100-8g-lstm-center-restart"}),
+    "cluttered100, 8 glimpses": (("cluttered100", 8), {"recipe, seed 0": "cluttered100-8g-recipe-s0",
+                                                       "LSTM chain (2 runs)": "cluttered100-8g-lstm-center-restart"}),
 }
 
 
