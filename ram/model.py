@@ -324,8 +324,11 @@ def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, re
     reward = reward.float()
     # Detached: R scores the locations chosen; it must not train the classifier through REINFORCE's weight (the
     # cross-entropy above trains it).
-    log_p = log_probs.detach().gather(1, labels[:, None]).squeeze(1)  # log p(y | h_T)
-    R = reward if credit == "env" else log_p.exp() if credit == "prob" else log_p
+    if credit == "env":
+        R = reward
+    else:
+        log_p = log_probs.detach().gather(1, labels[:, None]).squeeze(1)  # log p(y | h_T)
+        R = log_p.exp() if credit == "prob" else log_p
     # Detached baseline: the REINFORCE term must not train the Baseline (its own regression does).
     advantage = R[:, None] - b.detach()
     reinforce = -(log_pi * advantage).sum(1).mean()

@@ -1,5 +1,6 @@
 """End to end: tiny runs of train.py into a temporary folder (real MNIST, a few steps)."""
 
+import dataclasses
 import json
 import shutil
 
@@ -13,6 +14,7 @@ from ram import checkpoint
 from ram.agent import Agent
 from ram.config import Args, parse_args, task_of
 from ram.episodes import episode, make_env
+from ram.model import REWARDS
 from ram.registry import MODELS, spec
 from ram.reports import first_reached
 from ram.runs import default_run_dir
@@ -416,3 +418,9 @@ def test_in_a_log_the_progress_bar_updates_rarely(mnist, tmp_path, capsys):
     assert train.main([*argv, "--samples", "3200", "--eval-every", "3200", "--run-dir", str(tmp_path / "log")]) == 0
     err = capsys.readouterr().err
     assert err.count("\r") <= 5 and "200/200" in err
+
+
+def test_the_reward_flag_offers_exactly_the_returns_the_loss_knows():
+    # Args is kept free of torch, so it lists the choices itself; this pins the two lists together.
+    reward = {f.name: f for f in dataclasses.fields(Args)}["reward"]
+    assert reward.metadata["choices"] == REWARDS
