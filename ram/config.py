@@ -46,18 +46,18 @@ def _default(value, help: str, **kw):
 # docs/results.md and docs/catch.md). Keyed by (task, glimpses); glimpses None: every count.
 # The cluttered tasks' agent: the LSTM core, a hidden layer in the location policy, the first glimpse at the centre,
 # the std annealed from 0.15 to 0.04, batches of 1,024 with the learning rate scaled by sqrt(1024 / 128) after a
-# 200k-image warm-up, and REINFORCE paid p(y | h_T) (docs/results.md and docs/scaling.md have the A/Bs behind each
-# choice).
+# 200k-image warm-up, REINFORCE paid p(y | h_T), and its gradient reaching the core through the policy's input (the
+# Torch7 route; docs/results.md and docs/scaling.md have the A/Bs behind each choice).
 _ATTEND = {"core": "lstm", "loc_hidden": 128, "start": "center", "std": 0.15, "std_final": 0.04, "batch_size": 1024,
-           "lr": 2.83e-3, "lr_warmup": 200_000, "reward": "prob", "eval_every": 500_000}
+           "lr": 2.83e-3, "lr_warmup": 200_000, "reward": "prob", "policy_core": True, "eval_every": 500_000}
 RECIPES: dict[tuple[str, int | None], dict] = {
     # A small LSTM agent trained by REINFORCE; its baseline shapes its state too (as an actor-critic's critic); a
     # little entropy keeps the moves from settling on one move early (docs/catch.md has the runs behind each choice).
     ("catch", None): {"core": "lstm", "hidden_size": 64, "g_size": 64, "glimpse_hidden": 32, "baseline_core": True,
                       "entropy": 0.01, "lr": 2e-3, "samples": 5_000_000, "eval_every": 100_000},
-    # 10M images (about 41 minutes on 2 cores with 6 glimpses; measured with 6 and 4).
+    # 10M images (about 61 minutes on 2 cores with 6 glimpses; measured with 6 and 4).
     ("cluttered60", None): {**_ATTEND, "samples": 10_000_000},
-    # The same agent on the larger canvas: 10M images in about 90 minutes on 2 cores (about 1,840 a second with the
+    # The same agent on the larger canvas: 10M images in about 95 minutes on 2 cores (about 1,750 a second with the
     # task's 8 glimpses, the count measured).
     ("cluttered100", None): {**_ATTEND, "samples": 10_000_000},
 }
@@ -166,6 +166,8 @@ class Args:
         # Fields left unset take the task's recipe (for the RAM agent), else the model's defaults (ram.registry),
         # else their own.
         recipe = recipe_of(self.task, self.glimpses) if self.model == "ram" and self.recipe else {}
+        if self.policy != "learned":
+            recipe.pop("policy_core", None)  # random locations have no policy for REINFORCE to route through
         for f in dataclasses.fields(self):
             if getattr(self, f.name) is None and "default" in f.metadata:
                 value = recipe.get(f.name, spec(self.model).defaults.get(f.name, f.metadata["default"]))

@@ -318,6 +318,10 @@ def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_pl
     args = parse_args(["--batch-size", "256", "--core", "rnn"])
     assert (args.batch_size, args.core, args.lr) == (256, "rnn", c60["lr"])
     assert parse_args(["--model", "soft"]).batch_size == 128
+    # Random locations keep the rest of the recipe but have no policy for REINFORCE's gradient to route through.
+    assert c60["policy_core"] and not plain.policy_core
+    random = parse_args(["--policy", "random"])
+    assert not random.policy_core and random.core == "lstm"
 
 
 def test_small_screens_play_and_compare_refuses_a_game(tmp_path, capsys):
