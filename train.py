@@ -155,7 +155,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
         with autocast:
             ep = trainer(env)
         losses = loss(ep, reinforce_weight=reinforce_weight, baseline_weight=args.baseline_weight,
-                      entropy_weight=args.entropy, gae_lambda=args.gae_lambda, credit=args.reward)
+                      entropy_weight=args.entropy, gae_lambda=args.gae_lambda, credit=args.reward,
+                      rollouts=args.rollouts)
         finite &= torch.isfinite(losses.total)
         if device.type == "cpu" and not ranks.distributed:
             check_finite()  # before the optimiser spreads NaN into the weights

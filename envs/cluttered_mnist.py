@@ -122,14 +122,18 @@ class _Episodes:
     mechanics of the single and the vector environment, so the two cannot drift apart."""
 
     def __init__(self, *, task: Task, split: str, mnist: MNIST, start: str, observation: str, n: int,
-                 prefetch: bool = False):
+                 prefetch: bool = False, repeats: int = 1):
+        if repeats < 1 or n % repeats:
+            raise ValueError(f"repeats must be a positive divisor of num_envs {n}, got {repeats}")
+        if repeats > 1 and split != "train":
+            raise ValueError("repeats applies to the fresh canvases of the train split only")
         if start not in STARTS:
             raise ValueError(f"start must be one of {STARTS}, got {start!r}")
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
         if split != "train" and split_size(mnist, split) == 0:  # split_size validates the split name
             raise ValueError(f"the {split} split has no canvases: its digit pool is empty")
-        self.task, self.split, self.mnist, self.n = task, split, mnist, n
+        self.task, self.split, self.mnist, self.n, self.repeats = task, split, mnist, n, repeats
         self.start, self.observation = start, observation
         self.retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
         C = task.canvas_size
@@ -142,7 +146,8 @@ class _Episodes:
         self.t = np.zeros(n, np.int64)  # glimpses taken in the current episode
         self.cursor = 0
         self._blocks: dict[int, Canvases] = {}
-        self.stream = _CanvasStream(mnist, task, n, prefetch=prefetch) if split == "train" else None
+        # A chunk is one step's canvases: with repeats K, the stream of an env of n / K sub-envs, canvas for canvas.
+        self.stream = _CanvasStream(mnist, task, n // repeats, prefetch=prefetch) if split == "train" else None
 
     @property
     def split_size(self) -> int | None:
@@ -197,7 +202,9 @@ class _Episodes:
                 raise ValueError("option 'index' only applies to the fixed splits val and test")
             if not self.stream.seeded:
                 self.reseed(bitgen)
-            canvases = self.stream.take(len(rows))
+            if len(rows) % self.repeats:
+                raise ValueError(f"{len(rows)} episodes do not split into groups of repeats={self.repeats}")
+            canvases = self.stream.take(len(rows) // self.repeats)
             self.index[rows] = -1
         else:
             size = split_size(self.mnist, self.split)
@@ -209,14 +216,18 @@ class _Episodes:
                 raise ValueError(f"option 'index' must be in 0..{size - 1}, got {index.tolist()}")
             canvases = self.fixed(index)
             self.index[rows] = index
-        self.images[rows] = canvases.images
-        self.labels[rows] = canvases.labels
         if self.observation == "glimpse":
             S = integral_image(torch.from_numpy(canvases.images))
+            if self.repeats > 1:  # one integral image per canvas, shared by its rollouts
+                S = S.repeat_interleave(self.repeats, 0)
             if len(rows) == self.n:  # the usual case, all episodes at once: no copy
                 self.S = S if np.array_equal(rows, np.arange(self.n)) else S[np.argsort(rows)]
             else:
                 self.S[rows] = S
+        if self.repeats > 1:  # each canvas is the episode of `repeats` consecutive sub-envs
+            canvases = Canvases(*(np.repeat(x, self.repeats, 0) for x in canvases))
+        self.images[rows] = canvases.images
+        self.labels[rows] = canvases.labels
         if self.start == "random":
             self.location[rows] = uniform_locations(bitgen, len(rows))
         else:
@@ -242,7 +253,8 @@ class _Episodes:
         return reward, terminated
 
 
-def _make_episodes(task, split, mnist, data_dir, start, observation, n, prefetch, **overrides) -> _Episodes:
+def _make_episodes(task, split, mnist, data_dir, start, observation, n, prefetch, repeats=1,
+                   **overrides) -> _Episodes:
     if isinstance(task, str):
         task = get_task(task, **overrides)
     elif any(v is not None for v in overrides.values()):
@@ -251,7 +263,7 @@ def _make_episodes(task, split, mnist, data_dir, start, observation, n, prefetch
         raise ValueError(f"task {task.name!r} is a game: play it in envs.CatchEnv")
     mnist = mnist if mnist is not None else load_mnist(data_dir)
     return _Episodes(task=task, split=split, mnist=mnist, start=start, observation=observation, n=n,
-                     prefetch=prefetch)
+                     prefetch=prefetch, repeats=repeats)
 
 
 class ClutteredMNISTEnv(gym.Env):
@@ -355,6 +367,8 @@ class ClutteredMNISTVectorEnv(BatchedVectorEnv):
     end together. Autoreset (``autoreset_mode``): ``NEXT_STEP`` (default), ``SAME_STEP`` or ``DISABLED``, as
     ``envs.vector.BatchedVectorEnv`` describes. On ``val``/``test`` the sub-envs take consecutive canvases of the
     fixed set, so ``ceil(N / num_envs)`` resets cover it in order; ``reset(seed=...)`` rewinds to canvas 0.
+    ``repeats`` K (train only, dividing ``num_envs``): each fresh canvas is the episode of K consecutive sub-envs
+    (sub-envs kK..kK+K-1 share one, each with its own first glimpse and path), for several rollouts per canvas.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2, "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -364,9 +378,10 @@ class ClutteredMNISTVectorEnv(BatchedVectorEnv):
                  mnist: MNIST | None = None, render_mode: str | None = None,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, canvas_size: int | None = None,
                  n_clutter: int | None = None, clutter_size: int | None = None, glimpse_size: int | None = None,
-                 n_scales: int | None = None, scale: int | None = None, n_glimpses: int | None = None):
+                 n_scales: int | None = None, scale: int | None = None, n_glimpses: int | None = None,
+                 repeats: int = 1):
         num_envs = self.check_num_envs(num_envs)
-        self._episodes = _make_episodes(task, split, mnist, data_dir, start, observation, num_envs, True,
+        self._episodes = _make_episodes(task, split, mnist, data_dir, start, observation, num_envs, True, repeats,
                                         canvas_size=canvas_size, n_clutter=n_clutter, clutter_size=clutter_size,
                                         glimpse_size=glimpse_size, n_scales=n_scales, scale=scale,
                                         n_glimpses=n_glimpses)

@@ -26,9 +26,13 @@ from ram.retina import Retina
 
 class DeviceCanvases:
     """Endless batches of ``num_envs`` fresh training canvases of ``task`` on ``device`` (``take``), seeded by
-    ``reset(seed=...)``; ``get_rng_state``/``set_rng_state`` continue a stream exactly (to resume a run)."""
+    ``reset(seed=...)``; ``get_rng_state``/``set_rng_state`` continue a stream exactly (to resume a run).
+    ``repeats`` K: each canvas is the episode of K consecutive rows, as the env's ``repeats``."""
 
-    def __init__(self, mnist: MNIST, task: Task, num_envs: int, device: torch.device | str, *, start: str = "random"):
+    def __init__(self, mnist: MNIST, task: Task, num_envs: int, device: torch.device | str, *, start: str = "random",
+                 repeats: int = 1):
+        if repeats < 1 or num_envs % repeats:
+            raise ValueError(f"repeats must be a positive divisor of num_envs {num_envs}, got {repeats}")
         if task.kind != "classify":
             raise ValueError(f"task {task.name!r} is a game: its screens are made by envs.CatchEnv")
         if start not in STARTS:
@@ -37,7 +41,7 @@ class DeviceCanvases:
         self.device = torch.device(device)
         self.digits = torch.tensor(digits, device=self.device)  # (55000, 28, 28) uint8: 43 MB, copied once
         self.labels = torch.from_numpy(labels.astype(np.int64)).to(self.device)
-        self.task, self.num_envs, self.start = task, int(num_envs), start
+        self.task, self.num_envs, self.start, self.repeats = task, int(num_envs), start, repeats
         self.retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
         # The env's action for the label, so that the model is sized as for the env (ram.episodes.n_actions).
         self.single_action_space = spaces.Dict({"label": spaces.Discrete(N_CLASSES)})
@@ -52,10 +56,15 @@ class DeviceCanvases:
             self.generator.manual_seed(seed)
 
     def take(self, n: int | None = None) -> tuple[Canvases, torch.Tensor]:
-        """The next n (default ``num_envs``) canvases, on the device, and their first glimpses' locations (n, 2)."""
+        """The next n (default ``num_envs``, a multiple of ``repeats``) episodes' canvases, on the device, and their
+        first glimpses' locations (n, 2)."""
         n = self.num_envs if n is None else n
-        index = integers(self.generator, len(self.digits), n)
+        if n % self.repeats:
+            raise ValueError(f"{n} episodes do not split into groups of repeats={self.repeats}")
+        index = integers(self.generator, len(self.digits), n // self.repeats)
         canvases = compose(self.digits, self.labels, index, self.task, self.generator)
+        if self.repeats > 1:
+            canvases = Canvases(*(x.repeat_interleave(self.repeats, 0) for x in canvases))
         if self.start == "random":
             l_0 = torch.rand((n, 2), generator=self.generator, device=self.device) * 2.0 - 1.0  # in [-1, 1)
         else:

@@ -127,6 +127,10 @@ class Args:
     policy_core: bool | None = _default(False, "REINFORCE's gradient also trains the core and glimpse networks, "
                                         "through the location policy's input h_t (the Torch7 implementation's route); "
                                         "off: the location policy alone")
+    rollouts: int = _flag(1, "rollouts per training canvas, K: each fresh canvas is played by K episodes of the "
+                          "batch (--batch-size counts episodes, so B / K canvases a step), and REINFORCE's baseline "
+                          "for each is the mean return of the canvas's other K - 1 (leave-one-out) instead of the "
+                          "learned b_t; 1: the learned baseline")
     baseline_core: bool | None = _default(False, "the baseline's regression also trains the core and glimpse networks "
                                           "(an actor-critic's shared state); off: the baseline alone")
     entropy: float | None = _default(0.0, "weight of a bonus on the entropy of a game's moves (catch), which keeps the "
@@ -228,7 +232,7 @@ def add_fields(parser: argparse.ArgumentParser) -> None:
 
 POSITIVE = ("heads", "patch_size", "d_model", "layers", "glimpses", "glimpse_size", "scales", "canvas_size",
             "clutter_size", "scale", "batch_size", "samples", "eval_every", "eval_batch", "mc_samples", "threads",
-            "hidden_size", "glimpse_hidden", "g_size", "stop_after")
+            "hidden_size", "glimpse_hidden", "g_size", "stop_after", "rollouts")
 
 
 def check(args: Args) -> Args:
@@ -261,6 +265,11 @@ def check(args: Args) -> Args:
         raise UsageError(f"--baseline-core routes the baseline's gradient: a {args.model} model has no baseline")
     if args.policy_core and (not spec(args.model).policy or args.policy != "learned"):
         raise UsageError("--policy-core routes REINFORCE's gradient: it needs a learned location policy (--model ram)")
+    if args.rollouts > 1 and (not spec(args.model).policy or args.policy != "learned" or args.task in GAMES):
+        raise UsageError("--rollouts is a baseline for REINFORCE's locations: it needs --model ram with a learned "
+                         "policy on a classification task")
+    if args.batch_size % args.rollouts:
+        raise UsageError(f"--batch-size {args.batch_size} must be a multiple of --rollouts {args.rollouts}")
     if not 0 <= args.ema < 1:
         raise UsageError(f"--ema must be in [0, 1), got {args.ema}")
     if args.task in GAMES and (args.model != "ram" or args.policy != "learned"):

@@ -48,15 +48,18 @@ def make_env(spec: ModelSpec, args: Args, task, split: str, num_envs: int, *, de
         from envs import load_mnist
         from envs.device import DeviceCanvases
 
-        return DeviceCanvases(load_mnist(args.data_dir), task, num_envs, device or args.device, start=args.start)
+        return DeviceCanvases(load_mnist(args.data_dir), task, num_envs, device or args.device, start=args.start,
+                              repeats=args.rollouts)
 
     if task.kind == "catch":
         return gym.make_vec("ram/Catch-v0", num_envs=num_envs, size=task.canvas_size, glimpse_size=task.glimpse_size,
                             n_scales=task.n_scales, scale=task.scale, split=split, start=args.start,
                             autoreset_mode="DISABLED", **kw)
     if spec.reads == "glimpses":
+        # --rollouts K: each training canvas is played K times (K consecutive episodes), for the leave-one-out baseline.
+        repeats = args.rollouts if split == "train" else 1
         return gym.make_vec("ram/ClutteredMNIST-v0", num_envs=num_envs, task=task, split=split, start=args.start,
-                            data_dir=args.data_dir, autoreset_mode="DISABLED", **kw)
+                            data_dir=args.data_dir, autoreset_mode="DISABLED", repeats=repeats, **kw)
     return gym.make_vec("ram/ClutteredMNIST-v0", num_envs=num_envs, task=task, split=split, observation="image",
                         n_glimpses=1, data_dir=args.data_dir, autoreset_mode="DISABLED", **kw)
 
@@ -159,9 +162,10 @@ def episode(spec: ModelSpec, model, env, *, greedy: bool, index=None, seed=None,
 
 
 def loss(ep: Episode, *, reinforce_weight: float, baseline_weight: float, entropy_weight: float = 0.0,
-         gae_lambda: float = 1.0, credit: str = "env"):
+         gae_lambda: float = 1.0, credit: str = "env", rollouts: int = 1):
     """The training loss of a batch of episodes: the paper's hybrid loss when classifying (``credit``: the return
-    its REINFORCE sees, see ``hybrid_loss``), a game's (REINFORCE alone, no labels to learn from) when playing."""
+    its REINFORCE sees; ``rollouts``: episodes per canvas, see ``hybrid_loss``), a game's (REINFORCE alone, no
+    labels to learn from) when playing."""
     from ram.model import game_loss, hybrid_loss
 
     weights = {"reinforce_weight": reinforce_weight, "baseline_weight": baseline_weight}
@@ -171,7 +175,8 @@ def loss(ep: Episode, *, reinforce_weight: float, baseline_weight: float, entrop
     if ep.labels is None:
         return game_loss(ep.log_pi, ep.log_pi_a, ep.b, ep.reward, entropy=ep.entropy, entropy_weight=entropy_weight,
                          gae_lambda=gae_lambda, **weights)
-    return hybrid_loss(ep.logits, ep.labels, ep.log_pi, ep.b, reward=ep.reward, credit=credit, **weights)
+    return hybrid_loss(ep.logits, ep.labels, ep.log_pi, ep.b, reward=ep.reward, credit=credit, rollouts=rollouts,
+                       **weights)
 
 
 def batches(n: int, B: int) -> list[tuple[np.ndarray, int]]:

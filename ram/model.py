@@ -305,7 +305,8 @@ REWARDS = ("env", "prob", "log_prob")
 
 
 def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, reward: Tensor | None = None,
-                reinforce_weight: float = 1.0, baseline_weight: float = 1.0, credit: str = "env") -> Losses:
+                reinforce_weight: float = 1.0, baseline_weight: float = 1.0, credit: str = "env",
+                rollouts: int = 1) -> Losses:
     """The paper's hybrid loss: supervised cross-entropy + REINFORCE with a learned baseline + its regression.
 
     logits (B, C), labels (B,), log_pi and b (B, T - 1) over the steps that chose a location; reward (B,) as the
@@ -313,9 +314,14 @@ def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, re
     ``credit`` is the return R that REINFORCE and the baseline see: "env", the reward paid (the paper); "prob", the
     classifier's probability of the true class, p(y | h_T), a graded 0-to-1 version of it; "log_prob", log p(y | h_T)
     (as Ba et al. 2015 weight their locations). ``Losses.reward`` and ``accuracy`` stay the env's 0/1 either way.
+    ``rollouts`` K > 1: the batch is B / K canvases, each played by K consecutive episodes, and REINFORCE's baseline
+    for each episode is the mean return of its canvas's other K - 1 (leave-one-out, the same at every step) instead
+    of b_t; the Baseline's regression still trains it (a diagnostic then, and the state it reads is detached).
     """
     if credit not in REWARDS:
         raise ValueError(f"credit must be one of {REWARDS}, got {credit!r}")
+    if rollouts < 1 or len(labels) % rollouts:
+        raise ValueError(f"rollouts must be a positive divisor of the batch {len(labels)}, got {rollouts}")
     log_probs = logits.float().log_softmax(-1)
     classification = F.nll_loss(log_probs, labels)  # the cross-entropy
     if reward is None:
@@ -329,8 +335,15 @@ def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, re
     else:
         log_p = log_probs.detach().gather(1, labels[:, None]).squeeze(1)  # log p(y | h_T)
         R = log_p.exp() if credit == "prob" else log_p
-    # Detached baseline: the REINFORCE term must not train the Baseline (its own regression does).
-    advantage = R[:, None] - b.detach()
+    if rollouts > 1:
+        # Leave-one-out: the other rollouts of the same canvas score its difficulty, independently of this rollout's
+        # locations, so the estimator stays unbiased. R is detached already: nothing here carries a gradient.
+        group = R.view(-1, rollouts)
+        others = (group.sum(1, keepdim=True) - group) / (rollouts - 1)
+        advantage = (group - others).reshape(-1, 1).expand_as(log_pi)
+    else:
+        # Detached baseline: the REINFORCE term must not train the Baseline (its own regression does).
+        advantage = R[:, None] - b.detach()
     reinforce = -(log_pi * advantage).sum(1).mean()
     baseline = F.mse_loss(b, R[:, None].expand_as(b)) if b.numel() else b.sum()
     total = classification + reinforce_weight * reinforce + baseline_weight * baseline

@@ -284,3 +284,26 @@ def test_empty_split_is_refused(tiny_mnist):
     assert len(tiny_mnist.train_images) <= 55000  # no validation digits
     with pytest.raises(ValueError, match="val split has no canvases"):
         ClutteredMNISTVectorEnv(2, "cluttered60", split="val", mnist=tiny_mnist)
+
+
+def test_vector_env_repeats_each_fresh_canvas_over_consecutive_sub_envs(tiny_mnist):
+    from ram.retina import Retina
+
+    vec = ClutteredMNISTVectorEnv(6, "cluttered60", mnist=tiny_mnist, n_glimpses=2, repeats=3)
+    plain = ClutteredMNISTVectorEnv(2, "cluttered60", mnist=tiny_mnist, n_glimpses=2)
+    obs, _ = vec.reset(seed=4)
+    plain.reset(seed=4)
+    images = vec._episodes.images
+    # The same canvases, in the same order, as a plain env with a third of the sub-envs, each shown three times.
+    np.testing.assert_array_equal(images, np.repeat(plain._episodes.images, 3, 0))
+    assert not np.array_equal(images[0], images[3])
+    # Each sub-env has its own first location, and its glimpse is the retina on its own canvas.
+    assert len({tuple(x) for x in obs["location"]}) == 6
+    want = Retina(g=12, k=3, s=2)(torch.from_numpy(images.copy()), torch.from_numpy(obs["location"])).numpy()
+    np.testing.assert_array_equal(obs["glimpse"], want)
+    for bad, message in [(dict(num_envs=5, repeats=3), "divisor"), (dict(num_envs=6, repeats=2, split="test"),
+                                                                     "train split only")]:
+        with pytest.raises(ValueError, match=message):
+            ClutteredMNISTVectorEnv(task="cluttered60", mnist=tiny_mnist, **bad)
+    vec.close()
+    plain.close()

@@ -154,6 +154,32 @@ def test_reinforce_known_answer_with_the_true_class_probability_as_return(credit
         hybrid_loss(logits, labels, log_pi, b, credit="hit")
 
 
+def test_leave_one_out_baseline_known_answer():
+    # Two canvases, K = 2 rollouts each (rows 0-1 and 2-3), T-1 = 2. Returns (env): 1, 0 on the first canvas, 1, 1 on
+    # the second. Each rollout's baseline is the other's return: advantages 1 - 0, 0 - 1, 1 - 1, 1 - 1 = 1, -1, 0, 0,
+    # the same at both steps; the learned b does not enter REINFORCE (its regression still trains it).
+    logits = torch.tensor([[5.0, 0.0], [5.0, 0.0], [0.0, 5.0], [0.0, 5.0]], requires_grad=True)
+    labels = torch.tensor([0, 1, 1, 1])
+    log_pi = torch.tensor([[-1.0, -2.0], [-0.5, -1.5], [-3.0, -1.0], [-2.0, -0.25]], requires_grad=True)
+    b = torch.full((4, 2), 0.5, requires_grad=True)
+    losses = hybrid_loss(logits, labels, log_pi, b, rollouts=2)
+    # -(1/4) [(-1 - 2) * 1 + (-0.5 - 1.5) * -1 + 0 + 0] = -(1/4)(-3 + 2) = 0.25
+    assert losses.reinforce.item() == pytest.approx(0.25)
+    assert losses.baseline.item() == pytest.approx(0.25)  # (0.5 - R)^2 = 0.25 for R in {0, 1}
+    losses.reinforce.backward()
+    torch.testing.assert_close(log_pi.grad, torch.tensor([[-0.25, -0.25], [0.25, 0.25], [0.0, 0.0], [0.0, 0.0]]))
+    assert b.grad is None and logits.grad is None
+    # K = 3 with the probability as the return: the baseline is the mean of the two others.
+    logits = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0], [0.0, math.log(3.0)]])
+    labels = torch.tensor([0, 0, 0])  # p(y) = 3/4, 1/2, 1/4
+    log_pi = torch.tensor([[1.0], [2.0], [4.0]])
+    losses = hybrid_loss(logits, labels, log_pi, torch.zeros(3, 1), rollouts=3, credit="prob")
+    advantages = [0.75 - 0.375, 0.5 - 0.5, 0.25 - 0.625]
+    assert losses.reinforce.item() == pytest.approx(-(1.0 * advantages[0] + 4.0 * advantages[2]) / 3)
+    with pytest.raises(ValueError, match="divisor"):
+        hybrid_loss(logits, labels, log_pi, torch.zeros(3, 1), rollouts=2)
+
+
 def test_log_pi_is_the_exact_gaussian_density():
     mu = torch.tensor([[0.1, -0.3]])
     x = torch.tensor([[1.3, -0.2]])  # outside [-1, 1]: still the unclipped draw's density

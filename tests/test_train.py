@@ -157,6 +157,9 @@ def test_visualize_and_evaluate_commands(mnist, tmp_path, capsys):
      (["--ema", "1"], "--ema must be in"), (["--task", "catch", "--reward", "prob"], "score a class"),
      (["--reward", "hit"], "invalid choice"), (["--model", "cnn", "--policy-core"], "learned location policy"),
      (["--policy", "random", "--policy-core"], "learned location policy"),
+     (["--rollouts", "3", "--batch-size", "128"], "multiple of --rollouts"), (["--rollouts", "0"], "positive"),
+     (["--model", "cnn", "--rollouts", "2"], "learned policy"), (["--task", "catch", "--rollouts", "2"],
+                                                                 "classification task"),
      (["evaluate", "x", "--threads", "0"], "threads"), (["evaluate", "x", "--split", "train"], "invalid choice"),
      (["--std-final", "0"], "must be > 0"), (["--model", "fc", "--std-final", "0.1"], "no location policy"),
      (["--init", "/no/such/run"], "no such checkpoint"), (["curve", "/no/such/run"], "not a run folder"),
@@ -424,3 +427,26 @@ def test_the_reward_flag_offers_exactly_the_returns_the_loss_knows():
     # Args is kept free of torch, so it lists the choices itself; this pins the two lists together.
     reward = {f.name: f for f in dataclasses.fields(Args)}["reward"]
     assert reward.metadata["choices"] == REWARDS
+
+
+@pytest.mark.parametrize("train_data", ["env", "device"])
+def test_rollouts_play_each_canvas_k_times_and_train(mnist, tmp_path, train_data):
+    # K = 4 rollouts of 4 canvases a step: the groups of the batch share canvas and label, each with its own path.
+    args = Args(task="cluttered60", recipe=False, glimpses=3, batch_size=16, rollouts=4, hidden_size=16, g_size=16,
+                glimpse_hidden=8, train_data=train_data, device="cpu")
+    task, s = task_of(args), spec("ram")
+    env = make_env(s, args, task, "train", 16)
+    torch.manual_seed(0)
+    model, _ = s.build(args, task, 10)
+    if train_data == "env":
+        env.reset(seed=3)
+    ep = episode(s, model, env, greedy=False, seed=3 if train_data == "env" else None)
+    groups = ep.labels.view(4, 4)
+    assert (groups == groups[:, :1]).all() and len(set(groups[:, 0].tolist())) > 1
+    paths = ep.locations[:, 1:].reshape(4, 4, -1)
+    assert all(len({tuple(p.tolist()) for p in paths[g]}) == 4 for g in range(4))  # four different paths
+    env.close()
+    assert run(tmp_path, "loo", "--rollouts", "4", "--train-data", train_data, "--samples", "64",
+               "--eval-every", "32") == 0
+    saved = json.loads((tmp_path / "loo" / "config.json").read_text())["args"]
+    assert saved["rollouts"] == 4
