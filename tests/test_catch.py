@@ -313,6 +313,8 @@ def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_pl
             plain.start, plain.samples, plain.reward) == ("rnn", 128, 1e-3, 0, None, 0, "random", 3_000_000, "env")
     c100 = Args(task="cluttered100")  # the same agent, trained on its own budget
     assert all(getattr(c100, k) == v for k, v in c60.items() if k != "samples") and c100.samples == 10_000_000
+    t60 = Args(task="translated60")  # and on the uncluttered canvas, on 8M images
+    assert all(getattr(t60, k) == v for k, v in c60.items() if k != "samples") and t60.samples == 8_000_000
     assert Args(task="mnist28").core == "rnn" and Args(task="mnist28").batch_size == 128  # no recipe yet
     # A flag given wins over the recipe; the model's own defaults win over a RAM recipe.
     args = parse_args(["--batch-size", "256", "--core", "rnn"])
