@@ -298,7 +298,7 @@ def test_the_catch_recipe_fills_what_the_command_line_leaves_unset():
     assert args.hidden_size == 32  # given: it wins
     assert all(getattr(args, k) == v for k, v in RECIPES[("catch", None)].items() if k != "hidden_size")
     assert Args(task="catch").core == "lstm" and Args(task="mnist28").core == "rnn"
-    assert Args(task="mnist28").samples == 3_000_000
+    assert Args(task="catch").samples == 5_000_000 and Args(task="catch", recipe=False).samples == 3_000_000
     assert Args(task="catch", model="ram", lr=0.01).lr == 0.01
 
 
@@ -315,7 +315,10 @@ def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_pl
     assert all(getattr(c100, k) == v for k, v in c60.items() if k != "samples") and c100.samples == 10_000_000
     t60 = Args(task="translated60")  # and on the uncluttered canvas, on 8M images
     assert all(getattr(t60, k) == v for k, v in c60.items() if k != "samples") and t60.samples == 8_000_000
-    assert Args(task="mnist28").core == "rnn" and Args(task="mnist28").batch_size == 128  # no recipe yet
+    # mnist28's recipe keeps the paper's RNN agent at batch 128 and changes its policy's training.
+    m28 = Args(task="mnist28")
+    assert (m28.core, m28.batch_size, m28.start, m28.lr) == ("rnn", 128, "random", 1e-3)
+    assert (m28.std, m28.std_final, m28.loc_hidden, m28.reward, m28.policy_core) == (0.2, 0.05, 128, "prob", True)
     # A flag given wins over the recipe; the model's own defaults win over a RAM recipe.
     args = parse_args(["--batch-size", "256", "--core", "rnn"])
     assert (args.batch_size, args.core, args.lr) == (256, "rnn", c60["lr"])
