@@ -27,7 +27,8 @@ from ram.retina import Retina
 class DeviceCanvases:
     """Endless batches of ``num_envs`` fresh training canvases of ``task`` on ``device`` (``take``), seeded by
     ``reset(seed=...)``; ``get_rng_state``/``set_rng_state`` continue a stream exactly (to resume a run).
-    ``repeats`` K: each canvas is the episode of K consecutive rows, as the env's ``repeats``."""
+    ``repeats`` K: each canvas is played by K consecutive episodes, as the env's ``repeats``; ``take`` hands out each
+    canvas once (the retina's integral image is then made once per canvas) and K first locations for it."""
 
     def __init__(self, mnist: MNIST, task: Task, num_envs: int, device: torch.device | str, *, start: str = "random",
                  repeats: int = 1):
@@ -56,15 +57,13 @@ class DeviceCanvases:
             self.generator.manual_seed(seed)
 
     def take(self, n: int | None = None) -> tuple[Canvases, torch.Tensor]:
-        """The next n (default ``num_envs``, a multiple of ``repeats``) episodes' canvases, on the device, and their
-        first glimpses' locations (n, 2)."""
+        """The canvases of the next n (default ``num_envs``, a multiple of ``repeats`` K) episodes, on the device:
+        n / K canvases, each for K consecutive episodes, and the episodes' first glimpses' locations (n, 2)."""
         n = self.num_envs if n is None else n
         if n % self.repeats:
             raise ValueError(f"{n} episodes do not split into groups of repeats={self.repeats}")
         index = integers(self.generator, len(self.digits), n // self.repeats)
         canvases = compose(self.digits, self.labels, index, self.task, self.generator)
-        if self.repeats > 1:
-            canvases = Canvases(*(x.repeat_interleave(self.repeats, 0) for x in canvases))
         if self.start == "random":
             l_0 = torch.rand((n, 2), generator=self.generator, device=self.device) * 2.0 - 1.0  # in [-1, 1)
         else:

@@ -137,17 +137,20 @@ def canvas_episode(spec: ModelSpec, model, source, *, greedy: bool) -> Episode:
     """One batch of training episodes on canvases made on the model's device (``envs.device.DeviceCanvases``),
     with no host-device copy: the same episode as the env's (the retina reads the clipped locations the policy
     chose; the reward is 1 for the right class after the last glimpse), played by ``model.rollout`` there."""
-    canvases, l_0 = source.take()
+    canvases, l_0 = source.take()  # each canvas for K = source.repeats consecutive episodes
+    K = source.repeats
+    labels = canvases.labels.repeat_interleave(K) if K > 1 else canvases.labels
     if spec.reads == "glimpses":
-        roll = model.rollout(canvases.images, l_0, source.retina, source.task.n_glimpses, greedy=greedy)
+        roll = model.rollout(canvases.images, l_0, source.retina, source.task.n_glimpses, greedy=greedy, repeats=K)
         logits, locations, log_pi, b = roll.logits, roll.locations, roll.log_pi, roll.b
     else:
-        logits = model(canvases.images.float() / 255.0).logits  # the env's image observation: pixel / 255
+        images = canvases.images.repeat_interleave(K, 0) if K > 1 else canvases.images
+        logits = model(images.float() / 255.0).logits  # the env's image observation: pixel / 255
         locations, log_pi = None, logits.new_zeros(len(logits), 0)
         b = log_pi
     # The env's reward: a count of the label sent (the argmax), no path for gradients.
-    reward = (logits.detach().argmax(-1) == canvases.labels).float()
-    return Episode(logits, canvases.labels, locations, log_pi, b, reward)
+    reward = (logits.detach().argmax(-1) == labels).float()
+    return Episode(logits, labels, locations, log_pi, b, reward)
 
 
 def episode(spec: ModelSpec, model, env, *, greedy: bool, index=None, seed=None, watch=None) -> Episode:

@@ -271,11 +271,17 @@ class RecurrentAttention(nn.Module):
             b = torch.cat([b, self.value(state[0])[:, None]], 1)  # the last step acts too: its baseline joins
         return Rollout(self.classifier(state[0]), torch.stack(locations, 1), log_pi, b, actions, log_pi_a, entropy)
 
-    def rollout(self, images: Tensor, l_0: Tensor, retina: Retina, n_glimpses: int, *, greedy: bool = False) -> Rollout:
-        """T glimpses of raw (B, H, W) images starting at l_0 (B, 2), outside any environment.
+    def rollout(self, images: Tensor, l_0: Tensor, retina: Retina, n_glimpses: int, *, greedy: bool = False,
+                repeats: int = 1) -> Rollout:
+        """T glimpses of raw (B, H, W) images starting at l_0 (B * repeats, 2), outside any environment; ``repeats``
+        K: each image is played by K consecutive episodes, which share its integral image (made once, then repeated).
 
         Sees exactly what the environments would: same retina, same clipping."""
+        if len(l_0) != len(images) * repeats:
+            raise ValueError(f"l_0 has {len(l_0)} rows for {len(images)} images played {repeats} times each")
         S = integral_image(images)
+        if repeats > 1:
+            S = S.repeat_interleave(repeats, 0)
 
         def look(l: Tensor, a_t: Tensor | None = None) -> tuple[Tensor, Tensor]:
             l = clip_location(l)

@@ -84,6 +84,27 @@ def test_device_canvases_follow_the_rules_and_resume_exactly(mnist):
     assert torch.equal(fresh.take()[0].images, images)  # seeded: the same canvases
 
 
+def test_repeated_canvases_share_one_integral_image_and_play_as_copies(mnist):
+    # --rollouts K on the device: take hands out each canvas once; the rollout repeats its integral image K times,
+    # and the episodes are those of the canvases copied K times (the same logits and paths, bit for bit).
+    task = get_task("cluttered60")
+    stream = DeviceCanvases(mnist, task, 12, "cpu", repeats=3)
+    stream.reset(seed=2)
+    canvases, l_0 = stream.take()
+    assert canvases.images.shape == (4, 60, 60) and canvases.labels.shape == (4,) and l_0.shape == (12, 2)
+    with pytest.raises(ValueError, match="groups of repeats=3"):
+        stream.take(10)
+    args = Args(task="cluttered60", recipe=False, hidden_size=16, g_size=16, glimpse_hidden=8)
+    torch.manual_seed(0)
+    model, _ = spec("ram").build(args, task, 10)
+    shared = model.rollout(canvases.images, l_0, stream.retina, 4, greedy=True, repeats=3)
+    copied = model.rollout(canvases.images.repeat_interleave(3, 0), l_0, stream.retina, 4, greedy=True)
+    torch.testing.assert_close(shared.logits, copied.logits, rtol=0, atol=0)
+    torch.testing.assert_close(shared.locations, copied.locations, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="12 rows for 4 images played 2 times"):
+        model.rollout(canvases.images, l_0, stream.retina, 4, repeats=2)
+
+
 def test_canvas_episode_is_the_env_episode(mnist):
     # The same canvases, from the centre and greedy: the device path (the retina on the tensors) and the env's path
     # give the same logits and glimpse locations.
