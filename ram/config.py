@@ -55,7 +55,7 @@ RECIPES: dict[tuple[str, int | None], dict] = {
     # little entropy keeps the moves from settling on one move early (docs/catch.md has the runs behind each choice).
     ("catch", None): {"core": "lstm", "hidden_size": 64, "g_size": 64, "glimpse_hidden": 32, "baseline_core": True,
                       "entropy": 0.01, "lr": 2e-3, "samples": 5_000_000, "eval_every": 100_000},
-    # 10M images (about 61 minutes on 2 cores with 6 glimpses; measured with 6 and 4).
+    # 10M images (40 to 61 minutes on 2 cores with 6 glimpses, two seeds; measured with 6 and 4).
     ("cluttered60", None): {**_ATTEND, "samples": 10_000_000},
     # The same agent on the larger canvas: 10M images in about 95 minutes on 2 cores (about 1,750 a second with the
     # task's 8 glimpses, the count measured).
