@@ -319,6 +319,7 @@ def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_pl
     m28 = Args(task="mnist28")
     assert (m28.core, m28.batch_size, m28.start, m28.lr) == ("rnn", 128, "random", 1e-3)
     assert (m28.std, m28.std_final, m28.loc_hidden, m28.reward, m28.policy_core) == (0.2, 0.05, 128, "prob", True)
+    assert m28.samples == 10_000_000
     # A flag given wins over the recipe; the model's own defaults win over a RAM recipe.
     args = parse_args(["--batch-size", "256", "--core", "rnn"])
     assert (args.batch_size, args.core, args.lr) == (256, "rnn", c60["lr"])
