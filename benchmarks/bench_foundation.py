@@ -38,9 +38,9 @@ from gymnasium.vector import AutoresetMode
 
 from envs import ClutteredMNISTVectorEnv, get_task, load_mnist
 from envs.mnist import MNIST
+from envs.retina import Retina, integral_image
 from envs.tasks import sample
 from ram.checkpoint import write_text
-from ram.retina import Retina, integral_image
 
 SEED = 0
 GEN_TASKS = ("translated60", "cluttered60", "cluttered100")

@@ -52,13 +52,16 @@ from bench_foundation import SPREAD, print_table, write_json  # this script's fo
 from torch.nn import functional as F
 
 from envs import cluttered_mnist
+from envs.retina import Retina
 from envs.tasks import sample
-from ram.config import Args, UsageError, task_of
-from ram.episodes import episode, make_env, n_actions
-from ram.model import RAMConfig, RecurrentAttention, hybrid_loss
+from ram.config import Args, resolve, task_of
+from ram.errors import UsageError
+from ram.kinds import make_env, n_actions
+from ram.kinds import play as episode
+from ram.losses import hybrid_loss
+from ram.model import RAMConfig, RecurrentAttention
 from ram.parallel import resolve_device, train_data_of
 from ram.registry import spec
-from ram.retina import Retina
 from ram.system import keep_freed_memory, seed_everything
 
 SEED = 0
@@ -119,8 +122,8 @@ class Ours:
         device = device or torch.device("cpu")
         # The paper's agent (RNN core) unless ``recipe``: the step the reference implementation is timed beside. With
         # ``recipe``, the agent `python train.py` trains by default (LSTM core, a hidden layer in the policy).
-        args = Args(task=TASK, recipe=recipe, progress=False, batch_size=batch_size, device=str(device),
-                    train_data=train_data)
+        args = resolve(Args(task=TASK, recipe=recipe, progress=False, batch_size=batch_size, device=str(device),
+                    train_data=train_data))
         keep_freed_memory()
         task = task_of(args)
         args = dataclasses.replace(args, train_data=train_data_of(train_data, device, task))
@@ -420,7 +423,7 @@ def main() -> None:
         if cuda:
             torch.cuda.empty_cache()
 
-    task = task_of(Args(task=TASK))
+    task = task_of(resolve(Args(task=TASK)))
     columns = [("batch", "B", ",d"), ("implementation", "implementation", "s"), ("params", "params", ",d"),
                ("samples_per_s", "samples/s", ",.0f"), ("ms_per_step", "ms/step", ".1f"), SPREAD]
     if cuda:

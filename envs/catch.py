@@ -29,9 +29,9 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from envs.cluttered_mnist import STARTS, check_location, uniform_locations
+from envs.retina import Retina, integral_image
 from envs.tasks import GAMES, PUBLISHED_SEED, Task, integers
 from envs.vector import BatchedVectorEnv
-from ram.retina import Retina, integral_image
 
 PADDLE = 2  # the paddle's width in pixels
 MOVES = np.array([-1, 0, 1])  # the game actions: 0 left, 1 stay, 2 right (the paddle's step in columns)
@@ -197,7 +197,7 @@ _DOC = """
 
     ## Action Space
     ``Dict(location=Box(-1, 1, (2,), float32), paddle=Discrete(3))``: where to take the next glimpse ((x, y),
-    (-1, -1) top-left, see ``ram.retina``) and the paddle's move: 0 left, 1 stay, 2 right (a move into a wall
+    (-1, -1) top-left, see ``envs.retina``) and the paddle's move: 0 left, 1 stay, 2 right (a move into a wall
     stays). Locations outside [-1, 1] are clipped; NaN, a wrong shape or a move outside 0..2 raises ValueError.
 
     ## Observation Space

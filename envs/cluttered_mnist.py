@@ -12,9 +12,9 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from envs.mnist import MNIST, load_mnist
-from envs.tasks import BLOCK, Canvases, Task, fixed, get_task, sample, split_size
+from envs.retina import Retina, integral_image
+from envs.tasks import BLOCK, Canvases, Task, fixed, get_task, require_canvases, sample, split_size
 from envs.vector import BatchedVectorEnv
-from ram.retina import Retina, integral_image
 
 N_CLASSES = 10
 OBSERVATIONS = ("glimpse", "image")
@@ -35,7 +35,7 @@ def check_location(location: Any, n: int) -> np.ndarray:
     location = location.reshape(n, 2)
     if not np.isfinite(location).all():
         raise ValueError(f"action 'location' must be finite, got {location.tolist()}")
-    # The same rule as ram.retina.clip_location, which the model and the plots use.
+    # The same rule as envs.retina.clip_location, which the model and the plots use.
     return np.clip(location, -1.0, 1.0)
 
 
@@ -259,8 +259,7 @@ def _make_episodes(task, split, mnist, data_dir, start, observation, n, prefetch
         task = get_task(task, **overrides)
     elif any(v is not None for v in overrides.values()):
         task = task.with_(**{k: v for k, v in overrides.items() if v is not None})
-    if task.kind != "classify":
-        raise ValueError(f"task {task.name!r} is a game: play it in envs.CatchEnv")
+    require_canvases(task)
     mnist = mnist if mnist is not None else load_mnist(data_dir)
     return _Episodes(task=task, split=split, mnist=mnist, start=start, observation=observation, n=n,
                      prefetch=prefetch, repeats=repeats)
@@ -274,7 +273,7 @@ class ClutteredMNISTEnv(gym.Env):
 
     ## Action Space
     ``Dict(location=Box(-1, 1, (2,), float32), label=Discrete(10))``: where to take the next glimpse
-    ((x, y), (-1, -1) top-left, see ``ram.retina``) and the predicted class. Locations outside [-1, 1] are
+    ((x, y), (-1, -1) top-left, see ``envs.retina``) and the predicted class. Locations outside [-1, 1] are
     clipped; NaN or a wrong shape raises ValueError. The label counts only at the last step.
 
     ## Observation Space

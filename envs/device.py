@@ -20,8 +20,8 @@ from gymnasium import spaces
 
 from envs.cluttered_mnist import N_CLASSES, STARTS
 from envs.mnist import MNIST
-from envs.tasks import Canvases, Task, compose, integers, pool
-from ram.retina import Retina
+from envs.retina import Retina
+from envs.tasks import Canvases, Task, compose, integers, pool, require_canvases
 
 
 class DeviceCanvases:
@@ -34,8 +34,7 @@ class DeviceCanvases:
                  repeats: int = 1):
         if repeats < 1 or num_envs % repeats:
             raise ValueError(f"repeats must be a positive divisor of num_envs {num_envs}, got {repeats}")
-        if task.kind != "classify":
-            raise ValueError(f"task {task.name!r} is a game: its screens are made by envs.CatchEnv")
+        require_canvases(task)
         if start not in STARTS:
             raise ValueError(f"start must be one of {STARTS}, got {start!r}")
         digits, labels = pool(mnist, "train")

@@ -1,7 +1,7 @@
 """The env's ``render``: a canvas with the glimpses taken on it, as an RGB array (Pillow; no matplotlib).
 
 The figures for people (grids, GIFs, TensorBoard) are ``ram.plots.trajectory_figure``; both take their boxes from
-``ram.retina.Retina.boxes``."""
+``envs.retina.Retina.boxes``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ram.retina import Retina
+from envs.retina import Retina
 
 # One colour per glimpse, from early (blue) to late (yellow); the latest glimpse is drawn last, on top.
 _PALETTE = [(66, 133, 244), (52, 168, 83), (0, 188, 212), (171, 71, 188), (255, 112, 67), (251, 192, 45)]

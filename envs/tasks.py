@@ -15,6 +15,7 @@ output is fixed by numpy's stability promise), so they are bit-identical on ever
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -31,7 +32,29 @@ DIGIT = 28
 CATCH_MIN = 4  # the smallest screen of catch: a ball and a 2-pixel paddle with room to move
 
 
-KINDS = ("classify", "catch")
+class KindRules(NamedTuple):
+    """What the world asks of the tasks of one kind (``Task.kind``); the agent's side of a kind (its loss, evaluation,
+    pictures) is ``ram.kinds``. A new kind of task adds one entry to ``KIND_RULES``."""
+
+    # Its episodes are canvases of MNIST digits: the fixed sets, the ClutteredMNIST env and the device canvases serve
+    # it, and its canvas must hold a digit; False: its env makes its own screens (a game).
+    canvases: bool = True
+    # The episode's length as the world fixes it from the screen's side (a game: the ball falls a row a step); None:
+    # the number of glimpses is the agent's choice.
+    length: Callable[[int], int] | None = None
+    smallest: int = DIGIT  # the smallest canvas side
+
+
+KIND_RULES: dict[str, KindRules] = {
+    "classify": KindRules(),
+    "catch": KindRules(canvases=False, length=lambda size: size - 1, smallest=CATCH_MIN),
+}
+
+
+def rules_of(kind: str) -> KindRules:
+    if kind not in KIND_RULES:
+        raise ValueError(f"kind must be one of {tuple(KIND_RULES)}, got {kind!r}")
+    return KIND_RULES[kind]
 
 
 @dataclass(frozen=True)
@@ -51,23 +74,25 @@ class Task:
     kind: str = "classify"
 
     def __post_init__(self) -> None:
-        catch = self.kind == "catch"
-        low = CATCH_MIN if catch else DIGIT
+        rules = rules_of(self.kind)
+        digits = rules.canvases
         checks = (
-            (self.kind in KINDS, f"kind must be one of {KINDS}, got {self.kind!r}"),
-            (self.canvas_size >= low, f"canvas_size must be >= {low}, got {self.canvas_size}"),
+            (self.canvas_size >= rules.smallest, f"canvas_size must be >= {rules.smallest}, got {self.canvas_size}"),
             (self.n_clutter >= 0, f"n_clutter must be >= 0, got {self.n_clutter}"),
-            (catch or 1 <= self.clutter_size <= DIGIT, f"clutter_size must be in 1..{DIGIT}, got {self.clutter_size}"),
-            (catch or self.clutter_size <= self.canvas_size, "clutter_size must not exceed canvas_size"),
+            (not digits or 1 <= self.clutter_size <= DIGIT,
+             f"clutter_size must be in 1..{DIGIT}, got {self.clutter_size}"),
+            (not digits or self.clutter_size <= self.canvas_size, "clutter_size must not exceed canvas_size"),
             (self.glimpse_size >= 1, f"glimpse_size must be >= 1, got {self.glimpse_size}"),
-            (catch or self.glimpse_size <= self.canvas_size,  # a game's small screen may be smaller: zeros beyond
+            (not digits or self.glimpse_size <= self.canvas_size,  # a game's small screen may be smaller: zeros beyond
              f"glimpse_size {self.glimpse_size} is larger than the {self.canvas_size}x{self.canvas_size} canvas"),
             (self.n_scales >= 1, f"n_scales must be >= 1, got {self.n_scales}"),
             (self.scale >= 1, f"scale must be >= 1, got {self.scale}"),
             (self.n_glimpses >= 1, f"n_glimpses must be >= 1, got {self.n_glimpses}"),
-            (not catch or self.n_clutter == 0, "catch has no clutter"),
-            (not catch or self.n_glimpses == self.canvas_size - 1, f"a game of catch on a {self.canvas_size}-pixel "
-             f"screen lasts {self.canvas_size - 1} steps (the ball falls a row a step), not {self.n_glimpses}"),
+            (digits or self.n_clutter == 0, f"{self.kind} has no clutter"),
+            (rules.length is None or self.n_glimpses == rules.length(self.canvas_size),
+             f"a game of {self.kind} on a {self.canvas_size}-pixel screen lasts "
+             f"{rules.length and rules.length(self.canvas_size)} steps (the ball falls a row a step), not "
+             f"{self.n_glimpses}"),
         )
         for ok, message in checks:
             if not ok:
@@ -94,6 +119,13 @@ PAPER_ERRORS = {("mnist28", 6): 1.12, ("translated60", 6): 1.22, ("cluttered60",
                 ("cluttered60", 8): 4.04, ("cluttered100", 8): 8.11}
 
 
+def require_canvases(task: Task) -> None:
+    """ValueError unless ``task``'s episodes are canvases of digits (a game makes its own screens, in its env)."""
+    if not rules_of(task.kind).canvases:
+        raise ValueError(f"task {task.name!r} is a game: it makes its own screens, in its env (envs.CatchEnv), "
+                         "not canvases of digits")
+
+
 def paper_error(task: Task) -> float | None:
     """The paper's test error for this task, if it is a preset with only the number of glimpses changed."""
     if task.name not in TASKS or task != TASKS[task.name].with_(n_glimpses=task.n_glimpses):
@@ -107,8 +139,9 @@ def get_task(name: str, **overrides) -> Task:
     if name not in PRESETS:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(PRESETS)}")
     changes = {k: v for k, v in overrides.items() if v is not None}
-    if name in GAMES and "canvas_size" in changes:  # the game lasts as long as the ball falls
-        changes.setdefault("n_glimpses", changes["canvas_size"] - 1)
+    length = rules_of(PRESETS[name].kind).length
+    if length is not None and "canvas_size" in changes:  # a game lasts as long as its screen says
+        changes.setdefault("n_glimpses", length(changes["canvas_size"]))
     return PRESETS[name].with_(**changes) if changes else PRESETS[name]
 
 
@@ -203,8 +236,7 @@ def fixed(mnist: MNIST, task: Task, split: str, start: int = 0, stop: int | None
     """Canvases ``start:stop`` of the fixed ``val`` or ``test`` set: canvas i shows digit i of the split's pool."""
     if split not in ("val", "test"):
         raise ValueError(f"only val and test are fixed sets, got {split!r}")
-    if task.kind != "classify":
-        raise ValueError(f"{task.name} is a game: its fixed sets are starts (envs.catch.fixed_starts), not canvases")
+    require_canvases(task)
     digits, labels = pool(mnist, split)
     stop = len(digits) if stop is None else stop
     if not 0 <= start <= stop <= len(digits):

@@ -1,7 +1,7 @@
 """A trained agent as a Python object: load a checkpoint, classify your own canvases, see where it looked.
 
     from ram.agent import Agent
-    agent = Agent.from_checkpoint("results/cluttered60-6g-lstm-center-restart")   # a folder or a .pt file
+    agent = Agent.from_checkpoint("results/cluttered60-6g-s0")   # a folder or a .pt file
     pred = agent.predict(images)          # images: (N, 60, 60) uint8, or float in [0, 1]
     pred.labels, pred.locations, pred.probs   # (N,), (N, T, 2) in [-1, 1], (N, 10)
 """
@@ -14,10 +14,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from envs.retina import Retina
 from envs.tasks import Task
 from ram import checkpoint
 from ram.model import RAMConfig, RecurrentAttention
-from ram.retina import Retina
 
 
 class Prediction(NamedTuple):

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from ram.retina import Retina
+from envs.retina import Retina
 
 
 def forward_fn(model: torch.nn.Module, *, retina: Retina | None = None, n_glimpses: int = 0) -> Callable:

@@ -12,16 +12,11 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
-from envs.tasks import GAMES, PRESETS, Task
-
-
-class UsageError(Exception):
-    """A mistake in the command line: reported in one line, exit code 2."""
-
-
-class TrainingError(Exception):
-    """A run that cannot go on (e.g. a non-finite loss): reported in one line, exit code 1."""
-
+from envs.tasks import PRESETS, Task, get_task
+from ram.errors import UsageError
+from ram.kinds import kind_named
+from ram.parallel import resolve_device, train_data_of
+from ram.registry import MODELS, spec
 
 # Bookkeeping flags: how a run is executed, not what it learns. Only these may change on --resume.
 BOOKKEEPING = ("resume", "run_dir", "progress", "data_dir", "threads", "stop_after", "snapshots")
@@ -37,7 +32,7 @@ def _flag(default, help: str, **kw):
 
 def _default(value, help: str, **kw):
     """A field whose default may be the task's recipe's (``RECIPES``) or the model's (``ram.registry``): None until
-    ``Args`` fills it, so that a value given explicitly always wins."""
+    ``resolve`` fills it, so that a value given explicitly always wins."""
     return field(default=None, metadata={"help": help, "default": value, **kw})
 
 
@@ -80,8 +75,7 @@ def recipe_of(task: str, glimpses: int | None) -> dict:
 class Args:
     """Every hyperparameter of a run; saved with it (config.json) and with every checkpoint."""
 
-    task: str = _flag("cluttered60", "task preset (sets the canvas, clutter and the paper's sensor; catch: the game)",
-                      choices=tuple(PRESETS))
+    task: str = _flag("cluttered60", "task preset (sets the canvas, clutter and the paper's sensor; catch: the game)")
     recipe: bool = _flag(True, "fill the flags left unset from the task's recipe for its glimpse count (RECIPES in "
                          "ram/config.py; --no-recipe: the plain defaults, as commands written before the recipe)")
     model: str = _flag("ram", "the model, an entry of the registry (ram.registry): ram is hard attention trained "
@@ -171,24 +165,22 @@ class Args:
     stop_after: int | None = _flag(None, "end this invocation after it has seen this many samples (checkpointed; "
                                    "--resume continues), e.g. to fit a job into a time slot")
 
-    def __post_init__(self) -> None:
-        from ram.registry import spec
 
-        # Fields left unset take the task's recipe (for the RAM agent), else the model's defaults (ram.registry),
-        # else their own.
-        recipe = recipe_of(self.task, self.glimpses) if self.model == "ram" and self.recipe else {}
-        if self.policy != "learned":
-            recipe.pop("policy_core", None)  # random locations have no policy for REINFORCE to route through
-        for f in dataclasses.fields(self):
-            if getattr(self, f.name) is None and "default" in f.metadata:
-                value = recipe.get(f.name, spec(self.model).defaults.get(f.name, f.metadata["default"]))
-                setattr(self, f.name, value)
+def resolve(args: Args) -> Args:
+    """``args`` with the fields left unset (None) filled: from the task's recipe (for the RAM agent, unless
+    ``recipe`` is off), else the model's defaults (``ram.registry``), else their own. The one place defaults are
+    applied: the command line, a resumed run and a loaded checkpoint all come through here."""
+    recipe = recipe_of(args.task, args.glimpses) if args.model == "ram" and args.recipe else {}
+    if args.policy != "learned":
+        recipe.pop("policy_core", None)  # random locations have no policy for REINFORCE to route through
+    defaults = spec(args.model).defaults
+    filled = {f.name: recipe.get(f.name, defaults.get(f.name, f.metadata["default"]))
+              for f in dataclasses.fields(args) if getattr(args, f.name) is None and "default" in f.metadata}
+    return dataclasses.replace(args, **filled)
 
 
 def task_of(args: Args) -> Task:
     """The task preset named by --task with the flags of ``TASK_FLAGS`` that were given applied to it."""
-    from envs import get_task
-
     overrides = {task_field: getattr(args, flag) for flag, task_field in TASK_FLAGS.items()}
     try:
         return get_task(args.task, **overrides)
@@ -219,8 +211,6 @@ def given_flags(argv: list[str]) -> set[str]:
 
 def add_fields(parser: argparse.ArgumentParser) -> None:
     """One flag per Args field: its name, type, default and help."""
-    from ram.registry import MODELS
-
     for f in dataclasses.fields(Args):
         name = "--" + f.name.replace("_", "-")
         default = f.metadata.get("default", f.default)
@@ -231,8 +221,8 @@ def add_fields(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help)
             continue
         kind = {"int": int, "int | None": int, "float": float, "float | None": float}.get(str(f.type), str)
-        # The models are the registry's at the time of parsing, so a model registered later is a valid choice.
-        choices = tuple(MODELS) if f.name == "model" else f.metadata.get("choices")
+        # The models and tasks are the registries' at the time of parsing, so one registered later is a valid choice.
+        choices = {"model": tuple(MODELS), "task": tuple(PRESETS)}.get(f.name, f.metadata.get("choices"))
         metavar = None if choices else {int: "N", float: "X"}.get(kind, f.name.split("_")[-1].upper())
         parser.add_argument(name, type=kind, default=f.default, help=help, choices=choices, metavar=metavar)
 
@@ -243,9 +233,7 @@ POSITIVE = ("heads", "patch_size", "d_model", "layers", "glimpses", "glimpse_siz
 
 
 def check(args: Args) -> Args:
-    """The checks argparse cannot make, each a one-line UsageError."""
-    from ram.registry import spec
-
+    """The checks argparse cannot make, each a one-line UsageError (those of the task's kind: ``ram.kinds``)."""
     for name in POSITIVE:
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -264,28 +252,15 @@ def check(args: Args) -> Args:
         raise UsageError(f"--lr-final must be in [0, 1], got {args.lr_final}")
     if not 0 <= args.gae_lambda <= 1 or not args.entropy >= 0:
         raise UsageError(f"--gae-lambda must be in [0, 1] and --entropy >= 0, got {args.gae_lambda} and {args.entropy}")
-    if args.task in GAMES and args.reward != "env":
-        raise UsageError("--reward prob and log_prob score a class: a game (catch) is paid for its ball only")
-    if args.task not in GAMES and (args.entropy != 0 or args.gae_lambda != 1):
-        raise UsageError("--entropy and --gae-lambda shape the loss of a game's moves: they apply to --task catch only")
     if args.baseline_core and not spec(args.model).policy:
         raise UsageError(f"--baseline-core routes the baseline's gradient: a {args.model} model has no baseline")
     if args.policy_core and (not spec(args.model).policy or args.policy != "learned"):
         raise UsageError("--policy-core routes REINFORCE's gradient: it needs a learned location policy (--model ram)")
-    if args.rollouts > 1 and (not spec(args.model).policy or args.policy != "learned" or args.task in GAMES):
-        raise UsageError("--rollouts is a baseline for REINFORCE's locations: it needs --model ram with a learned "
-                         "policy on a classification task")
+    kind_named(PRESETS[args.task].kind).check(args, spec(args.model))
     if args.batch_size % args.rollouts:
         raise UsageError(f"--batch-size {args.batch_size} must be a multiple of --rollouts {args.rollouts}")
     if not 0 <= args.ema < 1:
         raise UsageError(f"--ema must be in [0, 1), got {args.ema}")
-    if args.task in GAMES and (args.model != "ram" or args.policy != "learned"):
-        raise UsageError("--task catch is played by the RAM agent: --model ram with --policy learned")
-    if args.task in GAMES and any(getattr(args, f) is not None for f in ("glimpses", "clutter", "clutter_size")):
-        raise UsageError("--task catch takes no --glimpses, --clutter or --clutter-size: a game lasts as long as the "
-                         "ball falls (--canvas-size - 1 steps) and its screen has no clutter")
-    from ram.parallel import resolve_device, train_data_of
-
     train_data_of(args.train_data, resolve_device(args.device), task_of(args))  # one-line errors, before any work
     if args.resume and args.run_dir is None:
         raise UsageError("--resume needs --run-dir RUN (the run to continue)")
@@ -298,4 +273,4 @@ def parse_args(argv: list[str]) -> Args:
                     "cluttered-MNIST task. Subcommands: `train.py evaluate RUN`, `train.py visualize RUN`, "
                     "`train.py curve RUN`, `train.py compare RUN...` (each has --help).")
     add_fields(parser)
-    return check(Args(**vars(parser.parse_args(argv))))
+    return check(resolve(Args(**vars(parser.parse_args(argv)))))

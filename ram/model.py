@@ -17,9 +17,9 @@ Gradient routing (the design; tests pin it, see tests/test_model.py):
   then it trains CoreNetwork and GlimpseNetwork as well, as the critic of an actor-critic shares their state.
 In a game (``act_every_step``) there are no labels and no cross-entropy: the REINFORCE term of the game actions
 takes its place and trains Classifier, CoreNetwork and GlimpseNetwork (through time), never the LocationPolicy; the
-locations' REINFORCE and the baseline are routed as above (``game_loss``).
+locations' REINFORCE and the baseline are routed as above (``ram.losses.game_loss``).
 
-The sensor rho lives in ``ram.retina``; the model takes glimpses as input, so it runs as well behind the
+The sensor rho lives in ``envs.retina``; the model takes glimpses as input, so it runs as well behind the
 gymnasium environments (which call the retina) as on raw images (``RecurrentAttention.rollout``), through one
 glimpse loop (``RecurrentAttention.episode``).
 """
@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ram.retina import Retina, clip_location, integral_image
+from envs.retina import Retina, clip_location, integral_image
 
 CORES = ("rnn", "lstm")
 POLICIES = ("learned", "random")
@@ -191,6 +191,7 @@ class Rollout(NamedTuple):
     actions: Tensor  # (B, T) int64: a game's action at every step; (B, 0) when classifying
     log_pi_a: Tensor  # (B, T) log-probabilities of those actions; (B, 0) when classifying
     entropy: Tensor  # (B, T) entropy of each step's action distribution; (B, 0) when classifying
+    action: Tensor  # (B,) int64: what the last step sends the env: the class named, or a game's last move
 
 
 class RecurrentAttention(nn.Module):
@@ -234,7 +235,7 @@ class RecurrentAttention(nn.Module):
         """A game's action at one step: (logits (B, A), a_t (B,)), a_t drawn from their softmax (argmax if greedy).
         h_t is not detached: in a game the actions' REINFORCE is what trains the core and the glimpse network."""
         logits = self.classifier(h_t)
-        # The draw carries no gradient: REINFORCE reaches the logits through log_softmax alone (game_loss).
+        # The draw carries no gradient: REINFORCE reaches the logits through log_softmax alone (ram.losses.game_loss).
         a_t = logits.argmax(-1) if greedy else torch.multinomial(logits.detach().softmax(-1), 1).squeeze(-1)
         return logits, a_t
 
@@ -263,13 +264,17 @@ class RecurrentAttention(nn.Module):
         log_pi, b = self.stacked_terms(steps, B, rho.device)
         none = rho.new_zeros(B, 0)
         actions, log_pi_a, entropy = none.long(), none, none
+        logits = self.classifier(state[0])
+        # Detached: the class named is an action sent to the env, not a path for gradients.
+        action = logits.detach().argmax(-1)
         if moves:
             logits, actions = (torch.stack(x, 1) for x in zip(*moves))  # (B, T, A), (B, T)
             log_p = logits.log_softmax(-1)
             log_pi_a = log_p.gather(-1, actions[..., None]).squeeze(-1)
             entropy = -(log_p.exp() * log_p).sum(-1)
             b = torch.cat([b, self.value(state[0])[:, None]], 1)  # the last step acts too: its baseline joins
-        return Rollout(self.classifier(state[0]), torch.stack(locations, 1), log_pi, b, actions, log_pi_a, entropy)
+            action = actions[:, -1]  # the last move, drawn already
+        return Rollout(logits, torch.stack(locations, 1), log_pi, b, actions, log_pi_a, entropy, action)
 
     def rollout(self, images: Tensor, l_0: Tensor, retina: Retina, n_glimpses: int, *, greedy: bool = False,
                 repeats: int = 1) -> Rollout:
@@ -296,101 +301,3 @@ class RecurrentAttention(nn.Module):
             return empty, empty
         h, mu, l = (torch.stack(x, 1) for x in zip(*[(s.h_t, s.mu, s.l_t) for s in steps]))
         return self.reinforce_terms(h, mu, l)
-
-
-class Losses(NamedTuple):
-    total: Tensor
-    classification: Tensor  # cross-entropy of the final prediction
-    reinforce: Tensor  # -E[sum_t log_pi_t (R - b_t)]
-    baseline: Tensor  # E[sum_t (b_t - R)^2] / (T - 1)
-    reward: Tensor  # (B,) 1 for a correct final prediction
-    accuracy: Tensor
-
-
-REWARDS = ("env", "prob", "log_prob")
-
-
-def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, reward: Tensor | None = None,
-                reinforce_weight: float = 1.0, baseline_weight: float = 1.0, credit: str = "env",
-                rollouts: int = 1) -> Losses:
-    """The paper's hybrid loss: supervised cross-entropy + REINFORCE with a learned baseline + its regression.
-
-    logits (B, C), labels (B,), log_pi and b (B, T - 1) over the steps that chose a location; reward (B,) as the
-    environment paid it (default: 1 where the argmax of logits is the label, which is what the envs pay).
-    ``credit`` is the return R that REINFORCE and the baseline see: "env", the reward paid (the paper); "prob", the
-    classifier's probability of the true class, p(y | h_T), a graded 0-to-1 version of it; "log_prob", log p(y | h_T)
-    (as Ba et al. 2015 weight their locations). ``Losses.reward`` and ``accuracy`` stay the env's 0/1 either way.
-    ``rollouts`` K > 1: the batch is B / K canvases, each played by K consecutive episodes, and REINFORCE's baseline
-    for each episode is the mean return of its canvas's other K - 1 (leave-one-out, the same at every step) instead
-    of b_t; the Baseline's regression still trains it (a diagnostic then, and the state it reads is detached).
-    """
-    if credit not in REWARDS:
-        raise ValueError(f"credit must be one of {REWARDS}, got {credit!r}")
-    if rollouts < 1 or len(labels) % rollouts:
-        raise ValueError(f"rollouts must be a positive divisor of the batch {len(labels)}, got {rollouts}")
-    log_probs = logits.float().log_softmax(-1)
-    classification = F.nll_loss(log_probs, labels)  # the cross-entropy
-    if reward is None:
-        # The reward is a count, not a function of any parameter: no gradient through the argmax.
-        reward = (logits.detach().argmax(-1) == labels).float()
-    reward = reward.float()
-    # Detached: R scores the locations chosen; it must not train the classifier through REINFORCE's weight (the
-    # cross-entropy above trains it).
-    if credit == "env":
-        R = reward
-    else:
-        log_p = log_probs.detach().gather(1, labels[:, None]).squeeze(1)  # log p(y | h_T)
-        R = log_p.exp() if credit == "prob" else log_p
-    if rollouts > 1:
-        # Leave-one-out: the other rollouts of the same canvas score its difficulty, independently of this rollout's
-        # locations, so the estimator stays unbiased. R is detached already: nothing here carries a gradient.
-        group = R.view(-1, rollouts)
-        others = (group.sum(1, keepdim=True) - group) / (rollouts - 1)
-        advantage = (group - others).reshape(-1, 1).expand_as(log_pi)
-    else:
-        # Detached baseline: the REINFORCE term must not train the Baseline (its own regression does).
-        advantage = R[:, None] - b.detach()
-    reinforce = -(log_pi * advantage).sum(1).mean()
-    baseline = F.mse_loss(b, R[:, None].expand_as(b)) if b.numel() else b.sum()
-    total = classification + reinforce_weight * reinforce + baseline_weight * baseline
-    return Losses(total, classification, reinforce, baseline, reward, reward.mean())
-
-
-def lambda_advantage(b: Tensor, reward: Tensor, gae_lambda: float = 1.0) -> Tensor:
-    """Advantages (B, T) of the T steps of an episode paid ``reward`` (B,) at its end, from the baselines b (B, T) of
-    its steps: sum_k lambda^k delta_{t+k}, delta_t = b_{t+1} - b_t and delta_T = R - b_T (Schulman et al.'s GAE
-    without discount). lambda = 1 telescopes to R - b_t, REINFORCE with a baseline; lambda < 1 trusts the baseline's
-    prediction of the next steps, for less variance and some bias."""
-    if gae_lambda == 1.0:
-        return reward[:, None] - b  # the same sum, without its rounding
-    delta = torch.cat([b[:, 1:], reward[:, None]], 1) - b
-    advantage, running = torch.empty_like(delta), torch.zeros_like(reward)
-    for t in range(delta.shape[1] - 1, -1, -1):
-        running = delta[:, t] + gae_lambda * running
-        advantage[:, t] = running
-    return advantage
-
-
-def game_loss(log_pi: Tensor, log_pi_a: Tensor, b: Tensor, reward: Tensor, *, entropy: Tensor | None = None,
-              reinforce_weight: float = 1.0, baseline_weight: float = 1.0, entropy_weight: float = 0.0,
-              gae_lambda: float = 1.0) -> Losses:
-    """A game's loss (Catch): REINFORCE with a learned baseline for the locations and the game actions together, the
-    baseline's regression and, if ``entropy_weight``, a bonus on the actions' entropy; no supervised term
-    (``classification`` is 0).
-
-    log_pi (B, T - 1) of the locations chosen at steps 1..T-1, log_pi_a (B, T) of the actions of steps 1..T, b (B, T)
-    the baselines of steps 1..T, reward (B,) the episode's, entropy (B, T) of each step's action distribution. Both
-    choices of step t share its advantage: R - b_t (``gae_lambda`` 1), or ``lambda_advantage``'s.
-    """
-    reward = reward.float()
-    # Detached baseline: the REINFORCE term must not train the Baseline (its own regression does).
-    advantage = lambda_advantage(b.detach(), reward, gae_lambda)
-    # The last step chooses no location: its log-density is 0.
-    log_pi = F.pad(log_pi, (0, log_pi_a.shape[1] - log_pi.shape[1]))
-    reinforce = -((log_pi + log_pi_a) * advantage).sum(1).mean()
-    baseline = F.mse_loss(b, reward[:, None].expand_as(b))
-    total = reinforce_weight * reinforce + baseline_weight * baseline
-    if entropy_weight:
-        # Summed over the steps like the REINFORCE term: it trains what the actions' REINFORCE trains.
-        total = total - entropy_weight * entropy.sum(1).mean()
-    return Losses(total, total.new_zeros(()), reinforce, baseline, reward, reward.mean())

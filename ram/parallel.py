@@ -24,7 +24,8 @@ import torch
 from torch import distributed as dist
 from torch import nn
 
-from ram.config import UsageError
+from ram.errors import TrainingError, UsageError
+from ram.kinds import kind_of
 
 DEVICES = "auto, cpu, cuda or cuda:N"
 
@@ -49,11 +50,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def train_data_of(train_data: str, device: torch.device, task) -> str:
-    """Where the training canvases are made: ``env`` or ``device`` (``auto``: env on the CPU and for a game, whose
-    screens only the env makes; device on a GPU)."""
+    """Where the training canvases are made: ``env`` or ``device`` (``auto``: env on the CPU and for a kind whose
+    screens only its env makes, a game's; device on a GPU)."""
+    on_device = kind_of(task).device_canvases
     if train_data == "auto":
-        return "device" if device.type == "cuda" and task.kind == "classify" else "env"
-    if train_data == "device" and task.kind != "classify":
+        return "device" if device.type == "cuda" and on_device else "env"
+    if train_data == "device" and not on_device:
         raise UsageError(f"--train-data device makes cluttered-MNIST canvases: {task.name} is played in its env")
     return train_data
 
@@ -152,28 +154,65 @@ def fingerprint(model: nn.Module) -> str:
 
 
 class EpisodeModule(nn.Module):
-    """What ``DistributedDataParallel`` wraps: its forward is one batch of training episodes of ``model``
-    (``ram.episodes.episode``), so that DDP sees the forward whose backward it averages. The gradient routing is the
-    model's own; DDP adds only the average over ranks, in backward."""
+    """What ``DistributedDataParallel`` wraps: its forward is one batch of training episodes of ``model``, played by
+    ``play(model, env)`` (the task kind's), so that DDP sees the forward whose backward it averages. The gradient
+    routing is the model's own; DDP adds only the average over ranks, in backward."""
 
-    def __init__(self, spec, model: nn.Module):
+    def __init__(self, model: nn.Module, play):
         super().__init__()
-        self.spec, self.model = spec, model
+        self.model, self.play = model, play
 
     def forward(self, env):
-        from ram.episodes import episode
-
-        return episode(self.spec, self.model, env, greedy=False)
+        return self.play(self.model, env)
 
 
-def wrap(spec, model: nn.Module, ranks: Ranks, device: torch.device, *, every_parameter: bool = True):
-    """The callable ``env -> Episode`` the loop trains through: DDP over ``EpisodeModule`` with several ranks, the
+def wrap(model: nn.Module, play, ranks: Ranks, device: torch.device, *, every_parameter: bool = True):
+    """The callable ``env -> episodes`` the loop trains through: DDP over ``EpisodeModule`` with several ranks, the
     episode itself with one. ``every_parameter``: every parameter gets a gradient at every step, so DDP need not search
     the graph for unused ones (false with one glimpse: no step chooses a location, and the recurrent weights wait)."""
     if not ranks.distributed:
-        return EpisodeModule(spec, model)
+        return EpisodeModule(model, play)
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(EpisodeModule(spec, model), device_ids=ids,
+    return DistributedDataParallel(EpisodeModule(model, play), device_ids=ids,
                                    find_unused_parameters=not every_parameter)
+
+
+def rng_state(env, device: torch.device) -> dict:
+    """This process's random state: torch's, the training env's and, on a GPU, the GPU's."""
+    state = {"torch": torch.get_rng_state(), "env": env.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def rank_states(ranks: Ranks, env, model: nn.Module, device: torch.device, finite: torch.Tensor, samples: int,
+                last) -> dict:
+    """What a checkpoint holds of the ranks: every rank's random state and a hash of its weights, after checking that
+    every loss so far was finite (``check_finite``) and that the weights are the same on every rank (a collective:
+    all ranks call it at the same steps)."""
+    check_finite(finite, ranks, samples, last)
+    if not ranks.distributed:
+        return {"rng": rng_state(env, device), "world": 1}
+    rngs, replicas = zip(*gather((rng_state(env, device), fingerprint(model)), ranks))
+    if len(set(replicas)) > 1:
+        raise TrainingError(f"the ranks' weights differ at {samples:,} samples (a data-parallel bug)")
+    return {"rng": rngs[0], "world": ranks.world, "ranks": list(rngs), "replicas": list(replicas)}
+
+
+def check_finite(finite: torch.Tensor, ranks: Ranks, samples: int, last) -> None:
+    """TrainingError unless every loss so far was finite on every rank (``finite``: a flag the loop keeps on the
+    device; across ranks it is all-reduced, so all of them stop together). No checkpoint is written after a
+    non-finite loss: ``last`` (last.pt) holds the last good state."""
+    if not everywhere(finite, ranks):
+        raise TrainingError(f"the loss became non-finite by {samples:,} samples; {last} holds the last evaluated "
+                            "state (try a smaller --lr)")
+
+
+def check_world(resumed: dict | None, ranks: Ranks, run_dir) -> None:
+    """A run resumes with as many processes as it trained with (each rank's stream is its own)."""
+    world = 1 if resumed is None else resumed.get("world", 1)
+    if resumed is not None and world != ranks.world:
+        raise UsageError(f"{run_dir} trained on {world} process(es): resume it with as many "
+                         f"(torchrun --nproc_per_node={world}), not {ranks.world}")

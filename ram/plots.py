@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ram.retina import Retina
+from envs.retina import Retina
 
 CMAP = matplotlib.colormaps["plasma"]
 
@@ -167,24 +167,28 @@ def matrix_figure(weights: np.ndarray, *, query_labels: list[str] | None = None,
     return fig
 
 
-def test_curve_figure(points: list[dict], target: float, *, game: bool = False) -> Figure:
+def test_curve_figure(points: list[dict], target: float, *, rate: str | None = None,
+                      per_episode: bool = False) -> Figure:
     """Error against training minutes of one run's snapshots: validation, test greedy and (if measured) test
-    Monte-Carlo, with the target error as a dashed line. For a game, the catch rate (100 - error) against episodes
-    and against minutes, greedy and sampled."""
-    fig = Figure(figsize=(10 if game else 6, 4), layout="constrained")
+    Monte-Carlo or sampled, with the target error as a dashed line. ``rate`` (e.g. a game's "catch rate"): 100 minus
+    the error, under that name; ``per_episode``: against episodes seen too."""
+    fig = Figure(figsize=(10 if per_episode else 6, 4), layout="constrained")
     curves = (("val_error", "validation (greedy)"), ("greedy_error", "test, greedy"),
               ("mc_error", "test, Monte-Carlo"), ("sampled_error", "test, sampled"))
-    clocks = (("samples", "episodes"), ("minutes", "training minutes")) if game else (("minutes", "training minutes"),)
+    clocks = ((("samples", "episodes"),) if per_episode else ()) + (("minutes", "training minutes"),)
+
+    def shown(error: float) -> float:
+        return error if rate is None else 100 - error
+
     for i, (clock, xlabel) in enumerate(clocks):
         ax = fig.add_subplot(1, len(clocks), i + 1)
         x = [p[clock] for p in points]
         for key, label in curves:
             if all(key in p for p in points):
-                ax.plot(x, [100 - p[key] if game else p[key] for p in points], "o-", markersize=3, label=label)
-        level = 100 - target if game else target
-        ax.axhline(level, color="k", linestyle="--", linewidth=1, label=f"target {level:g}%")
+                ax.plot(x, [shown(p[key]) for p in points], "o-", markersize=3, label=label)
+        ax.axhline(shown(target), color="k", linestyle="--", linewidth=1, label=f"target {shown(target):g}%")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("catch rate (%)" if game else "error (%)")
+        ax.set_ylabel(f"{rate or 'error'} (%)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     return fig

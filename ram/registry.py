@@ -18,6 +18,9 @@ import torch
 from torch import nn
 
 from ram import soft
+from ram.agent import Agent
+from ram.errors import UsageError
+from ram.kinds import kind_of
 from ram.model import RAMConfig, RecurrentAttention
 from ram.transformer import VisionTransformer, ViTConfig
 
@@ -73,8 +76,6 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 def spec(name: str) -> ModelSpec:
-    from ram.config import UsageError
-
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r} (registered: {', '.join(MODELS)})")
     return MODELS[name]
@@ -83,8 +84,6 @@ def spec(name: str) -> ModelSpec:
 def configured(cls: type, config_cls: type, **sizes) -> tuple[nn.Module, Any]:
     """``cls(config_cls(...))`` from the sizes the config has fields for, and the config: a one-line UsageError for
     sizes that do not fit, whether the config or the model finds them."""
-    from ram.config import UsageError
-
     names = {f.name for f in dataclasses.fields(config_cls)}
     try:
         config = config_cls(**{k: v for k, v in sizes.items() if k in names})
@@ -100,7 +99,7 @@ def _build_ram(args: Args, task: Task, n_classes: int):
     return configured(RecurrentAttention, RAMConfig, glimpse_shape=shape, n_classes=n_classes,
                       hg_size=args.glimpse_hidden, hl_size=args.glimpse_hidden, g_size=args.g_size,
                       hidden_size=args.hidden_size, core=args.core, policy=args.policy, loc_hidden=args.loc_hidden,
-                      act_every_step=task.kind == "catch", baseline_core=args.baseline_core,
+                      act_every_step=kind_of(task).acts_every_step, baseline_core=args.baseline_core,
                       policy_core=args.policy_core,
                       # the std the trained agent keeps (the training loop anneals towards it)
                       std=args.std if args.std_final is None else args.std_final)
@@ -108,7 +107,6 @@ def _build_ram(args: Args, task: Task, n_classes: int):
 
 @torch.no_grad()
 def _draw_glimpses(model, args: Args, task: Task, images: np.ndarray, labels: np.ndarray) -> Drawing:
-    from ram.agent import Agent
     from ram.plots import trajectory_figure
 
     agent = Agent.on_task(model, task, start=args.start)

@@ -8,10 +8,17 @@ from pathlib import Path
 
 import torch
 
-from envs.tasks import Task, fixed
+from envs import load_mnist
+from envs.retina import Retina
+from envs.tasks import Task, fixed, paper_error
 from ram import compare
-from ram.config import Args, UsageError
+from ram.agent import Agent
+from ram.checkpoint import load
+from ram.config import Args
+from ram.errors import UsageError
+from ram.kinds import kind_of
 from ram.registry import ModelSpec, spec
+from ram.runs import lineage, load_model, load_run, read_results
 
 # -- compare
 
@@ -23,16 +30,12 @@ def model_name(args: Args, task: Task) -> str:
 
 
 def _retina(s: ModelSpec, task: Task):
-    from ram.retina import Retina
-
     return Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale) if s.reads == "glimpses" else None
 
 
 def cost_row(s: ModelSpec, model, args: Args, task: Task, images: torch.Tensor, *, repeats: int) -> dict:
     """Parameters, MACs, latency at batch 1 and 256, values read and pixels covered of a trained model on test
     canvases ``images`` (256, C, C) uint8."""
-    from ram.agent import Agent
-
     retina = _retina(s, task)
     fn = compare.forward_fn(model, retina=retina, n_glimpses=task.n_glimpses)
     if retina is not None:  # the union of its glimpses on these test canvases (greedy paths)
@@ -67,12 +70,13 @@ def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: i
                data_dir: str | None, device: torch.device | str = "cpu") -> tuple[str, dict, dict]:
     """Measure trained runs side by side, their models on ``device``: (report.md's text, report.json's data,
     {file name: Figure})."""
-    from envs import load_mnist
     from ram.plots import curves_figure, scaling_figure
-    from ram.runs import lineage, load_model, load_run, read_results
 
     mnist = load_mnist(data_dir)
     loaded = [load_run(run, data_dir) for run in runs]
+    for run, (_, _, _, task) in zip(runs, loaded):
+        if not kind_of(task).comparable:
+            raise UsageError(f"{run} plays {task.kind}: compare measures classifiers (see train.py evaluate and curve)")
     names = [model_name(args, task) for _, _, args, task in loaded]
     rows, scaling, curves, notes = [], [], {}, []
     for run, (_, state, args, task), name in zip(runs, loaded, names):
@@ -138,10 +142,7 @@ def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir
                log: Callable[[str], None], device: torch.device | str = "cpu") -> tuple[dict, object]:
     """Test every snapshot of a run (the model on ``device``), handing ``log`` a line for each and, at the end, when
     each error reached the target: (test_curve.json's report, its Figure)."""
-    from envs.tasks import paper_error
-    from ram.episodes import make_env
     from ram.plots import test_curve_figure
-    from ram.runs import load_run
 
     snapshots = sorted((run_dir / "snapshots").glob("*.pt"))
     if not snapshots:
@@ -151,13 +152,14 @@ def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir
     if target is None:
         raise UsageError(f"the paper has no number for this task ({task.name}, T={task.n_glimpses}): pass --target")
     offset, note = curve_offset(run_dir, first)
-    s = spec(args.model)
-    env = make_env(s, args, task, "test", args.eval_batch)
+    s, kind = spec(args.model), kind_of(task)
+    env = kind.make_env(s, args, task, "test", args.eval_batch)
     model, _ = s.build(args, task, first["model_config"]["n_classes"])
     model.to(device)
     points = []
     for path in snapshots:
-        points.append(snapshot_point(s, model, env, path, offset, mc_samples=mc_samples, seed=args.seed))
+        points.append(snapshot_point(kind.evaluate, s, model, env, path, offset, mc_samples=mc_samples,
+                                     seed=args.seed))
         log(point_line(points[-1]))
     env.close()
     reached = {key: first_reached(points, key, target) for key in ("greedy_error", "mc_error", "sampled_error")
@@ -167,15 +169,13 @@ def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir
     report = {"note": "test error of every snapshot (reporting only: checkpoints are chosen by validation); " + note,
               "split": "test", "n": env.split_size, "mc_samples": mc_samples, "target": target, "reached": reached,
               "points": points}
-    return report, test_curve_figure(points, target, game=task.kind == "catch")
+    return report, test_curve_figure(points, target, rate=kind.metric.rate, per_episode=kind.metric.per_episode)
 
 
 def curve_offset(run_dir: Path, first: dict) -> tuple[dict, str]:
     """Where a run's clock starts: for a fine-tuned run, where its starting runs stopped, as in `compare` (their
     minutes are counted once the run has finished and its results.json names them; until then, its own minutes
     only). Returns ({"samples", "minutes"} to add to its snapshots', a note saying which minutes are counted)."""
-    from ram.runs import lineage, read_results
-
     offset, note = {"samples": first.get("init_samples", 0), "minutes": 0.0}, "minutes of this run alone"
     if (run_dir / "results.json").exists():
         results = read_results(run_dir / "results.json")
@@ -187,11 +187,9 @@ def curve_offset(run_dir: Path, first: dict) -> tuple[dict, str]:
     return offset, note
 
 
-def snapshot_point(s: ModelSpec, model, env, path: Path, offset: dict, *, mc_samples: int, seed: int) -> dict:
-    """The test errors of one snapshot, on the run's clock."""
-    from ram.checkpoint import load
-    from ram.episodes import evaluate
-
+def snapshot_point(evaluate: Callable, s: ModelSpec, model, env, path: Path, offset: dict, *, mc_samples: int,
+                   seed: int) -> dict:
+    """The test errors of one snapshot (``evaluate``: its task kind's), on the run's clock."""
     state = load(path)
     try:
         model.load_state_dict(state["model"])

@@ -17,19 +17,15 @@ import torch
 
 from envs.tasks import Task
 from ram import checkpoint
-from ram.config import BOOKKEEPING, Args, UsageError, task_of
+from ram.config import BOOKKEEPING, Args, resolve, task_of
+from ram.errors import UsageError
+from ram.kinds import kind_of
+from ram.registry import spec
 
 
 def default_run_dir(args: Args, task: Task) -> str:
-    """runs/TASK-Tg-sSEED for a glimpse model (TASK-Tg-random-sSEED with random glimpses), runs/TASK-MODEL-sSEED
-    for the others, runs/catch-sSEED for the game."""
-    from ram.registry import spec
-
-    if task.kind == "catch":  # a game's length is its screen's, not a choice
-        return f"runs/{args.task}-s{args.seed}"
-    if spec(args.model).reads != "glimpses":
-        return f"runs/{args.task}-{args.model}-s{args.seed}"
-    return f"runs/{args.task}-{task.n_glimpses}g{'-random' if args.policy == 'random' else ''}-s{args.seed}"
+    """runs/ and the run's name, as its task's kind names it (``ram.kinds``: e.g. runs/cluttered60-6g-s0)."""
+    return f"runs/{kind_of(task).run_name(args, task, spec(args.model))}"
 
 
 def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | None]:
@@ -49,12 +45,12 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
     resumed = checkpoint.load(run_dir / "last.pt")
     saved = saved_args(resumed["args"])
     for name in sorted(set(given) - set(BOOKKEEPING)):
-        own = saved.get(name, getattr(Args(model=saved["model"], recipe=False), name))  # newer than the run: default
+        own = saved.get(name, getattr(resolve(Args(model=saved["model"], recipe=False)), name))  # newer: default
         if getattr(args, name) != own:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} differs from the run's {own}: a "
                              "resumed run keeps its own settings (start a new run with another --run-dir)")
     now = {name: getattr(args, name) for name in BOOKKEEPING if name != "snapshots" or name in given}
-    args = Args(**{**saved, **now})
+    args = resolve(Args(**{**saved, **now}))
     return args, task_of(args), run_dir, resumed
 
 
@@ -83,6 +79,20 @@ def restore(resumed: dict, model, optimizer, scheduler, env, *, rank: int = 0) -
     env.set_rng_state(rng["env"])
     return Progress(resumed["step"], resumed["best_val_error"], resumed["elapsed"], resumed["history"],
                     resumed["init_samples"])
+
+
+def training_state(args: Args, task: Task, config, model, average, optimizer, scheduler, run: Progress, *,
+                   batch: int, val_error: float, ranks: dict) -> dict:
+    """A training checkpoint: everything ``restore`` needs to continue exactly, and what ``finish`` and ``Agent``
+    read (``ranks``: ``parallel.rank_states`` at this step). With --ema, "model" is the average (what is evaluated
+    and shipped) and "trained" the weights themselves."""
+    evaluated = model if average is None else average
+    return {"args": dataclasses.asdict(args), "task": dataclasses.asdict(task),
+            "model_config": dataclasses.asdict(config), "model": evaluated.state_dict(),
+            **({"trained": model.state_dict()} if average is not None else {}),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": run.step,
+            "samples": run.step * batch, "elapsed": run.elapsed, "best_val_error": run.best_val,
+            "val_error": val_error, "history": run.history, "init_samples": run.init_samples, **ranks}
 
 
 def save_validated(state: dict, run_dir: Path, *, best: bool, snapshot: bool) -> None:
@@ -117,13 +127,11 @@ def load_run(run: str, data_dir: str | None) -> tuple[Path, dict, Args, Task]:
     """(checkpoint path, its contents, Args, Task) of RUN: a run folder, a shipped folder or a checkpoint file."""
     path = checkpoint.find(run)
     state = checkpoint.load(path)
-    return path, state, Args(**{**saved_args(state["args"]), "data_dir": data_dir}), Task(**state["task"])
+    return path, state, resolve(Args(**{**saved_args(state["args"]), "data_dir": data_dir})), Task(**state["task"])
 
 
 def load_model(state: dict, args: Args, task: Task):
     """The trained model of a checkpoint's contents, built by its registry entry."""
-    from ram.registry import spec
-
     model, _ = spec(args.model).build(args, task, state["model_config"]["n_classes"])
     model.load_state_dict(state["model"])
     return model

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from envs.retina import gaussian_read
 from ram.model import CoreNetwork, GlimpseNetwork
-from ram.retina import gaussian_read
 
 SCORES = ("additive", "dot", "scaled_dot", "general")
 LOG4 = math.log(4.0)

@@ -19,8 +19,8 @@ from torch import distributed as dist
 
 from envs.tasks import get_task
 from ram import parallel
-from ram.config import Args
-from ram.episodes import loss, make_env, n_actions
+from ram.config import Args, resolve
+from ram.kinds import kind_of, make_env, n_actions, play
 from ram.registry import spec
 
 
@@ -32,13 +32,16 @@ def main(out: Path) -> None:
     torch.set_num_threads(1)
     ranks, device = parallel.start(torch.device("cpu"))
     assert ranks.world == 2 and dist.get_backend() == "gloo"
-    args = Args(task="cluttered60", recipe=False, batch_size=8, hidden_size=16, g_size=16, glimpse_hidden=8, seed=3)
+    args = resolve(Args(task="cluttered60", recipe=False, batch_size=8, hidden_size=16, g_size=16, glimpse_hidden=8,
+                        seed=3))
     task, s = get_task("cluttered60", n_glimpses=3), spec("ram")
     torch.manual_seed(ranks.seed(args.seed))
     env = make_env(s, args, task, "train", args.batch_size)
     env.reset(seed=ranks.seed(args.seed))
     model, _ = s.build(args, task, n_actions(env))
-    plain, ddp = parallel.EpisodeModule(s, model), parallel.wrap(s, model, ranks, device)  # DDP: rank 0's weights
+    episodes = lambda m, e: play(s, m, e, greedy=False)  # noqa: E731
+    plain, ddp = parallel.EpisodeModule(model, episodes), parallel.wrap(model, episodes, ranks, device)  # DDP
+    loss = kind_of(task).loss
 
     def backward(through) -> torch.Tensor:
         model.zero_grad(set_to_none=True)

@@ -16,8 +16,11 @@ import envs
 import train
 from envs.catch import CatchEnv, CatchVectorEnv, fall, fixed_starts
 from ram import checkpoint
-from ram.episodes import episode, loss, make_env, n_actions, play_baselines
-from ram.model import RAMConfig, RecurrentAttention, game_loss
+from ram.games import play_baselines
+from ram.kinds import KINDS, make_env, n_actions
+from ram.kinds import play as episode
+from ram.losses import game_loss
+from ram.model import RAMConfig, RecurrentAttention
 from ram.registry import spec
 
 
@@ -200,7 +203,8 @@ def test_game_gradient_routing_moves_train_the_core_locations_the_policy_alone(b
     env = CatchVectorEnv(8, 8)
     env.reset(seed=0)
     ep = episode(spec("ram"), model, env, greedy=False)
-    assert ep.labels is None and ep.log_pi.shape == (8, 6) and ep.log_pi_a.shape == (8, 7) and ep.b.shape == (8, 7)
+    assert "labels" not in ep._fields  # a game has no labels
+    assert ep.log_pi.shape == (8, 6) and ep.log_pi_a.shape == (8, 7) and ep.b.shape == (8, 7)
     ep.reward[:4] = 1.0  # a reward that varies, so every advantage is non-zero
     moves_only = game_loss(torch.zeros_like(ep.log_pi), ep.log_pi_a, ep.b, ep.reward)
     g = grads(model, moves_only.reinforce)
@@ -210,11 +214,11 @@ def test_game_gradient_routing_moves_train_the_core_locations_the_policy_alone(b
     g = grads(model, locations_only.reinforce)
     assert touched(g, "location") and not any(touched(g, p) for p in ("classifier", "core", "glimpse", "baseline"))
     # The baseline's regression: the Baseline alone, or with baseline_core the state it reads too (an actor-critic).
-    g = grads(model, loss(ep, reinforce_weight=1, baseline_weight=1).baseline)
+    g = grads(model, KINDS["catch"].loss(ep, reinforce_weight=1, baseline_weight=1).baseline)
     assert touched(g, "baseline") and not touched(g, "classifier") and not touched(g, "location")
     assert touched(g, "core") == touched(g, "glimpse") == baseline_core
     # The entropy bonus: what the moves' REINFORCE trains, nothing else.
-    with_bonus = loss(ep, reinforce_weight=0, baseline_weight=0, entropy_weight=1.0).total
+    with_bonus = KINDS["catch"].loss(ep, reinforce_weight=0, baseline_weight=0, entropy_weight=1.0).total
     g = grads(model, with_bonus)
     assert touched(g, "classifier") and touched(g, "core") and not touched(g, "location") and not touched(g, "baseline")
 
@@ -273,15 +277,15 @@ def test_catch_usage_errors_are_one_line(argv, message, capsys):
 
 
 def test_the_catch_env_of_the_training_code_has_three_moves():
-    from ram.config import Args, task_of
+    from ram.config import Args, resolve, task_of
 
-    args = Args(task="catch")
+    args = resolve(Args(task="catch"))
     env = make_env(spec("ram"), args, task_of(args), "val", 4)
     assert n_actions(env) == 3 and env.split_size == 5000
 
 
 def test_lambda_advantage_known_answers():
-    from ram.model import lambda_advantage
+    from ram.losses import lambda_advantage
 
     b, reward = torch.tensor([[0.2, 0.4, 0.8]]), torch.tensor([1.0])
     # delta = (b_2 - b_1, b_3 - b_2, R - b_3) = (0.2, 0.4, 0.2); lambda 0.5: A_3 = 0.2, A_2 = 0.4 + 0.5 * 0.2, A_1 = ...
@@ -292,31 +296,32 @@ def test_lambda_advantage_known_answers():
 
 
 def test_the_catch_recipe_fills_what_the_command_line_leaves_unset():
-    from ram.config import RECIPES, Args, parse_args
+    from ram.config import RECIPES, Args, parse_args, resolve
 
     args = parse_args(["--task", "catch", "--hidden-size", "32"])
     assert args.hidden_size == 32  # given: it wins
     assert all(getattr(args, k) == v for k, v in RECIPES[("catch", None)].items() if k != "hidden_size")
-    assert Args(task="catch").core == "lstm" and Args(task="mnist28").core == "rnn"
-    assert Args(task="catch").samples == 5_000_000 and Args(task="catch", recipe=False).samples == 3_000_000
-    assert Args(task="catch", model="ram", lr=0.01).lr == 0.01
+    assert resolve(Args(task="catch")).core == "lstm" and resolve(Args(task="mnist28")).core == "rnn"
+    assert resolve(Args(task="catch")).samples == 5_000_000
+    assert resolve(Args(task="catch", recipe=False)).samples == 3_000_000
+    assert resolve(Args(task="catch", model="ram", lr=0.01)).lr == 0.01
 
 
 def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_plain_defaults():
-    from ram.config import RECIPES, Args, parse_args
+    from ram.config import RECIPES, Args, parse_args, resolve
 
     c60 = RECIPES[("cluttered60", None)]  # every glimpse count
-    assert all(getattr(Args(), k) == v for k, v in c60.items())  # cluttered60 has 6 glimpses by default
-    assert all(getattr(Args(glimpses=4), k) == v for k, v in c60.items())
-    plain = Args(recipe=False)
+    assert all(getattr(resolve(Args()), k) == v for k, v in c60.items())  # cluttered60 has 6 glimpses by default
+    assert all(getattr(resolve(Args(glimpses=4)), k) == v for k, v in c60.items())
+    plain = resolve(Args(recipe=False))
     assert (plain.core, plain.batch_size, plain.lr, plain.loc_hidden, plain.std_final, plain.lr_warmup,
             plain.start, plain.samples, plain.reward) == ("rnn", 128, 1e-3, 0, None, 0, "random", 3_000_000, "env")
-    c100 = Args(task="cluttered100")  # the same agent, trained on its own budget
+    c100 = resolve(Args(task="cluttered100"))  # the same agent, trained on its own budget
     assert all(getattr(c100, k) == v for k, v in c60.items() if k != "samples") and c100.samples == 10_000_000
-    t60 = Args(task="translated60")  # and on the uncluttered canvas, on 8M images
+    t60 = resolve(Args(task="translated60"))  # and on the uncluttered canvas, on 8M images
     assert all(getattr(t60, k) == v for k, v in c60.items() if k != "samples") and t60.samples == 8_000_000
     # mnist28's recipe keeps the paper's RNN agent at batch 128 and changes its policy's training.
-    m28 = Args(task="mnist28")
+    m28 = resolve(Args(task="mnist28"))
     assert (m28.core, m28.batch_size, m28.start, m28.lr) == ("rnn", 128, "random", 1e-3)
     assert (m28.std, m28.std_final, m28.loc_hidden, m28.reward, m28.policy_core) == (0.2, 0.05, 128, "prob", True)
     assert m28.samples == 10_000_000
@@ -345,10 +350,10 @@ def test_init_from_a_checkpoint_saved_before_the_game_fields_existed(tmp_path):
     fine-tune."""
     import dataclasses
 
-    from ram.config import Args, task_of
+    from ram.config import Args, resolve, task_of
     from ram.runs import load_init
 
-    args = Args(task="mnist28", init=str(tmp_path / "old.pt"))
+    args = resolve(Args(task="mnist28", init=str(tmp_path / "old.pt")))
     model, config = spec("ram").build(args, task_of(args), 10)
     state = {"args": dataclasses.asdict(args), "task": {}, "model": model.state_dict(), "samples": 7,
              "model_config": {k: v for k, v in dataclasses.asdict(config).items()

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import train
+from envs.retina import Retina
 from ram import compare
 from ram.model import RAMConfig, RecurrentAttention
-from ram.retina import Retina
 from ram.runs import lineage
 from ram.soft import FCConfig, FullyConnected
 

@@ -262,7 +262,7 @@ def test_an_rng_state_without_canvases_seeds_the_stream_from_np_random(tiny_mnis
 def test_vector_env_glimpses_are_the_retina_on_its_own_canvases(tiny_mnist, split):
     """Every row's glimpse is the retina read of that row's canvas, across resets (fresh canvases for train, whose
     integral images are made apart from the canvases) and a partial reset of some rows."""
-    from ram.retina import Retina
+    from envs.retina import Retina
 
     vec = ClutteredMNISTVectorEnv(6, "cluttered60", split=split, mnist=tiny_mnist, n_glimpses=3,
                                   autoreset_mode="SAME_STEP")
@@ -287,7 +287,7 @@ def test_empty_split_is_refused(tiny_mnist):
 
 
 def test_vector_env_repeats_each_fresh_canvas_over_consecutive_sub_envs(tiny_mnist):
-    from ram.retina import Retina
+    from envs.retina import Retina
 
     vec = ClutteredMNISTVectorEnv(6, "cluttered60", mnist=tiny_mnist, n_glimpses=2, repeats=3)
     plain = ClutteredMNISTVectorEnv(2, "cluttered60", mnist=tiny_mnist, n_glimpses=2)

@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from ram.model import RAMConfig, RecurrentAttention, hybrid_loss, log_normal
-from ram.retina import Retina
+from envs.retina import Retina
+from ram.losses import hybrid_loss
+from ram.model import RAMConfig, RecurrentAttention, log_normal
 
 
 def make(core="rnn", glimpse_shape=(2, 6, 6), loc_hidden=0):

@@ -12,13 +12,15 @@ import torch
 
 import train
 from envs.device import DeviceCanvases
+from envs.retina import Retina
 from envs.tasks import DIGIT, get_task
 from ram import checkpoint, parallel
-from ram.config import Args, UsageError
-from ram.episodes import episode, make_env
+from ram.config import Args, resolve
+from ram.errors import UsageError
+from ram.kinds import make_env
+from ram.kinds import play as episode
 from ram.model import RAMConfig, RecurrentAttention
 from ram.registry import spec
-from ram.retina import Retina
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--task", "mnist28", "--glimpses", "3", "--batch-size", "8", "--hidden-size", "16", "--g-size", "16",
@@ -37,7 +39,7 @@ def test_device_names(capsys):
         assert train.main([*TINY, "--device", "cuda"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "sees no CUDA GPU" in err and "Traceback" not in err
-    assert train.main(["evaluate", "results/mnist28-6g", "--device", "tpu"]) == 2
+    assert train.main(["evaluate", "results/mnist28-6g-s0", "--device", "tpu"]) == 2
     assert "--device must be" in capsys.readouterr().err
 
 
@@ -94,7 +96,7 @@ def test_repeated_canvases_share_one_integral_image_and_play_as_copies(mnist):
     assert canvases.images.shape == (4, 60, 60) and canvases.labels.shape == (4,) and l_0.shape == (12, 2)
     with pytest.raises(ValueError, match="groups of repeats=3"):
         stream.take(10)
-    args = Args(task="cluttered60", recipe=False, hidden_size=16, g_size=16, glimpse_hidden=8)
+    args = resolve(Args(task="cluttered60", recipe=False, hidden_size=16, g_size=16, glimpse_hidden=8))
     torch.manual_seed(0)
     model, _ = spec("ram").build(args, task, 10)
     shared = model.rollout(canvases.images, l_0, stream.retina, 4, greedy=True, repeats=3)
@@ -108,7 +110,7 @@ def test_repeated_canvases_share_one_integral_image_and_play_as_copies(mnist):
 def test_canvas_episode_is_the_env_episode(mnist):
     # The same canvases, from the centre and greedy: the device path (the retina on the tensors) and the env's path
     # give the same logits and glimpse locations.
-    args = Args(task="cluttered60", recipe=False, start="center", hidden_size=16, g_size=16, glimpse_hidden=8)
+    args = resolve(Args(task="cluttered60", recipe=False, start="center", hidden_size=16, g_size=16, glimpse_hidden=8))
     task, s = get_task("cluttered60"), spec("ram")
     env = make_env(s, args, task, "val", 16)
     torch.manual_seed(0)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from envs.retina import Retina
 from ram.plots import attention_figure, figure_to_array, matrix_figure, trajectory_figure
-from ram.retina import Retina
 
 
 def test_trajectory_figure_draws_every_scale_of_every_glimpse():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from ram.retina import Retina, clip_location, integral_image
+from envs.retina import Retina, clip_location, integral_image
 
 
 def reference_glimpse(image: np.ndarray, centre_xy: tuple[int, int], g: int, k: int, s: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import train
 from envs.tasks import fixed
 from ram import checkpoint
 from ram.agent import Agent
-from ram.config import Args
+from ram.config import Args, resolve
 from ram.registry import spec
 from ram.runs import load_model, load_run, recorded
 
@@ -46,10 +46,10 @@ def test_every_shipped_folder_loads_through_the_look_up(mnist, folder):
     assert sum(p.numel() for p in model.parameters()) == results["params"]
     if task.kind == "catch":  # the game's agent plays through the API, from the folder as it is
         from envs.catch import CatchVectorEnv
-        from ram.episodes import glimpse_episode
+        from ram.games import play
 
         with torch.no_grad():
-            ep = glimpse_episode(Agent.from_checkpoint(folder).model, CatchVectorEnv(4, split="test"), greedy=True)
+            ep = play(spec("ram"), Agent.from_checkpoint(folder).model, CatchVectorEnv(4, split="test"), greedy=True)
         assert ep.locations.shape == (4, task.n_glimpses, 2) and ep.log_pi_a.shape == (4, task.n_glimpses)
     elif spec(args.model).reads == "glimpses":  # a RAM agent: the API takes the folder as it is
         canvases = fixed(mnist, task, "test", 0, 4)
@@ -80,10 +80,11 @@ def test_a_run_records_paths_inside_the_working_directory_relative_to_it(tmp_pat
 
 
 def test_random_glimpses_evaluate_to_the_same_greedy_error_every_time(mnist):
-    from ram.config import Args, task_of
-    from ram.episodes import evaluate, make_env
+    from ram.config import Args, resolve, task_of
+    from ram.episodes import evaluate
+    from ram.kinds import make_env
 
-    args = Args(task="mnist28", glimpses=2, hidden_size=16, policy="random")
+    args = resolve(Args(task="mnist28", glimpses=2, hidden_size=16, policy="random"))
     task, s = task_of(args), spec("ram")
     model, _ = s.build(args, task, 10)
     env = make_env(s, args, task, "val", 500)
@@ -95,10 +96,10 @@ def test_random_glimpses_evaluate_to_the_same_greedy_error_every_time(mnist):
 def test_a_run_saved_before_its_task_had_a_recipe_keeps_its_own_settings():
     from ram.runs import saved_args
 
-    old = dataclasses.asdict(Args(recipe=False))  # cluttered60, 6 glimpses, as the paper's agent trained before
+    old = dataclasses.asdict(resolve(Args(recipe=False)))  # cluttered60, 6 glimpses, as the paper's agent trained
     for name in ("recipe", "reward", "lr_warmup", "device", "train_data", "autocast"):  # newer than that run
         del old[name]
-    args = Args(**saved_args(old))
+    args = resolve(Args(**saved_args(old)))
     assert (args.core, args.batch_size, args.lr, args.std_final, args.lr_warmup, args.reward, args.device) == (
         "rnn", 128, 1e-3, None, 0, "env", "cpu")
-    assert Args().core == "lstm"  # while a new run of the same task takes the recipe
+    assert resolve(Args()).core == "lstm"  # while a new run of the same task takes the recipe

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ram.retina import gaussian_read
+from envs.retina import gaussian_read
 from ram.soft import (
     SCORES,
     Attention,

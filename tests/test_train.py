@@ -12,9 +12,10 @@ import train
 from envs.tasks import fixed, get_task
 from ram import checkpoint
 from ram.agent import Agent
-from ram.config import Args, parse_args, task_of
-from ram.episodes import episode, make_env
-from ram.model import REWARDS
+from ram.config import Args, parse_args, resolve, task_of
+from ram.kinds import make_env
+from ram.kinds import play as episode
+from ram.losses import REWARDS
 from ram.registry import MODELS, spec
 from ram.reports import first_reached
 from ram.runs import default_run_dir
@@ -84,7 +85,7 @@ def test_ema_evaluates_and_ships_the_average_of_the_weights(mnist, tmp_path):
     assert not torch.equal(last["trained"]["classifier.fc.weight"], w_0["classifier.fc.weight"])
     # Averaging parameters only is complete because no model has buffers (a batch norm's statistics would go stale).
     for model in MODELS:
-        args = Args(task="mnist28", model=model, progress=False)
+        args = resolve(Args(task="mnist28", model=model, progress=False))
         assert not list(spec(model).build(args, task_of(args), 10)[0].buffers()), model
     # Validation measured the average, not the trained weights, and the average is the agent that ships.
     val = fixed(mnist, get_task("mnist28"), "val")
@@ -190,14 +191,14 @@ def test_visualize_refuses_a_range_outside_the_test_set(mnist, tmp_path, capsys)
 
 
 def test_glimpse_episodes_rewards_match_the_loss(mnist):
-    from ram.model import RAMConfig, RecurrentAttention, hybrid_loss
+    from ram.losses import hybrid_loss
+    from ram.model import RAMConfig, RecurrentAttention
 
-    args = Args(task="cluttered60", batch_size=32, recipe=False)
+    args = resolve(Args(task="cluttered60", batch_size=32, recipe=False))
     env = make_env(spec("ram"), args, task_of(args), "train", 32)
     env.reset(seed=0)
     model = RecurrentAttention(RAMConfig(hidden_size=32, g_size=32, hg_size=16, hl_size=16))
-    logits, labels, locations, log_pi, b, reward, log_pi_a, entropy = episode(spec("ram"), model, env, greedy=False)
-    assert log_pi_a is None and entropy is None  # a classification: no game actions
+    logits, labels, locations, log_pi, b, reward = episode(spec("ram"), model, env, greedy=False)
     assert locations.shape == (32, 6, 2) and log_pi.shape == (32, 5) and b.shape == (32, 5)
     assert torch.equal(hybrid_loss(logits, labels, log_pi, b).reward, reward)  # the env pays what the loss assumes
 
@@ -384,15 +385,15 @@ def test_a_non_finite_loss_stops_the_run_in_one_line_and_keeps_the_last_good_sta
                                                                                    monkeypatch):
     assert run(tmp_path, "nan", "--samples", "64", "--eval-every", "32", "--stop-after", "32") == 0
     good = checkpoint.load(tmp_path / "nan" / "last.pt")
-    from ram import model as ram_model
+    from ram import episodes as ram_episodes
 
-    real = ram_model.hybrid_loss
+    real = ram_episodes.hybrid_loss
 
     def poisoned(*a, **kw):
         losses = real(*a, **kw)
         return losses._replace(total=losses.total * float("nan"))
 
-    monkeypatch.setattr(ram_model, "hybrid_loss", poisoned)
+    monkeypatch.setattr(ram_episodes, "hybrid_loss", poisoned)
     capsys.readouterr()
     assert train.main(["--run-dir", str(tmp_path / "nan"), "--resume", "--no-progress", "--threads", "1"]) == 1
     err = capsys.readouterr().err.strip()
@@ -432,8 +433,8 @@ def test_the_reward_flag_offers_exactly_the_returns_the_loss_knows():
 @pytest.mark.parametrize("train_data", ["env", "device"])
 def test_rollouts_play_each_canvas_k_times_and_train(mnist, tmp_path, train_data):
     # K = 4 rollouts of 4 canvases a step: the groups of the batch share canvas and label, each with its own path.
-    args = Args(task="cluttered60", recipe=False, glimpses=3, batch_size=16, rollouts=4, hidden_size=16, g_size=16,
-                glimpse_hidden=8, train_data=train_data, device="cpu")
+    args = resolve(Args(task="cluttered60", recipe=False, glimpses=3, batch_size=16, rollouts=4, hidden_size=16,
+                        g_size=16, glimpse_hidden=8, train_data=train_data, device="cpu"))
     task, s = task_of(args), spec("ram")
     env = make_env(s, args, task, "train", 16)
     torch.manual_seed(0)

@@ -1,0 +1,144 @@
+"""The task-kind registry: everything training, evaluation and the reports need to know about a kind of task.
+
+A task (``envs.tasks.Task``) is of one kind: today ``classify`` (name the object on a canvas after the last glimpse:
+the paper's digits) and ``catch`` (the paper's game: a move at every step). Adding a kind is adding one ``TaskKind``
+with ``register``, as a model is one entry of ``ram.registry``: how to make its envs, the action its model chooses,
+its episodes and loss, how to evaluate it and the players it is measured against, how to draw it, what its curve
+shows, and the flags that do not apply to it. The world's side of a kind (what its canvas must hold) is
+``envs.tasks.KIND_RULES``. Training, evaluation, ``visualize``, ``curve`` and ``compare`` ask the entry; none of
+them names a kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ram import episodes, games
+from ram.errors import UsageError
+from ram.pictures import Picture, draw_canvases
+
+if TYPE_CHECKING:
+    from envs.tasks import Task
+    from ram.config import Args
+    from ram.registry import ModelSpec
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a kind's curve shows: its error (%), or, with ``rate``, 100 minus it under that name (a game's catch
+    rate), against training minutes and, with ``per_episode``, against episodes too."""
+
+    rate: str | None = None
+    per_episode: bool = False
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    name: str
+    # The key of the env's action that the model's action network chooses: its size is the model's n_classes.
+    action: str
+    # (spec, args, task, split, num_envs, *, device=None, **env kwargs) -> the batched env of a split.
+    make_env: Callable[..., Any]
+    # (spec, model, env, *, greedy, index=None, seed=None, watch=None) -> a batch of the kind's episodes.
+    play: Callable[..., Any]
+    # (episode, *, reinforce_weight, baseline_weight, entropy_weight, gae_lambda, credit, rollouts) -> Losses; each
+    # kind uses the settings that apply to it (``check`` refuses the others on the command line).
+    loss: Callable[..., Any]
+    # (spec, model, env, n, *, mc_samples, seed) -> {"greedy_error": %, ...}: the error on the first n of a fixed set.
+    evaluate: Callable[..., dict]
+    # (spec, model, args, task, split, first, n) -> Picture, or None when the model has nothing to draw.
+    draw: Callable[..., Picture | None]
+    # (args, spec) -> None: UsageError for flags that do not apply to this kind.
+    check: Callable[[Args, ModelSpec], None]
+    # (env, n, *, seed) -> {name: %}: players without a retina measured on the same fixed episodes; None: none.
+    opponents: Callable[..., dict] | None = None
+    metric: Metric = Metric()
+    # (args, task, spec) -> the name of a run's default folder in runs/; the default counts the glimpses.
+    run_name: Callable[..., str] = lambda args, task, spec: glimpse_run_name(args, task, spec)
+    # The model acts at every step (a game's move) instead of naming a class after the last glimpse.
+    acts_every_step: bool = False
+    # `compare` measures it (classifiers, side by side on canvases).
+    comparable: bool = True
+    # Its training canvases can be made on the device (``envs.device``, --train-data device).
+    device_canvases: bool = True
+
+
+def glimpse_run_name(args: Args, task: Task, spec: ModelSpec) -> str:
+    """TASK-Tg-sSEED for a glimpse model (TASK-Tg-random-sSEED with random glimpses), TASK-MODEL-sSEED for the
+    others."""
+    if spec.reads != "glimpses":
+        return f"{args.task}-{args.model}-s{args.seed}"
+    return f"{args.task}-{task.n_glimpses}g{'-random' if args.policy == 'random' else ''}-s{args.seed}"
+
+
+KINDS: dict[str, TaskKind] = {}
+
+
+def register(kind: TaskKind) -> TaskKind:
+    KINDS[kind.name] = kind
+    return kind
+
+
+def kind_named(name: str) -> TaskKind:
+    if name not in KINDS:
+        raise UsageError(f"unknown task kind {name!r} (registered: {', '.join(KINDS)})")
+    return KINDS[name]
+
+
+def kind_of(task: Task) -> TaskKind:
+    return kind_named(task.kind)
+
+
+def make_env(spec: ModelSpec, args: Args, task: Task, split: str, num_envs: int, **kw):
+    """The batched env of ``split`` for ``task``, as its kind makes it."""
+    return kind_of(task).make_env(spec, args, task, split, num_envs, **kw)
+
+
+def n_actions(env) -> int:
+    """The size of the action network's output: the number of values of the kind's action (classes, or moves)."""
+    return int(env.single_action_space[kind_of(env.task).action].n)
+
+
+def play(spec: ModelSpec, model, env, **kw):
+    """One batch of ``env``'s episodes, as its task's kind plays them."""
+    return kind_of(env.task).play(spec, model, env, **kw)
+
+
+# -- classify: name the object on a canvas after the last glimpse (the paper's digits).
+
+def _check_classify(args: Args, spec: ModelSpec) -> None:
+    if args.entropy != 0 or args.gae_lambda != 1:
+        raise UsageError("--entropy and --gae-lambda shape the loss of a game's moves: they apply to --task catch only")
+    if args.rollouts > 1 and (not spec.policy or args.policy != "learned"):
+        raise UsageError("--rollouts is a baseline for REINFORCE's locations: it needs --model ram with a learned "
+                         "policy on a classification task")
+
+
+register(TaskKind("classify", action="label", make_env=episodes.make_env, play=episodes.classify,
+                  loss=episodes.classification_loss, evaluate=episodes.evaluate, draw=draw_canvases,
+                  check=_check_classify))
+
+
+# -- catch: the paper's game, a move at every step (envs.catch).
+
+def _check_game(args: Args, spec: ModelSpec) -> None:
+    if args.reward != "env":
+        raise UsageError("--reward prob and log_prob score a class: a game (catch) is paid for its ball only")
+    if args.rollouts > 1:
+        raise UsageError("--rollouts is a baseline for REINFORCE's locations: it needs --model ram with a learned "
+                         "policy on a classification task")
+    if args.model != "ram" or args.policy != "learned":
+        raise UsageError(f"--task {args.task} is played by the RAM agent: --model ram with --policy learned")
+    if any(getattr(args, f) is not None for f in ("glimpses", "clutter", "clutter_size")):
+        raise UsageError(f"--task {args.task} takes no --glimpses, --clutter or --clutter-size: a game lasts as long "
+                         "as the ball falls (--canvas-size - 1 steps) and its screen has no clutter")
+
+
+register(TaskKind("catch", action="paddle", make_env=games.make_env, play=games.play, loss=games.loss,
+                  evaluate=games.evaluate, draw=games.draw, check=_check_game, opponents=games.play_baselines,
+                  metric=Metric(rate="catch rate", per_episode=True),
+                  # a game's length is its screen's, not a choice: TASK-sSEED
+                  run_name=lambda args, task, spec: f"{args.task}-s{args.seed}",
+                  acts_every_step=True, comparable=False, device_canvases=False))
