@@ -178,23 +178,6 @@ def test_the_ball_follower_catches_every_test_ball_and_a_random_player_few():
     assert 4 < rates["random_catch_rate"] < 15  # about 2 paddle columns in 24
 
 
-def test_game_loss_known_answer():
-    # B=2 games, T=2 steps: one location (step 1), two moves. Game 0 caught (R=1), game 1 missed (R=0).
-    log_pi = torch.tensor([[-1.0], [-0.5]], requires_grad=True)
-    log_pi_a = torch.tensor([[-0.2, -0.4], [-1.0, -0.1]], requires_grad=True)
-    b = torch.tensor([[0.5, 0.25], [0.25, 0.5]], requires_grad=True)
-    losses = game_loss(log_pi, log_pi_a, b, torch.tensor([1.0, 0.0]))
-    # -(1/B) sum_i sum_t (log_pi_it + log_pi_a_it) (R_i - b_it), the last step without a location:
-    # i=0: (-1 - .2)(1 - .5) + (-.4)(1 - .25) = -0.6 - 0.3 = -0.9; i=1: (-.5 - 1)(0 - .25) + (-.1)(0 - .5) = 0.425
-    assert losses.reinforce.item() == pytest.approx(-(-0.9 + 0.425) / 2)
-    assert losses.classification.item() == 0 and losses.accuracy.item() == 0.5
-    assert losses.baseline.item() == pytest.approx((0.25 + 0.5625 + 0.0625 + 0.25) / 4)
-    losses.reinforce.backward()
-    torch.testing.assert_close(log_pi_a.grad, torch.tensor([[-0.25, -0.375], [0.125, 0.25]]))
-    torch.testing.assert_close(log_pi.grad, torch.tensor([[-0.25], [0.125]]))
-    assert b.grad is None
-
-
 @pytest.mark.parametrize("baseline_core", [False, True])
 def test_game_gradient_routing_moves_train_the_core_locations_the_policy_alone(baseline_core):
     torch.manual_seed(0)
@@ -282,57 +265,6 @@ def test_the_catch_env_of_the_training_code_has_three_moves():
     args = resolve(Args(task="catch"))
     env = make_env(spec("ram"), args, task_of(args), "val", 4)
     assert n_actions(env) == 3 and env.split_size == 5000
-
-
-def test_lambda_advantage_known_answers():
-    from ram.losses import lambda_advantage
-
-    b, reward = torch.tensor([[0.2, 0.4, 0.8]]), torch.tensor([1.0])
-    # delta = (b_2 - b_1, b_3 - b_2, R - b_3) = (0.2, 0.4, 0.2); lambda 0.5: A_3 = 0.2, A_2 = 0.4 + 0.5 * 0.2, A_1 = ...
-    torch.testing.assert_close(lambda_advantage(b, reward, 0.5), torch.tensor([[0.45, 0.5, 0.2]]))
-    torch.testing.assert_close(lambda_advantage(b, reward, 0.0), torch.tensor([[0.2, 0.4, 0.2]]))
-    torch.testing.assert_close(lambda_advantage(b, reward, 1.0), reward[:, None] - b)  # REINFORCE's R - b_t
-    torch.testing.assert_close(lambda_advantage(b, reward, 0.999999), reward[:, None] - b, atol=1e-5, rtol=0)
-
-
-def test_the_catch_recipe_fills_what_the_command_line_leaves_unset():
-    from ram.config import RECIPES, Args, parse_args, resolve
-
-    args = parse_args(["--task", "catch", "--hidden-size", "32"])
-    assert args.hidden_size == 32  # given: it wins
-    assert all(getattr(args, k) == v for k, v in RECIPES[("catch", None)].items() if k != "hidden_size")
-    assert resolve(Args(task="catch")).core == "lstm" and resolve(Args(task="mnist28")).core == "rnn"
-    assert resolve(Args(task="catch")).samples == 5_000_000
-    assert resolve(Args(task="catch", recipe=False)).samples == 3_000_000
-    assert resolve(Args(task="catch", model="ram", lr=0.01)).lr == 0.01
-
-
-def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_plain_defaults():
-    from ram.config import RECIPES, Args, parse_args, resolve
-
-    c60 = RECIPES[("cluttered60", None)]  # every glimpse count
-    assert all(getattr(resolve(Args()), k) == v for k, v in c60.items())  # cluttered60 has 6 glimpses by default
-    assert all(getattr(resolve(Args(glimpses=4)), k) == v for k, v in c60.items())
-    plain = resolve(Args(recipe=False))
-    assert (plain.core, plain.batch_size, plain.lr, plain.loc_hidden, plain.std_final, plain.lr_warmup,
-            plain.start, plain.samples, plain.reward) == ("rnn", 128, 1e-3, 0, None, 0, "random", 3_000_000, "env")
-    c100 = resolve(Args(task="cluttered100"))  # the same agent, trained on its own budget
-    assert all(getattr(c100, k) == v for k, v in c60.items() if k != "samples") and c100.samples == 10_000_000
-    t60 = resolve(Args(task="translated60"))  # and on the uncluttered canvas, on 8M images
-    assert all(getattr(t60, k) == v for k, v in c60.items() if k != "samples") and t60.samples == 8_000_000
-    # mnist28's recipe keeps the paper's RNN agent at batch 128 and changes its policy's training.
-    m28 = resolve(Args(task="mnist28"))
-    assert (m28.core, m28.batch_size, m28.start, m28.lr) == ("rnn", 128, "random", 1e-3)
-    assert (m28.std, m28.std_final, m28.loc_hidden, m28.reward, m28.policy_core) == (0.2, 0.05, 128, "prob", True)
-    assert m28.samples == 10_000_000
-    # A flag given wins over the recipe; the model's own defaults win over a RAM recipe.
-    args = parse_args(["--batch-size", "256", "--core", "rnn"])
-    assert (args.batch_size, args.core, args.lr) == (256, "rnn", c60["lr"])
-    assert parse_args(["--model", "soft"]).batch_size == 128
-    # Random locations keep the rest of the recipe but have no policy for REINFORCE's gradient to route through.
-    assert c60["policy_core"] and not plain.policy_core
-    random = parse_args(["--policy", "random"])
-    assert not random.policy_core and random.core == "lstm"
 
 
 def test_small_screens_play_and_compare_refuses_a_game(tmp_path, capsys):

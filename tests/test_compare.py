@@ -7,6 +7,7 @@ import train
 from envs.retina import Retina
 from ram import compare
 from ram.model import RAMConfig, RecurrentAttention
+from ram.reports import first_reached
 from ram.runs import lineage
 from ram.soft import FCConfig, FullyConnected
 
@@ -52,6 +53,7 @@ def test_pixels_examined():
     assert compare.pixels_covered(torch.tensor([[[0.0, 0.0], [0.0, 0.0]]]), retina, 60) == 48 * 48  # overlaps once
 
 
+@pytest.mark.slow
 def test_report_from_two_tiny_runs(mnist, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the repository: runs record the runs they started from relative to it
     common = ["--task", "mnist28", "--glimpses", "2", "--batch-size", "16", "--hidden-size", "32", "--samples", "32",
@@ -121,3 +123,11 @@ def test_lineage_joins_a_fine_tuned_run_to_the_runs_it_started_from():
     # A run whose starting run is itself (a results.json copied over its parent's) ends the chain, no loop.
     loop = {**b, "init": {"checkpoint": "results/b/agent.pt", "samples": 200}}
     assert lineage(loop, lambda checkpoint: loop)[2] == ["results/b/agent.pt", "results/b/agent.pt (not at hand)"]
+
+
+def test_first_reached_is_the_first_point_at_or_below_the_target():
+    points = [{"minutes": 1.0, "greedy_error": 5.0, "mc_error": 4.0},
+              {"minutes": 2.0, "greedy_error": 4.08, "mc_error": 3.0}, {"minutes": 3.0, "greedy_error": 3.9}]
+    assert first_reached(points, "greedy_error", 4.08) == {**points[1], "after_minutes": 1.0}
+    assert first_reached(points, "mc_error", 4.08) == {**points[0], "after_minutes": None}
+    assert first_reached(points, "greedy_error", 3.0) is None

@@ -148,6 +148,7 @@ def torchrun(*argv: str, timeout: int = 240) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_ddp_averages_the_ranks_gradients_and_keeps_them_in_step(tmp_path):
     done = torchrun("tests/ddp_worker.py", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
@@ -157,6 +158,7 @@ def test_ddp_averages_the_ranks_gradients_and_keeps_them_in_step(tmp_path):
     assert ranks[0]["weights"] == ranks[1]["weights"]  # after the steps, the same weights on both ranks
 
 
+@pytest.mark.slow
 def test_torchrun_training_resumes_exactly_and_refuses_another_world(mnist, tmp_path, capsys):
     common = [*TINY, "--samples", "64", "--eval-every", "32"]
     full = torchrun("train.py", *common, "--run-dir", str(tmp_path / "full"))
@@ -180,15 +182,7 @@ def test_torchrun_training_resumes_exactly_and_refuses_another_world(mnist, tmp_
     assert len(list((tmp_path / "full" / "tb").glob("events.*"))) == 1  # rank 0 alone logs
 
 
-def test_lr_warmup_rises_linearly_under_the_cosine():
-    from ram.schedules import lr_factor
-
-    rise = [lr_factor(s, 100, 0.0, 4) / lr_factor(s, 100, 0.0) for s in range(6)]
-    assert rise == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0], abs=1e-15)
-    assert lr_factor(50, 100, 0.0, 4) == lr_factor(50, 100, 0.0) == 0.5
-    assert lr_factor(7, 100, 0.1, 0) == lr_factor(7, 100, 0.1)  # 0: no warm-up, the runs before it
-
-
+@pytest.mark.slow
 def test_a_rank_that_dies_ends_the_run_and_it_resumes(mnist, tmp_path):
     import signal
     import time

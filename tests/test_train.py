@@ -1,6 +1,5 @@
 """End to end: tiny runs of train.py into a temporary folder (real MNIST, a few steps)."""
 
-import dataclasses
 import json
 import shutil
 
@@ -15,9 +14,7 @@ from ram.agent import Agent
 from ram.config import Args, parse_args, resolve, task_of
 from ram.kinds import make_env
 from ram.kinds import play as episode
-from ram.losses import REWARDS
 from ram.registry import MODELS, spec
-from ram.reports import first_reached
 from ram.runs import default_run_dir
 
 TINY = ["--task", "mnist28", "--glimpses", "3", "--batch-size", "16", "--hidden-size", "32", "--eval-batch", "1000",
@@ -203,7 +200,7 @@ def test_glimpse_episodes_rewards_match_the_loss(mnist):
     assert torch.equal(hybrid_loss(logits, labels, log_pi, b).reward, reward)  # the env pays what the loss assumes
 
 
-@pytest.mark.parametrize("model", ["soft", "soft-glimpse", "vit", "fc", "cnn"])
+@pytest.mark.parametrize("model", ["soft", "soft-glimpse", pytest.param("vit", marks=pytest.mark.slow), "fc", "cnn"])
 def test_whole_canvas_models_train_and_evaluate_through_the_same_cli(mnist, tmp_path, model, capsys):
     # Same task, splits, run folder, checkpoints and results as RAM; no Monte-Carlo error (nothing is sampled).
     argv = ["--task", "mnist28", "--model", model, "--glimpses", "2", "--batch-size", "16", "--hidden-size", "32",
@@ -340,6 +337,7 @@ def test_snapshots_of_an_ema_run_hold_the_average(mnist, tmp_path):
     assert any(not torch.equal(last["model"][k], last["trained"][k]) for k in last["model"])
 
 
+@pytest.mark.slow
 def test_curve_of_an_unfinished_run_and_of_one_whose_starting_run_is_gone(mnist, tmp_path, capsys):
     assert run(tmp_path, "going", "--samples", "64", "--eval-every", "32", "--snapshots", "--stop-after", "32") == 0
     assert not (tmp_path / "going" / "results.json").exists()
@@ -360,14 +358,6 @@ def test_curve_of_an_unfinished_run_and_of_one_whose_starting_run_is_gone(mnist,
     start = tuned["init"]["minutes"]
     assert [p["minutes"] for p in report["points"]] == pytest.approx([start + h["minutes"] for h in tuned["history"]])
     assert "(not at hand; the minutes it recorded)" in report["note"]
-
-
-def test_first_reached_is_the_first_point_at_or_below_the_target():
-    points = [{"minutes": 1.0, "greedy_error": 5.0, "mc_error": 4.0},
-              {"minutes": 2.0, "greedy_error": 4.08, "mc_error": 3.0}, {"minutes": 3.0, "greedy_error": 3.9}]
-    assert first_reached(points, "greedy_error", 4.08) == {**points[1], "after_minutes": 1.0}
-    assert first_reached(points, "mc_error", 4.08) == {**points[0], "after_minutes": None}
-    assert first_reached(points, "greedy_error", 3.0) is None
 
 
 def test_no_second_validation_pass_just_after_a_scheduled_one(mnist, tmp_path):
@@ -409,12 +399,6 @@ def test_default_run_folders_differ_by_model_and_policy():
                        "runs/cluttered60-8g-random-s0", "runs/cluttered60-8g-s0"}
 
 
-def test_the_default_learning_rate_depends_on_the_model_and_a_given_one_wins():
-    assert parse_args(["--no-recipe"]).lr == 1e-3
-    assert parse_args(["--model", "soft-glimpse"]).lr == 3e-4
-    assert parse_args(["--model", "soft-glimpse", "--lr", "0.002"]).lr == 0.002
-
-
 def test_in_a_log_the_progress_bar_updates_rarely(mnist, tmp_path, capsys):
     # stderr is captured, not a terminal: 200 steps within a minute draw the bar at its start, around the one
     # validation line (cleared and drawn again) and at its end, not after every few steps.
@@ -422,12 +406,6 @@ def test_in_a_log_the_progress_bar_updates_rarely(mnist, tmp_path, capsys):
     assert train.main([*argv, "--samples", "3200", "--eval-every", "3200", "--run-dir", str(tmp_path / "log")]) == 0
     err = capsys.readouterr().err
     assert err.count("\r") <= 5 and "200/200" in err
-
-
-def test_the_reward_flag_offers_exactly_the_returns_the_loss_knows():
-    # Args is kept free of torch, so it lists the choices itself; this pins the two lists together.
-    reward = {f.name: f for f in dataclasses.fields(Args)}["reward"]
-    assert reward.metadata["choices"] == REWARDS
 
 
 @pytest.mark.parametrize("train_data", ["env", "device"])

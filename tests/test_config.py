@@ -1,0 +1,55 @@
+"""The config (ram.config): recipes fill what the command line leaves unset, in one resolve step; a given flag
+wins; the model's defaults win over a RAM recipe."""
+
+import dataclasses
+
+from ram.config import RECIPES, Args, parse_args, resolve
+from ram.losses import REWARDS
+
+
+def test_the_catch_recipe_fills_what_the_command_line_leaves_unset():
+    args = parse_args(["--task", "catch", "--hidden-size", "32"])
+    assert args.hidden_size == 32  # given: it wins
+    assert all(getattr(args, k) == v for k, v in RECIPES[("catch", None)].items() if k != "hidden_size")
+    assert resolve(Args(task="catch")).core == "lstm" and resolve(Args(task="mnist28")).core == "rnn"
+    assert resolve(Args(task="catch")).samples == 5_000_000
+    assert resolve(Args(task="catch", recipe=False)).samples == 3_000_000
+    assert resolve(Args(task="catch", model="ram", lr=0.01)).lr == 0.01
+
+
+def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_plain_defaults():
+    c60 = RECIPES[("cluttered60", None)]  # every glimpse count
+    assert all(getattr(resolve(Args()), k) == v for k, v in c60.items())  # cluttered60 has 6 glimpses by default
+    assert all(getattr(resolve(Args(glimpses=4)), k) == v for k, v in c60.items())
+    plain = resolve(Args(recipe=False))
+    assert (plain.core, plain.batch_size, plain.lr, plain.loc_hidden, plain.std_final, plain.lr_warmup,
+            plain.start, plain.samples, plain.reward) == ("rnn", 128, 1e-3, 0, None, 0, "random", 3_000_000, "env")
+    c100 = resolve(Args(task="cluttered100"))  # the same agent, trained on its own budget
+    assert all(getattr(c100, k) == v for k, v in c60.items() if k != "samples") and c100.samples == 10_000_000
+    t60 = resolve(Args(task="translated60"))  # and on the uncluttered canvas, on 8M images
+    assert all(getattr(t60, k) == v for k, v in c60.items() if k != "samples") and t60.samples == 8_000_000
+    # mnist28's recipe keeps the paper's RNN agent at batch 128 and changes its policy's training.
+    m28 = resolve(Args(task="mnist28"))
+    assert (m28.core, m28.batch_size, m28.start, m28.lr) == ("rnn", 128, "random", 1e-3)
+    assert (m28.std, m28.std_final, m28.loc_hidden, m28.reward, m28.policy_core) == (0.2, 0.05, 128, "prob", True)
+    assert m28.samples == 10_000_000
+    # A flag given wins over the recipe; the model's own defaults win over a RAM recipe.
+    args = parse_args(["--batch-size", "256", "--core", "rnn"])
+    assert (args.batch_size, args.core, args.lr) == (256, "rnn", c60["lr"])
+    assert parse_args(["--model", "soft"]).batch_size == 128
+    # Random locations keep the rest of the recipe but have no policy for REINFORCE's gradient to route through.
+    assert c60["policy_core"] and not plain.policy_core
+    random = parse_args(["--policy", "random"])
+    assert not random.policy_core and random.core == "lstm"
+
+
+def test_the_default_learning_rate_depends_on_the_model_and_a_given_one_wins():
+    assert parse_args(["--no-recipe"]).lr == 1e-3
+    assert parse_args(["--model", "soft-glimpse"]).lr == 3e-4
+    assert parse_args(["--model", "soft-glimpse", "--lr", "0.002"]).lr == 0.002
+
+
+def test_the_reward_flag_offers_exactly_the_returns_the_loss_knows():
+    # Args is kept free of torch, so it lists the choices itself; this pins the two lists together.
+    reward = {f.name: f for f in dataclasses.fields(Args)}["reward"]
+    assert reward.metadata["choices"] == REWARDS
