@@ -30,7 +30,7 @@ import torch
 from envs.mnist import DataError
 from ram import checkpoint, optim, parallel
 from ram.checkpoint import CheckpointError
-from ram.config import Args, Parser, given_flags, parse_args
+from ram.config import Args, Parser, given_flags, loss_settings, parse_args
 from ram.errors import TrainingError, UsageError
 from ram.kinds import kind_of, n_actions
 from ram.logs import log_steps, log_validation, open_log, progress_bar
@@ -84,23 +84,20 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     bar = progress_bar(total_steps, run.step, show=args.progress and ranks.main,
                        description=f"{args.task} T={task.n_glimpses}")
     eval_steps = max(1, args.eval_every // batch)
-    # Random locations leave nothing for REINFORCE to train.
-    weights = {"reinforce_weight": args.reinforce_weight if s.policy and args.policy == "learned" else 0.0,
-               "baseline_weight": args.baseline_weight, "entropy_weight": args.entropy, "gae_lambda": args.gae_lambda,
-               "credit": args.reward, "rollouts": args.rollouts}
+    settings = loss_settings(args, s)  # what the kind's loss weighs and how
     finite = torch.ones((), dtype=torch.bool, device=device)  # every loss so far finite (kept on the device)
-    # In one process on the CPU, checked before every step; on a GPU (where reading the flag waits for the device)
-    # and across ranks (where all of them must stop together), when the loop reads scalars anyway.
-    check_every_step = device.type == "cpu" and not ranks.distributed
     tic, window, window_samples = time.perf_counter(), time.perf_counter(), 0
     while run.step < total_steps:
         if s.policy:
             model.location.std = policy_std(run.step, total_steps, args.std, args.std_final)
         with autocast:
             ep = trainer(env)
-        losses = kind.loss(ep, **weights)
+        losses = kind.loss(ep, **settings)
         finite &= torch.isfinite(losses.total)
-        if check_every_step:  # before the optimiser spreads NaN into the weights
+        # In one process on the CPU, checked before every step (before the optimiser spreads NaN into the weights); on
+        # a GPU (where reading the flag waits for the device) and across ranks (where all of them must stop
+        # together), when the loop reads scalars anyway.
+        if device.type == "cpu" and not ranks.distributed:
             parallel.check_finite(finite, ranks, run.step * batch, run_dir / "last.pt")
         optim.update(losses.total, model, optimizer, scheduler, average, clip_grad=args.clip_grad, ema=args.ema)
         run.step += 1

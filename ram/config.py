@@ -179,6 +179,14 @@ def resolve(args: Args) -> Args:
     return dataclasses.replace(args, **filled)
 
 
+def loss_settings(args: Args, spec) -> dict:
+    """The settings of a task kind's loss (``ram.kinds.TaskKind.loss``) from the run's flags; each kind uses those
+    that apply to it. Random locations leave nothing for REINFORCE to train: its weight is 0 then."""
+    return {"reinforce_weight": args.reinforce_weight if spec.policy and args.policy == "learned" else 0.0,
+            "baseline_weight": args.baseline_weight, "entropy_weight": args.entropy, "gae_lambda": args.gae_lambda,
+            "credit": args.reward, "rollouts": args.rollouts}
+
+
 def task_of(args: Args) -> Task:
     """The task preset named by --task with the flags of ``TASK_FLAGS`` that were given applied to it."""
     overrides = {task_field: getattr(args, flag) for flag, task_field in TASK_FLAGS.items()}
