@@ -192,9 +192,15 @@ def evaluate_command(argv: list[str]) -> int:
     return 0
 
 
+def wrote(written: list[str], note: str) -> str:
+    """The line that names the pictures written: PNG and GIF, the extras by their names, and the picture's note."""
+    return f"wrote {written[0]} and {written[1]}{''.join(f', {Path(w).name}' for w in written[2:])}{note}"
+
+
 def visualize_command(argv: list[str]) -> int:
     parser = subcommand("visualize", "Draw where a trained model looks: a PNG grid and an animated GIF, on test "
-                        "canvases: glimpse trajectories (ram, soft-glimpse) or attention heatmaps (soft).", mc=False)
+                        "canvases: glimpse trajectories (ram, soft-glimpse) or attention heatmaps (soft, vit); in a "
+                        "game, the agent playing test games.", mc=False)
     parser.add_argument("run", help="run folder (its best.pt), shipped folder (its agent.pt) or checkpoint file")
     parser.add_argument("--n", type=int, default=8, help="number of canvases")
     parser.add_argument("--first", type=int, default=0, help="index of the first test canvas shown")
@@ -206,7 +212,7 @@ def visualize_command(argv: list[str]) -> int:
         raise UsageError("--n must be in 1..64")
     written, note = visualize(opts.run, n=opts.n, first=opts.first, out=opts.out, data_dir=opts.data_dir,
                               device=opts.device)
-    print(f"wrote {written[0]} and {written[1]}{''.join(f', {w.name}' for w in written[2:])}{note}")
+    print(wrote([str(w) for w in written], note))
     return 0
 
 
@@ -285,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stopped at {results['samples']:,} samples; continue with: "
                   f"{launcher} train.py --run-dir {results['run_dir']} --resume")
             return 0
+        if "pictures" in results:
+            print(wrote(*results["pictures"]))
         print(json.dumps({k: results[k] for k in ("test", "val_error", "train_minutes")}, indent=2))
         return 0
     except (UsageError, DataError, CheckpointError, TrainingError) as e:

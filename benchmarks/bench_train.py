@@ -12,8 +12,8 @@ Run from the repository root (MNIST must be cached; ``make data`` fetches it):
 ``--reference PATH`` is a local checkout of https://github.com/kevinzakka/recurrent-visual-attention (obtained with
 ``git clone``; never copied into this repository). Its ``model.py`` is imported from PATH.
 
-One step, ours, is what ``train.py`` does per batch: ``ram.episodes.episode`` through the batched vector env made by
-``ram.episodes.make_env`` (fresh canvases made a batch ahead on a worker thread, their integral images; T retina
+One step, ours, is what ``train.py`` does per batch: ``ram.kinds.play`` through the batched vector env made by
+``ram.kinds.make_env`` (fresh canvases made a batch ahead on a worker thread, their integral images; T retina
 reads), the hybrid loss, backward, gradient clipping, Adam and the scheduler. Theirs is what its
 ``Trainer.train_one_epoch`` does per batch, fed the same fresh canvases from ``envs.tasks.sample`` as float
 (B, 1, 60, 60) tensors: T calls of its ``RecurrentAttention.forward`` (its retina loops over the batch in Python),

@@ -183,7 +183,7 @@ class _Games:
 
 def follow_ball(games: _Games) -> np.ndarray:
     """The game action of a player that sees the whole screen and moves the paddle under the ball's next column:
-    the ceiling the agent is measured against (``ram.episodes.play_baselines``)."""
+    the ceiling the agent is measured against (``ram.games.play_baselines``)."""
     target, _ = fall(games.ball[:, 0], games.direction, games.size)
     return np.where(target < games.paddle, 0, np.where(target > games.paddle + PADDLE - 1, 2, 1))
 

@@ -43,7 +43,7 @@ class DeviceCanvases:
         self.labels = torch.from_numpy(labels.astype(np.int64)).to(self.device)
         self.task, self.num_envs, self.start, self.repeats = task, int(num_envs), start, repeats
         self.retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
-        # The env's action for the label, so that the model is sized as for the env (ram.episodes.n_actions).
+        # The env's action for the label, so that the model is sized as for the env (the agent reads its size).
         self.single_action_space = spaces.Dict({"label": spaces.Discrete(N_CLASSES)})
         self.split_size = None  # endless, as the env's train split
         self.generator = torch.Generator(self.device)

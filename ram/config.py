@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from envs.tasks import PRESETS, Task, get_task
 from ram.errors import UsageError
 from ram.kinds import kind_named
+from ram.losses import REWARDS
 from ram.parallel import resolve_device, train_data_of
 from ram.registry import MODELS, spec
 
@@ -122,7 +123,7 @@ class Args:
     reward: str | None = _default("env", "the return R that REINFORCE and its baseline see: env, the reward paid "
                                   "(1 for the right class; the paper); prob, the classifier's probability of the true "
                                   "class, p(y | h_T); log_prob, log p(y | h_T) (docs/results.md has the A/B)",
-                                  choices=("env", "prob", "log_prob"))
+                                  choices=REWARDS)
     reinforce_weight: float = _flag(1.0, "weight of the REINFORCE term in the hybrid loss")
     baseline_weight: float = _flag(1.0, "weight of the baseline's regression term in the hybrid loss")
     policy_core: bool | None = _default(False, "REINFORCE's gradient also trains the core and glimpse networks, "
@@ -260,11 +261,11 @@ def check(args: Args) -> Args:
         raise UsageError(f"--lr-final must be in [0, 1], got {args.lr_final}")
     if not 0 <= args.gae_lambda <= 1 or not args.entropy >= 0:
         raise UsageError(f"--gae-lambda must be in [0, 1] and --entropy >= 0, got {args.gae_lambda} and {args.entropy}")
+    kind_named(PRESETS[args.task].kind).check(args, spec(args.model))  # the flags that do not apply to the kind
     if args.baseline_core and not spec(args.model).policy:
         raise UsageError(f"--baseline-core routes the baseline's gradient: a {args.model} model has no baseline")
     if args.policy_core and (not spec(args.model).policy or args.policy != "learned"):
         raise UsageError("--policy-core routes REINFORCE's gradient: it needs a learned location policy (--model ram)")
-    kind_named(PRESETS[args.task].kind).check(args, spec(args.model))
     if args.batch_size % args.rollouts:
         raise UsageError(f"--batch-size {args.batch_size} must be a multiple of --rollouts {args.rollouts}")
     if not 0 <= args.ema < 1:

@@ -106,14 +106,17 @@ def play(spec: ModelSpec, model, env, **kw):
     return kind_of(env.task).play(spec, model, env, **kw)
 
 
+ROLLOUTS = ("--rollouts is a baseline for REINFORCE's locations: it needs --model ram with a learned policy on a "
+            "classification task")
+
+
 # -- classify: name the object on a canvas after the last glimpse (the paper's digits).
 
 def _check_classify(args: Args, spec: ModelSpec) -> None:
     if args.entropy != 0 or args.gae_lambda != 1:
         raise UsageError("--entropy and --gae-lambda shape the loss of a game's moves: they apply to --task catch only")
     if args.rollouts > 1 and (not spec.policy or args.policy != "learned"):
-        raise UsageError("--rollouts is a baseline for REINFORCE's locations: it needs --model ram with a learned "
-                         "policy on a classification task")
+        raise UsageError(ROLLOUTS)
 
 
 register(TaskKind("classify", action="label", make_env=episodes.make_env, play=episodes.classify,
@@ -127,8 +130,7 @@ def _check_game(args: Args, spec: ModelSpec) -> None:
     if args.reward != "env":
         raise UsageError("--reward prob and log_prob score a class: a game (catch) is paid for its ball only")
     if args.rollouts > 1:
-        raise UsageError("--rollouts is a baseline for REINFORCE's locations: it needs --model ram with a learned "
-                         "policy on a classification task")
+        raise UsageError(ROLLOUTS)
     if args.model != "ram" or args.policy != "learned":
         raise UsageError(f"--task {args.task} is played by the RAM agent: --model ram with --policy learned")
     if any(getattr(args, f) is not None for f in ("glimpses", "clutter", "clutter_size")):

@@ -268,8 +268,8 @@ class RecurrentAttention(nn.Module):
         # Detached: the class named is an action sent to the env, not a path for gradients.
         action = logits.detach().argmax(-1)
         if moves:
-            logits, actions = (torch.stack(x, 1) for x in zip(*moves))  # (B, T, A), (B, T)
-            log_p = logits.log_softmax(-1)
+            move_logits, actions = (torch.stack(x, 1) for x in zip(*moves))  # (B, T, A), (B, T)
+            log_p = move_logits.log_softmax(-1)
             log_pi_a = log_p.gather(-1, actions[..., None]).squeeze(-1)
             entropy = -(log_p.exp() * log_p).sum(-1)
             b = torch.cat([b, self.value(state[0])[:, None]], 1)  # the last step acts too: its baseline joins

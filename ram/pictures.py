@@ -34,6 +34,8 @@ class Picture(NamedTuple):
     duration: int = 600  # milliseconds per GIF frame
     hold: int = 3  # the last frame shows this many times longer
     note: str = ""  # what to say after the files written
+    # The whole episodes as a matplotlib figure, for a PNG at the files' resolution; None: the last frame is the PNG.
+    figure: Callable[[], Figure] | None = None
 
 
 def check_range(first: int, n: int, size: int) -> None:
@@ -54,15 +56,18 @@ def draw_canvases(spec: ModelSpec, model, args: Args, task, split: str, first: i
     drawing = spec.draw(model, args, task, canvases.images, canvases.labels)
     model.train()  # the entry drew in eval mode
     return Picture(drawing.name, lambda steps: figure_to_array(drawing.figure(steps)), drawing.n_steps,
-                   drawing.extras)
+                   drawing.extras, figure=lambda: drawing.figure(drawing.n_steps))
 
 
 def write(picture: Picture, where: Path) -> list[Path]:
-    """``where``.png (the last frame), ``where``.gif (every frame) and WHERE-KEY.png for each extra, atomically."""
+    """``where``.png (the whole episodes), ``where``.gif (every frame) and WHERE-KEY.png for each extra, atomically."""
     from PIL import Image
 
     frames = [Image.fromarray(picture.frame(i)) for i in range(1, picture.n_steps + 1)]
-    checkpoint.write_image(frames[-1], where.with_suffix(".png"))
+    if picture.figure is None:
+        checkpoint.write_image(frames[-1], where.with_suffix(".png"))
+    else:
+        checkpoint.write_figure(picture.figure(), where.with_suffix(".png"))
     checkpoint.write_gif(frames, where.with_suffix(".gif"), duration=picture.duration, hold=picture.hold)
     written = [where.with_suffix(".png"), where.with_suffix(".gif")]
     for key, figure in picture.extras.items():

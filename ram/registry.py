@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 class Drawing(NamedTuple):
     """Where a model attends on some canvases: ``figure(steps)`` after its first ``steps`` of ``n_steps`` steps
-    (frames of an animation; None: all of them). ``name`` names the files and the TensorBoard tag; ``extras`` are
+    (frames of an animation). ``name`` names the files and the TensorBoard tag; ``extras`` are
     further figures of the same canvases, by a name that is added to it (NAME-KEY.png)."""
 
     name: str

@@ -72,11 +72,11 @@ def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: i
     {file name: Figure})."""
     from ram.plots import curves_figure, scaling_figure
 
-    mnist = load_mnist(data_dir)
     loaded = [load_run(run, data_dir) for run in runs]
     for run, (_, _, _, task) in zip(runs, loaded):
         if not kind_of(task).comparable:
             raise UsageError(f"{run} plays {task.kind}: compare measures classifiers (see train.py evaluate and curve)")
+    mnist = load_mnist(data_dir)
     names = [model_name(args, task) for _, _, args, task in loaded]
     rows, scaling, curves, notes = [], [], {}, []
     for run, (_, state, args, task), name in zip(runs, loaded, names):

@@ -20,7 +20,7 @@ from ram.runs import Progress, init_record, load_model, load_run
 
 def finish(model, config, args: Args, task, run_dir: Path, writer, run: Progress) -> dict:
     """Test the checkpoint validation chose, once (never used for selection); write results.json, agent.pt and the
-    pictures."""
+    pictures. Returns results.json's contents, with the pictures written ("pictures": their paths and note) beside."""
     s, kind = spec(args.model), kind_of(task)
     best = checkpoint.load(run_dir / "best.pt")
     model.load_state_dict(best["model"])
@@ -50,9 +50,9 @@ def finish(model, config, args: Args, task, run_dir: Path, writer, run: Progress
                        {"hparam/best_val_error": best["val_error"]}, run_name="hparams")
     writer.close()
     picture = kind.draw(s, model, args, task, "test", 0, 8)
-    if picture is not None:
-        pictures.write(picture, run_dir / picture.name)
-    return results
+    if picture is None:
+        return results
+    return {**results, "pictures": ([str(p) for p in pictures.write(picture, run_dir / picture.name)], picture.note)}
 
 
 def evaluate_run(run: str, *, split: str, mc_samples: int, data_dir: str | None,
@@ -65,7 +65,7 @@ def evaluate_run(run: str, *, split: str, mc_samples: int, data_dir: str | None,
     errors = kind.evaluate(s, model, env, env.split_size, mc_samples=mc_samples, seed=args.seed)
     more = {"mc_samples": mc_samples} if "mc_error" in errors else {}
     if kind.opponents is not None:  # the players without a retina, on the same episodes
-        more = {"baselines": kind.opponents(env, env.split_size, seed=args.seed)}
+        more["baselines"] = kind.opponents(env, env.split_size, seed=args.seed)
     env.close()
     return {"checkpoint": str(path), "split": split, "n": env.split_size, **errors, **more}
 

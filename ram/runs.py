@@ -32,6 +32,7 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
     """(args, task, run folder, the checkpoint to resume or None). A resumed run keeps its own hyperparameters: a
     flag given now that contradicts them is a mistake; bookkeeping comes from this command line, except
     --snapshots, which the run keeps unless it is given."""
+    args = resolve(args)  # a run started from Python with fields left unset gets its defaults, as from the CLI
     task = task_of(args)
     run_dir = Path(args.run_dir or default_run_dir(args, task))
     # Paths as the run records them: relative to the working directory (the repository) where they lie inside it.

@@ -50,6 +50,6 @@ def test_the_default_learning_rate_depends_on_the_model_and_a_given_one_wins():
 
 
 def test_the_reward_flag_offers_exactly_the_returns_the_loss_knows():
-    # Args is kept free of torch, so it lists the choices itself; this pins the two lists together.
+    # The flag's choices are the loss's own list: a return added to the loss is a choice of the flag.
     reward = {f.name: f for f in dataclasses.fields(Args)}["reward"]
     assert reward.metadata["choices"] == REWARDS
