@@ -245,12 +245,20 @@ class _Episodes:
     def act(self, rows: np.ndarray, location: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Apply actions to ``rows``: move there; at the last glimpse score the label. Returns (reward, terminated)."""
         terminated = self.t[rows] >= self.task.n_glimpses
-        reward = np.where(terminated, (label == self.labels[rows]).astype(np.float32), 0.0).astype(np.float32)
+        reward = np.where(terminated, paid(self.labels[rows], label), 0.0).astype(np.float32)
         going = rows[~terminated]
         self.location[going] = location[~terminated]  # an ended episode takes no further glimpse
         self.path[going, self.t[going]] = location[~terminated]
         self.t[rows] += 1
         return reward, terminated
+
+
+def paid(labels, named):
+    """The reward of a classification at its last step, the one rule of every place that pays it (this env, and
+    training canvases made on a device): 1 where the label named is the true one, else 0; float32, for numpy arrays or
+    torch tensors alike."""
+    right = named == labels
+    return right.float() if isinstance(right, torch.Tensor) else right.astype(np.float32)
 
 
 def _make_episodes(task, split, mnist, data_dir, start, observation, n, prefetch, repeats=1,

@@ -19,6 +19,7 @@ from torch import Tensor
 
 import envs  # noqa: F401 - registers the ram/ environments
 from envs import load_mnist
+from envs.cluttered_mnist import paid
 from envs.device import DeviceCanvases
 from ram.losses import hybrid_loss
 
@@ -126,8 +127,8 @@ def canvas_episode(spec: ModelSpec, model, source, *, greedy: bool) -> Episode:
         logits = model(images.float() / 255.0).logits  # the env's image observation: pixel / 255
         locations, log_pi = None, logits.new_zeros(len(logits), 0)
         b = log_pi
-    # The env's reward: a count of the label sent (the argmax), no path for gradients.
-    reward = (logits.detach().argmax(-1) == labels).float()
+    # The env's reward for the label sent (the argmax): a count, no path for gradients.
+    reward = paid(labels, logits.detach().argmax(-1))
     return Episode(logits, labels, locations, log_pi, b, reward)
 
 
