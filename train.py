@@ -243,19 +243,24 @@ def compare_command(argv: list[str]) -> int:
 
     parser = subcommand("compare", "Compare trained runs: test error, parameters, training time, "
                         "multiply-accumulates and latency per image, pixels examined, cost against canvas size, "
-                        "learning curves. Writes OUT/report.md, report.json, scaling.png and curves.png.", mc=False)
+                        "learning curves and (--shifts N) test error off the training distribution. Writes "
+                        "OUT/report.md, report.json, scaling.png and curves.png.")
     parser.add_argument("runs", nargs="+", help="run folders (each with results.json and best.pt or agent.pt), "
                         "e.g. results/cluttered60-6g-s0")
     parser.add_argument("--out", default="comparison", help="output folder")
     parser.add_argument("--canvases", default="60,100,200,400", help="canvas sides for the scaling measurement")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per latency (median)")
+    parser.add_argument("--shifts", type=int, default=0, metavar="N", help="also measure test error on the first N "
+                        "canvases of each test set off the training distribution (more clutter, a larger canvas, "
+                        "smaller and larger digits: envs.tasks.shifts), greedy and Monte-Carlo (--mc-samples); "
+                        "writes robustness.png and shifts.png too (0: not measured)")
     opts = parse(parser, argv)
     try:
         canvases = [int(c) for c in opts.canvases.split(",")]
     except ValueError:
         raise UsageError(f"--canvases must be comma-separated integers, got {opts.canvases!r}") from None
-    if opts.repeats < 1 or min(canvases) < 28:
-        raise UsageError("--repeats must be >= 1 and every canvas >= 28")
+    if opts.repeats < 1 or min(canvases) < 28 or not 0 <= opts.shifts <= 10_000:
+        raise UsageError("--repeats must be >= 1, every canvas >= 28 and --shifts in 0..10000")
     resolved = [Path(run).resolve() for run in opts.runs]
     for run, where in zip(opts.runs, resolved):
         if not (Path(run) / "results.json").exists():
@@ -263,13 +268,14 @@ def compare_command(argv: list[str]) -> int:
         if resolved.count(where) > 1:
             raise UsageError(f"{run} is given twice")
     report, data, figures = comparison(opts.runs, canvases=canvases, repeats=opts.repeats, threads=opts.threads,
-                                       data_dir=opts.data_dir, device=opts.device)
+                                       data_dir=opts.data_dir, device=opts.device, shift_n=opts.shifts,
+                                       mc_samples=opts.mc_samples)
     out = Path(opts.out)
     for name, figure in figures.items():
         checkpoint.write_figure(figure, out / name)
     checkpoint.write_text(report, out / "report.md")
     checkpoint.write_text(json.dumps(data, indent=2), out / "report.json")
-    print(f"wrote {out / 'report.md'}, scaling.png, curves.png, report.json")
+    print(f"wrote {out / 'report.md'}, report.json, {', '.join(figures)}")
     return 0
 
 

@@ -62,7 +62,7 @@ class DeviceCanvases:
         if n % self.repeats:
             raise ValueError(f"{n} episodes do not split into groups of repeats={self.repeats}")
         index = integers(self.generator, len(self.digits), n // self.repeats)
-        canvases = compose(self.digits, self.labels, index, self.task, self.generator)
+        canvases = compose(self.digits, self.labels, index, self.task, self.generator, spread=True)
         if self.start == "random":
             l_0 = torch.rand((n, 2), generator=self.generator, device=self.device) * 2.0 - 1.0  # in [-1, 1)
         else:

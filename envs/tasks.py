@@ -72,12 +72,21 @@ class Task:
     scale: int = 2
     n_glimpses: int = 6
     kind: str = "classify"
+    # The object's side in pixels: a digit is resized to it (bilinear, antialiased) before it is placed; the clutter
+    # is cut from digits as they are. 28: MNIST's own.
+    digit_size: int = DIGIT
+    # Training canvases draw their number of clutter pieces uniformly from n_clutter - spread .. n_clutter + spread
+    # (at least 0), a lever for robustness to clutter; the fixed validation and test sets keep n_clutter.
+    clutter_spread: int = 0
 
     def __post_init__(self) -> None:
         rules = rules_of(self.kind)
         digits = rules.canvases
         checks = (
             (self.canvas_size >= rules.smallest, f"canvas_size must be >= {rules.smallest}, got {self.canvas_size}"),
+            (not digits or 1 <= self.digit_size <= self.canvas_size,
+             f"digit_size must be in 1..canvas_size ({self.canvas_size}), got {self.digit_size}"),
+            (self.clutter_spread >= 0, f"clutter_spread must be >= 0, got {self.clutter_spread}"),
             (self.n_clutter >= 0, f"n_clutter must be >= 0, got {self.n_clutter}"),
             (not digits or 1 <= self.clutter_size <= DIGIT,
              f"clutter_size must be in 1..{DIGIT}, got {self.clutter_size}"),
@@ -88,7 +97,7 @@ class Task:
             (self.n_scales >= 1, f"n_scales must be >= 1, got {self.n_scales}"),
             (self.scale >= 1, f"scale must be >= 1, got {self.scale}"),
             (self.n_glimpses >= 1, f"n_glimpses must be >= 1, got {self.n_glimpses}"),
-            (digits or self.n_clutter == 0, f"{self.kind} has no clutter"),
+            (digits or self.n_clutter == self.clutter_spread == 0, f"{self.kind} has no clutter"),
             (rules.length is None or self.n_glimpses == rules.length(self.canvas_size),
              f"a game of {self.kind} on a {self.canvas_size}-pixel screen lasts "
              f"{rules.length and rules.length(self.canvas_size)} steps (the ball falls a row a step), not "
@@ -124,6 +133,27 @@ def require_canvases(task: Task) -> None:
     if not rules_of(task.kind).canvases:
         raise ValueError(f"task {task.name!r} is a game: it makes its own screens, in its env (envs.CatchEnv), "
                          "not canvases of digits")
+
+
+def shifts(task: Task) -> dict[str, Task]:
+    """The test sets of ``task`` off its training distribution, each a task of its own (so a fixed, seeded set, as
+    every other): twice and three times the clutter, a canvas 5/3 as wide with the clutter's density held (60 -> 100
+    pixels), and objects at 0.75 and 1.5 times their side. Shifts that change nothing (no clutter to multiply) or
+    do not fit (an object wider than the canvas) are left out."""
+    C, N, D = task.canvas_size, task.n_clutter, task.digit_size
+    wide = round(C * 5 / 3)
+    candidates = {"clutter x2": {"n_clutter": 2 * N}, "clutter x3": {"n_clutter": 3 * N},
+                  f"canvas {wide}": {"canvas_size": wide, "n_clutter": round(N * wide**2 / C**2)},
+                  "digits x0.75": {"digit_size": round(D * 0.75)}, "digits x1.5": {"digit_size": round(D * 1.5)}}
+    out = {}
+    for name, changes in candidates.items():
+        try:
+            shifted = task.with_(**changes, clutter_spread=0)
+        except ValueError:
+            continue  # does not fit
+        if shifted != task.with_(clutter_spread=0):
+            out[name] = shifted
+    return out
 
 
 def paper_error(task: Task) -> float | None:
@@ -174,34 +204,57 @@ def compose(
     index: np.ndarray,
     task: Task,
     bitgen: np.random.BitGenerator | torch.Generator,
+    *,
+    spread: bool = False,
 ) -> Canvases:
     """Canvases of ``task`` for ``digits[index]``, with clutter cut from other digits of ``digits``.
 
-    Draws, in this order: digit positions (x then y), then per clutter piece its source digit, crop corner
-    (x, y) and canvas position (x, y). numpy arrays and a numpy bit generator make the canvases of every fixed set
-    and of CPU training; torch tensors and a ``torch.Generator`` on their device make them there (``envs.device``,
-    for training on a GPU): the same rules, another random stream.
+    Draws, in this order: digit positions (x then y), then (with ``spread``, for training canvases of a task with a
+    ``clutter_spread``) each canvas's number of pieces, then per clutter piece its source digit, crop corner (x, y)
+    and canvas position (x, y). numpy arrays and a numpy bit generator make the canvases of every fixed set and of
+    CPU training; torch tensors and a ``torch.Generator`` on their device make them there (``envs.device``, for
+    training on a GPU): the same rules, another random stream.
     """
-    n, C, c = len(index), task.canvas_size, task.clutter_size
+    n, C, c, D = len(index), task.canvas_size, task.clutter_size, task.digit_size
     if isinstance(digits, torch.Tensor):
         canvas, maximum = torch.zeros((n, C, C), dtype=torch.uint8, device=digits.device), torch.maximum
         images = torch.arange(n, device=digits.device)
     else:
         canvas, maximum, images = np.zeros((n, C, C), dtype=np.uint8), np.maximum, np.arange(n)
     flat, flat_digits = canvas.reshape(-1), digits.reshape(-1)
-    pos = integers(bitgen, C - DIGIT + 1, (n, 2))
-    for _ in range(task.n_clutter):
+    pos = integers(bitgen, C - D + 1, (n, 2))
+    pieces, counts = task.n_clutter, None
+    if spread and task.clutter_spread:
+        low = task.n_clutter - task.clutter_spread
+        counts = low + integers(bitgen, 2 * task.clutter_spread + 1, n)  # below 0: no clutter
+        pieces = task.n_clutter + task.clutter_spread
+    for j in range(pieces):
         # A different digit: shift by 1..N-1 so the piece never comes from the digit being classified.
         source = (index + 1 + integers(bitgen, max(len(digits) - 1, 1), n)) % len(digits)
         corner = integers(bitgen, DIGIT - c + 1, (n, 2))
         at = integers(bitgen, C - c + 1, (n, 2))
         piece = flat_digits[_square(source, corner, c, DIGIT)]
         where = _square(images, at, c, C)  # distinct pixels: the read-modify-write below has no duplicate index
+        if counts is not None:  # this piece only on the canvases that draw more than j pieces
+            keep = counts > j
+            piece, where = piece[keep], where[keep]
         flat[where] = maximum(flat[where], piece)
 
-    where = _square(images, pos, DIGIT, C)
-    flat[where] = maximum(flat[where], digits[index].reshape(n, -1))
+    where = _square(images, pos, D, C)
+    flat[where] = maximum(flat[where], resized(digits[index], D).reshape(n, -1))
     return Canvases(canvas, labels[index].astype(np.int64) if isinstance(labels, np.ndarray) else labels[index], pos)
+
+
+def resized(digits, side: int):
+    """(n, 28, 28) uint8 digits at ``side`` x ``side`` pixels (bilinear, antialiased when shrinking; numpy or torch,
+    as given); as they are at 28."""
+    if side == DIGIT:
+        return digits
+    x = torch.as_tensor(digits).float()[:, None]
+    out = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False,
+                                          antialias=side < DIGIT)
+    out = out[:, 0].round().clamp(0, 255).to(torch.uint8)
+    return out if isinstance(digits, torch.Tensor) else out.numpy()
 
 
 def pool(mnist: MNIST, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -223,12 +276,14 @@ def split_size(mnist: MNIST, split: str) -> int:
 def sample(mnist: MNIST, task: Task, bitgen: np.random.BitGenerator, n: int) -> Canvases:
     """``n`` fresh training canvases: digits drawn uniformly with replacement from the train pool."""
     digits, labels = pool(mnist, "train")
-    return compose(digits, labels, integers(bitgen, len(digits), n), task, bitgen)
+    return compose(digits, labels, integers(bitgen, len(digits), n), task, bitgen, spread=True)
 
 
 def _block_seed(task: Task, split: str, block: int) -> np.random.SeedSequence:
-    # The geometry (not the sensor) decides the set: the same canvases serve every sensor and every model.
+    # The geometry (not the sensor) decides the set: the same canvases serve every sensor and every model. A resized
+    # object makes another set (the sets of MNIST-sized digits keep their seeds, so their checksums stand).
     geometry = f"{split}:{task.canvas_size}:{task.n_clutter}:{task.clutter_size}"
+    geometry += f":{task.digit_size}" if task.digit_size != DIGIT else ""
     return np.random.SeedSequence([PUBLISHED_SEED, zlib.crc32(geometry.encode()), block])
 
 

@@ -24,7 +24,8 @@ BOOKKEEPING = ("resume", "run_dir", "progress", "data_dir", "threads", "stop_aft
 
 # Flags that override a field of the task preset (envs.tasks.Task): flag field -> Task field.
 TASK_FLAGS = {"glimpses": "n_glimpses", "glimpse_size": "glimpse_size", "scales": "n_scales",
-              "canvas_size": "canvas_size", "clutter": "n_clutter", "clutter_size": "clutter_size", "scale": "scale"}
+              "canvas_size": "canvas_size", "clutter": "n_clutter", "clutter_size": "clutter_size", "scale": "scale",
+              "digit_size": "digit_size", "clutter_spread": "clutter_spread"}
 
 
 def _flag(default, help: str, **kw):
@@ -91,6 +92,11 @@ class Args:
     clutter: int | None = _flag(None, "pieces of clutter per canvas (default: the task's)")
     clutter_size: int | None = _flag(None, "side of each clutter piece in pixels (default: 8)")
     scale: int | None = _flag(None, "each retina scale is this many times wider than the previous one (default: 2)")
+    digit_size: int | None = _flag(None, "side of the object in pixels: each digit is resized to it (default: 28, "
+                                   "MNIST's own)")
+    clutter_spread: int | None = _flag(None, "training canvases draw their number of clutter pieces uniformly from "
+                                       "--clutter minus to plus this (at least 0); validation and test keep --clutter "
+                                       "(default: 0)")
     start: str | None = _default("random", "first glimpse: at a random location (the paper) or the centre",
                        choices=("random", "center"))
     core: str | None = _default("rnn", "core network: the paper's ReLU RNN, or an LSTM", choices=("rnn", "lstm"))
@@ -237,8 +243,8 @@ def add_fields(parser: argparse.ArgumentParser) -> None:
 
 
 POSITIVE = ("heads", "patch_size", "d_model", "layers", "glimpses", "glimpse_size", "scales", "canvas_size",
-            "clutter_size", "scale", "batch_size", "samples", "eval_every", "eval_batch", "mc_samples", "threads",
-            "hidden_size", "glimpse_hidden", "g_size", "stop_after", "rollouts")
+            "clutter_size", "scale", "digit_size", "batch_size", "samples", "eval_every", "eval_batch", "mc_samples",
+            "threads", "hidden_size", "glimpse_hidden", "g_size", "stop_after", "rollouts")
 
 
 def check(args: Args) -> Args:
@@ -251,6 +257,8 @@ def check(args: Args) -> Args:
         raise UsageError(f"--loc-hidden must be >= 0, got {args.loc_hidden}")
     if args.clutter is not None and args.clutter < 0:
         raise UsageError(f"--clutter must be >= 0, got {args.clutter}")
+    if args.clutter_spread is not None and args.clutter_spread < 0:
+        raise UsageError(f"--clutter-spread must be >= 0, got {args.clutter_spread}")
     if not args.std > 0 or not args.lr > 0 or not (args.std_final is None or args.std_final > 0):
         raise UsageError("--std, --std-final and --lr must be > 0")
     if args.std_final is not None and not spec(args.model).policy:

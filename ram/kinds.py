@@ -133,9 +133,11 @@ def _check_game(args: Args, spec: ModelSpec) -> None:
         raise UsageError(ROLLOUTS)
     if args.model != "ram" or args.policy != "learned":
         raise UsageError(f"--task {args.task} is played by the RAM agent: --model ram with --policy learned")
-    if any(getattr(args, f) is not None for f in ("glimpses", "clutter", "clutter_size")):
-        raise UsageError(f"--task {args.task} takes no --glimpses, --clutter or --clutter-size: a game lasts as long "
-                         "as the ball falls (--canvas-size - 1 steps) and its screen has no clutter")
+    if any(getattr(args, f) is not None for f in ("glimpses", "clutter", "clutter_size", "clutter_spread",
+                                                   "digit_size")):
+        raise UsageError(f"--task {args.task} takes no --glimpses, --clutter, --clutter-size, --clutter-spread or "
+                         "--digit-size: a game lasts as long as the ball falls (--canvas-size - 1 steps) and its "
+                         "screen has no clutter and no digit")
 
 
 register(TaskKind("catch", action="paddle", make_env=games.make_env, play=games.play, loss=games.loss,

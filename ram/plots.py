@@ -99,6 +99,42 @@ def scaling_figure(rows: list[dict]) -> Figure:
     return fig
 
 
+def robustness_figure(rows: list[dict]) -> Figure:
+    """Test error on each shifted test set, one line per model (greedy solid, Monte-Carlo dotted in its colour), from
+    ``ram.reports.robustness_row``'s rows; a shift a model cannot read is a gap in its line."""
+    shifts = ["in distribution", *dict.fromkeys(k for r in rows for k in r["shifts"])]
+    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for r in rows:
+        errors = [r["in_distribution"], *(r["shifts"].get(k) for k in shifts[1:])]
+        greedy = [np.nan if e is None else e["greedy"] for e in errors]
+        line, = ax.plot(range(len(shifts)), greedy, "o-", label=r["name"])
+        if r["in_distribution"].get("mc") is not None:
+            mc = [np.nan if e is None or e.get("mc") is None else e["mc"] for e in errors]
+            ax.plot(range(len(shifts)), mc, "o:", color=line.get_color(), label=f"{r['name']}, Monte-Carlo")
+    ax.set_xticks(range(len(shifts)), shifts, rotation=20)
+    ax.set_yscale("log")
+    ax.set_ylabel("test error (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def shifts_figure(sets: dict[str, np.ndarray]) -> Figure:
+    """A few canvases (n, C, C) uint8 of each test set, a row per set."""
+    n = max(len(images) for images in sets.values())
+    fig = Figure(figsize=(1.6 * n, 1.6 * len(sets)), layout="constrained")
+    for i, (name, images) in enumerate(sets.items()):
+        for j, image in enumerate(images):
+            ax = fig.add_subplot(len(sets), n, i * n + j + 1)
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(f"{name}\n{image.shape[0]} px", fontsize=8)
+    return fig
+
+
 def curves_figure(histories: dict[str, list[dict]]) -> Figure:
     """Validation error against samples seen and against training minutes, one line per run."""
     fig = Figure(figsize=(10, 4), layout="constrained")

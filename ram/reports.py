@@ -10,7 +10,7 @@ import torch
 
 from envs import load_mnist
 from envs.retina import Retina
-from envs.tasks import Task, fixed, paper_error
+from envs.tasks import Task, fixed, paper_error, shifts
 from ram import compare
 from ram.agent import Agent
 from ram.checkpoint import load
@@ -66,11 +66,34 @@ def scaling_rows(s: ModelSpec, model, task: Task, mnist, name: str, canvases: li
     return rows
 
 
+def robustness_row(s: ModelSpec, model, args: Args, task: Task, name: str, results: dict, *, n: int,
+                   mc_samples: int) -> dict:
+    """A model's test error on the first n canvases of each shifted test set of its task (``envs.tasks.shifts``),
+    greedy and, for a stochastic policy, Monte-Carlo, beside its in-distribution error (results.json's, all 10,000).
+    A shift the model cannot read (a canvas of another size for a model whose weights are sized to its own) is None,
+    with the reason in "why"."""
+    kind = kind_of(task)
+    row = {"name": name, "in_distribution": {"greedy": results["test"]["greedy_error"],
+                                              "mc": results["test"].get("mc_error")}, "shifts": {}, "why": {}}
+    for shift, shifted in shifts(task).items():
+        if shifted.canvas_size != task.canvas_size and s.resize is not None:
+            row["shifts"][shift], row["why"][shift] = None, "its weights are sized to its training canvas"
+            continue
+        env = kind.make_env(s, args, shifted, "test", min(args.eval_batch, n))
+        errors = kind.evaluate(s, model, env, n, mc_samples=mc_samples if s.policy else 0, seed=args.seed)
+        env.close()
+        row["shifts"][shift] = {"greedy": errors["greedy_error"], "mc": errors.get("mc_error")}
+    model.eval()
+    return row
+
+
 def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: int,
-               data_dir: str | None, device: torch.device | str = "cpu") -> tuple[str, dict, dict]:
+               data_dir: str | None, device: torch.device | str = "cpu", shift_n: int = 0,
+               mc_samples: int = 10) -> tuple[str, dict, dict]:
     """Measure trained runs side by side, their models on ``device``: (report.md's text, report.json's data,
-    {file name: Figure})."""
-    from ram.plots import curves_figure, scaling_figure
+    {file name: Figure}). ``shift_n`` > 0: also their errors on that many canvases of each shifted test set
+    (``robustness_row``), Monte-Carlo over ``mc_samples`` rollouts."""
+    from ram.plots import curves_figure, robustness_figure, scaling_figure, shifts_figure
 
     loaded = [load_run(run, data_dir) for run in runs]
     for run, (_, _, _, task) in zip(runs, loaded):
@@ -78,7 +101,7 @@ def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: i
             raise UsageError(f"{run} plays {task.kind}: compare measures classifiers (see train.py evaluate and curve)")
     mnist = load_mnist(data_dir)
     names = [model_name(args, task) for _, _, args, task in loaded]
-    rows, scaling, curves, notes = [], [], {}, []
+    rows, scaling, curves, notes, robust = [], [], {}, [], []
     for run, (_, state, args, task), name in zip(runs, loaded, names):
         name = f"{name} ({Path(run).name})" if names.count(name) > 1 else name  # several runs of one model
         results = read_results(Path(run) / "results.json")
@@ -94,9 +117,40 @@ def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: i
         rows.append({"name": name, "greedy": results["test"]["greedy_error"], "mc": results["test"].get("mc_error"),
                      "params": costs.pop("params"), "minutes": minutes, **costs})
         scaling += scaling_rows(s, model, task, mnist, name, canvases, repeats=repeats)
+        if shift_n:
+            robust.append(robustness_row(s, model, args, task, name, results, n=shift_n, mc_samples=mc_samples))
     report = comparison_markdown(rows, scaling, notes, threads=threads, repeats=repeats, device=str(device))
-    return report, {"models": rows, "scaling": scaling}, {"scaling.png": scaling_figure(scaling),
-                                                           "curves.png": curves_figure(curves)}
+    figures = {"scaling.png": scaling_figure(scaling), "curves.png": curves_figure(curves)}
+    if robust:
+        report += robustness_markdown(robust, n=shift_n, mc_samples=mc_samples)
+        task = loaded[0][3]
+        figures["robustness.png"] = robustness_figure(robust)
+        figures["shifts.png"] = shifts_figure({"in distribution": fixed(mnist, task, "test", 0, 4).images,
+                                               **{k: fixed(mnist, t, "test", 0, 4).images
+                                                  for k, t in shifts(task).items()}})
+    return report, {"models": rows, "scaling": scaling, "robustness": robust}, figures
+
+
+def robustness_markdown(rows: list[dict], *, n: int, mc_samples: int) -> str:
+    names = list(dict.fromkeys(k for r in rows for k in r["shifts"]))
+
+    def cell(e: dict | None) -> str:
+        if e is None:
+            return "n/a"
+        return f"{e['greedy']:.2f}%" + ("" if e.get("mc") is None else f" / {e['mc']:.2f}%")
+
+    lines = ["", "## Off the training distribution", "",
+             f"Test error (greedy, and / Monte-Carlo over {mc_samples} rollouts for a stochastic policy) on the first "
+             f"{n:,} canvases of each shifted test set (`envs.tasks.shifts`: fixed and seeded as the others), beside "
+             "the in-distribution error on all 10,000. n/a: the model cannot read that canvas.", "",
+             "| model | in distribution | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {cell(r['in_distribution'])} | "
+                     + " | ".join(cell(r["shifts"].get(k)) for k in names) + " |")
+    whys = sorted({f"{r['name']}, {k}: {why}" for r in rows for k, why in r["why"].items()})
+    lines += ["", *(f"- n/a: {w}." for w in whys)] if whys else []
+    lines += ["", "![robustness](robustness.png)", "", "![the shifted test sets](shifts.png)", ""]
+    return "\n".join(lines)
 
 
 def comparison_markdown(rows: list[dict], scaling: list[dict], notes: list[str], *, threads: int,

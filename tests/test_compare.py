@@ -87,6 +87,21 @@ def test_report_from_two_tiny_runs(mnist, tmp_path, capsys, monkeypatch):
     soft_macs = {r["canvas"]: r["macs"] for r in data["scaling"] if r["name"].startswith("soft")}
     assert ram_macs[28] == ram_macs[60] and soft_macs[60] > 3 * soft_macs[28]  # RAM's cost is size-independent
     assert (out / "scaling.png").stat().st_size > 10000 and (out / "curves.png").stat().st_size > 10000
+    assert data["robustness"] == []  # --shifts 0: not measured
+    # Off the training distribution: mnist28's shifts are a 47-pixel canvas and 21-pixel digits. The FC net's first
+    # layer is as wide as its canvas: it cannot read the larger one, and the report says so instead of failing.
+    assert train.main([*common, "--model", "fc", "--run-dir", str(tmp_path / "fc")]) == 0
+    assert train.main(["compare", str(ram), str(tmp_path / "fc"), "--out", str(tmp_path / "shifted"), "--shifts",
+                       "40", "--canvases", "28", "--repeats", "1", "--threads", "1", "--mc-samples", "2"]) == 0
+    rows = {r["name"]: r for r in json.loads((tmp_path / "shifted" / "report.json").read_text())["robustness"]}
+    assert set(rows["fc mnist28"]["shifts"]) == {"canvas 47", "digits x0.75"}
+    assert rows["fc mnist28"]["shifts"]["canvas 47"] is None and "sized to its training canvas" in (
+        rows["fc mnist28"]["why"]["canvas 47"])
+    ram_shift = rows["ram mnist28 T=2"]["shifts"]["canvas 47"]
+    assert 0 <= ram_shift["greedy"] <= 100 and 0 <= ram_shift["mc"] <= 100 and ram_shift["greedy"] * 40 % 100 == 0
+    report = (tmp_path / "shifted" / "report.md").read_text()
+    assert "## Off the training distribution" in report and "| fc mnist28 | " in report and "n/a" in report
+    assert (tmp_path / "shifted" / "robustness.png").exists() and (tmp_path / "shifted" / "shifts.png").exists()
     capsys.readouterr()
     assert train.main(["compare", str(tmp_path / "nope")]) == 2
     assert "no results.json" in capsys.readouterr().err

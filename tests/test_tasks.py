@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from envs.mnist import MNIST
-from envs.tasks import TASKS, Task, compose, fixed, get_task, integers, paper_error, sample
+from envs.tasks import TASKS, Task, compose, fixed, get_task, integers, paper_error, sample, shifts
 
 
 def digest(*arrays: np.ndarray) -> str:
@@ -142,3 +142,53 @@ def test_the_papers_error_is_known_only_for_its_own_sensors():
     assert paper_error(get_task("cluttered100")) == 8.11
     assert paper_error(get_task("cluttered60", n_glimpses=5)) is None  # not in the paper's table
     assert paper_error(get_task("cluttered60", canvas_size=80)) is None  # another task under the same name
+
+
+# The shifted test sets of cluttered60 (envs.tasks.shifts), their first 1,000 canvases, pinned as the others.
+SHIFT_SHA256 = {
+    "clutter x2": "b1f707b49466c60f",
+    "clutter x3": "3dc8029e6da6b7ac",
+    "canvas 100": "fb549e6e8a57b55c",
+    "digits x0.75": "678c471d40a78bf5",
+    "digits x1.5": "792d02093b23aa4e",
+}
+
+
+def test_the_shifted_test_sets_are_pinned_and_are_what_they_say(mnist):
+    shifted = shifts(TASKS["cluttered60"])
+    assert list(shifted) == list(SHIFT_SHA256)
+    assert (shifted["clutter x3"].n_clutter, shifted["canvas 100"].n_clutter) == (12, 11)  # density held
+    for name, task in shifted.items():
+        canvases = fixed(mnist, task, "test", 0, 1000)
+        assert digest(canvases.images, canvases.labels) == SHIFT_SHA256[name], name
+        np.testing.assert_array_equal(canvases.labels, mnist.test_labels[:1000])
+    big = fixed(mnist, shifted["digits x1.5"], "test", 0, 500)
+    assert big.positions.max() == 60 - 42  # a 42-pixel object, anywhere it fits
+    # No clutter to multiply on mnist28, and a 42-pixel digit does not fit its 28-pixel canvas: left out.
+    assert list(shifts(TASKS["mnist28"])) == ["canvas 47", "digits x0.75"]
+
+
+def test_a_resized_digit_is_the_digit_at_another_size(mnist):
+    task = TASKS["mnist28"].with_(digit_size=14)
+    canvas = fixed(mnist, task, "test", 0, 1)
+    x, y = canvas.positions[0]
+    patch = canvas.images[0, y : y + 14, x : x + 14].astype(float)
+    halved = mnist.test_images[0].reshape(14, 2, 14, 2).mean((1, 3))  # 2x2 means: a plain halving
+    assert canvas.images[0].sum() == patch.sum()  # nothing but the object on the canvas
+    assert patch.sum() == pytest.approx(halved.sum(), rel=0.05)  # the ink of the digit, at a quarter of the area
+    assert np.corrcoef(patch.ravel(), halved.ravel())[0, 1] > 0.9  # the same shape
+
+
+def test_a_clutter_spread_varies_the_clutter_of_training_canvases_only(mnist):
+    plain, spread = TASKS["cluttered60"], TASKS["cluttered60"].with_(clutter_spread=4)
+    assert digest(*fixed(mnist, spread, "test", 0, 200)[:2]) == digest(*fixed(mnist, plain, "test", 0, 200)[:2])
+    # Count the pieces: white 1-pixel crops on a 200-pixel canvas (collisions rare), the object a white square.
+    white = MNIST(np.full((100, 28, 28), 255, np.uint8), np.zeros(100, np.uint8),
+                  np.full((10, 28, 28), 255, np.uint8), np.zeros(10, np.uint8))
+    counts = {}
+    for s in (0, 4):
+        task = Task("count", canvas_size=200, n_clutter=4, clutter_size=1, clutter_spread=s)
+        images = sample(white, task, np.random.PCG64(0), 2000).images
+        counts[s] = (images > 0).sum((1, 2)) - 28 * 28  # pieces outside the object's square
+    assert np.mean(counts[0] == 4) > 0.9 and counts[0].max() == 4
+    assert counts[4].min() == 0 and counts[4].max() == 8 and 3.5 < counts[4].mean() < 4.5  # 0..8, mean 4
