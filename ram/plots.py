@@ -114,6 +114,7 @@ def robustness_figure(rows: list[dict]) -> Figure:
             ax.plot(range(len(shifts)), mc, "o:", color=line.get_color(), label=f"{r['name']}, Monte-Carlo")
     ax.set_xticks(range(len(shifts)), shifts, rotation=20)
     ax.set_yscale("log")
+    plain_log_labels(ax, x=False)
     ax.set_ylabel("test error (%)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
@@ -146,9 +147,25 @@ def curves_figure(histories: dict[str, list[dict]]) -> Figure:
         ax.set_ylabel("validation error (%)")
         ax.set_xscale("log")  # runs of 1M and of 20M images on one axis
         ax.set_yscale("log")
+        plain_log_labels(ax)
         ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def plain_log_labels(ax, *, x: bool = True) -> None:
+    """Log axes labelled in plain numbers (3, 10, 30, 1M rather than 3x10^0, 10^6): the y axis's majors and minors
+    (a few decades at most); with ``x``, the x axis's majors, its minors unlabelled where they crowd each other."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    def plain(v: float, _) -> str:
+        return f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k" if v >= 1e4 else f"{v:g}"
+
+    if x:
+        ax.xaxis.set_major_formatter(FuncFormatter(plain))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(plain))
+    ax.yaxis.set_minor_formatter(FuncFormatter(plain))
 
 
 def attention_figure(images: np.ndarray, weights: np.ndarray, predictions: np.ndarray, labels: np.ndarray, *,
