@@ -103,7 +103,7 @@ def robustness_figure(rows: list[dict]) -> Figure:
     """Test error on each shifted test set, one line per model (greedy solid, Monte-Carlo dotted in its colour), from
     ``ram.reports.robustness_row``'s rows; a shift a model cannot read is a gap in its line."""
     shifts = ["in distribution", *dict.fromkeys(k for r in rows for k in r["shifts"])]
-    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
     ax = fig.add_subplot()
     for r in rows:
         errors = [r["in_distribution"], *(r["shifts"].get(k) for k in shifts[1:])]
@@ -117,7 +117,7 @@ def robustness_figure(rows: list[dict]) -> Figure:
     plain_log_labels(ax, x=False)
     ax.set_ylabel("test error (%)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the lines, never over them
     return fig
 
 
