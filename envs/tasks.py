@@ -9,7 +9,9 @@ Splits: ``train`` draws fresh canvases every episode from MNIST train digits 0..
 fixed set of 5,000 canvases, one per train digit 55,000..59,999; ``test`` a fixed set of 10,000 canvases,
 one per MNIST test digit. Fixed sets are generated in blocks of ``BLOCK`` canvases, each from its own
 seed derived from ``PUBLISHED_SEED``, the split and the geometry, with the PCG64 bit stream only (its
-output is fixed by numpy's stability promise), so they are bit-identical on every machine and run.
+output is fixed by numpy's stability promise), so they are bit-identical on every machine and run. A task whose
+``digit_size`` is not 28 resizes its digits with torch's bilinear interpolation too: its sets depend on that kernel
+as well (their checksums are pinned in the tests, so a change shows).
 """
 
 from __future__ import annotations

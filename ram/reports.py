@@ -80,7 +80,7 @@ def robustness_row(s: ModelSpec, model, args: Args, task: Task, name: str, resul
             row["shifts"][shift], row["why"][shift] = None, "its weights are sized to its training canvas"
             continue
         env = kind.make_env(s, args, shifted, "test", min(args.eval_batch, n))
-        errors = kind.evaluate(s, model, env, n, mc_samples=mc_samples if s.policy else 0, seed=args.seed)
+        errors = kind.evaluate(s, model, env, n, mc_samples=mc_samples, seed=args.seed)  # MC: policies only
         env.close()
         row["shifts"][shift] = {"greedy": errors["greedy_error"], "mc": errors.get("mc_error")}
     model.eval()
@@ -142,7 +142,8 @@ def robustness_markdown(rows: list[dict], *, n: int, mc_samples: int) -> str:
     lines = ["", "## Off the training distribution", "",
              f"Test error (greedy, and / Monte-Carlo over {mc_samples} rollouts for a stochastic policy) on the first "
              f"{n:,} canvases of each shifted test set (`envs.tasks.shifts`: fixed and seeded as the others), beside "
-             "the in-distribution error on all 10,000. n/a: the model cannot read that canvas.", "",
+             "the in-distribution error on all 10,000 (results.json's, Monte-Carlo over the run's own --mc-samples). "
+             "n/a: the model cannot read that canvas.", "",
              "| model | in distribution | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
     for r in rows:
         lines.append(f"| {r['name']} | {cell(r['in_distribution'])} | "
