@@ -67,10 +67,11 @@ class TaskKind:
 
 def glimpse_run_name(args: Args, task: Task, spec: ModelSpec) -> str:
     """TASK-Tg-sSEED for a glimpse model (TASK-Tg-random-sSEED with random glimpses), TASK-MODEL-sSEED for the
-    others."""
+    others; -spreadS before the seed for training clutter drawn from a range (--clutter-spread S)."""
+    spread = f"-spread{task.clutter_spread}" if task.clutter_spread else ""
     if spec.reads != "glimpses":
-        return f"{args.task}-{args.model}-s{args.seed}"
-    return f"{args.task}-{task.n_glimpses}g{'-random' if args.policy == 'random' else ''}-s{args.seed}"
+        return f"{args.task}-{args.model}{spread}-s{args.seed}"
+    return f"{args.task}-{task.n_glimpses}g{'-random' if args.policy == 'random' else ''}{spread}-s{args.seed}"
 
 
 KINDS: dict[str, TaskKind] = {}

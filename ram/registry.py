@@ -61,6 +61,9 @@ class ModelSpec:
     # (model, canvas_size) -> a model of the same kind for canvases of another size (for `compare`'s scaling
     # measurement); None: the model itself, whose weights do not depend on the canvas size.
     resize: Callable[[nn.Module, int], nn.Module] | None = None
+    # Its weights are sized to its training canvas (a first layer as wide as the canvas, a position embedding per
+    # patch): the trained model cannot read a canvas of another size (`compare --shifts` says n/a).
+    fixed_canvas: bool = False
 
     def __post_init__(self) -> None:
         if self.reads not in ("glimpses", "image"):
@@ -172,7 +175,7 @@ register(ModelSpec("soft", _image_model(soft.SoftAttention, soft.SoftConfig), st
 # At 1e-3 the differentiable glimpse went NaN or stalled on cluttered60 (docs/comparison.md); 3e-4 trains.
 register(ModelSpec("soft-glimpse", _image_model(soft.SoftGlimpseRAM, soft.SoftGlimpseConfig), steps=True,
                    defaults={"lr": 3e-4}, draw=_draw_soft_glimpses))
-register(ModelSpec("fc", _image_model(soft.FullyConnected, soft.FCConfig), resize=_resize_fc))
+register(ModelSpec("fc", _image_model(soft.FullyConnected, soft.FCConfig), resize=_resize_fc, fixed_canvas=True))
 
 
 # -- Self-attention over patches (ram.transformer).
@@ -210,5 +213,6 @@ def _resize_vit(model, canvas_size: int):
 
 
 # Adam at 1e-3 without a warm-up trains it (pre-norm blocks, clipped gradients): docs/comparison.md.
-register(ModelSpec("vit", _build_vit, defaults={"heads": 4}, draw=_draw_self_attention, resize=_resize_vit))
+register(ModelSpec("vit", _build_vit, defaults={"heads": 4}, draw=_draw_self_attention, resize=_resize_vit,
+                   fixed_canvas=True))
 register(ModelSpec("cnn", _image_model(soft.Convolutional, soft.CNNConfig)))

@@ -76,7 +76,7 @@ def robustness_row(s: ModelSpec, model, args: Args, task: Task, name: str, resul
     row = {"name": name, "in_distribution": {"greedy": results["test"]["greedy_error"],
                                               "mc": results["test"].get("mc_error")}, "shifts": {}, "why": {}}
     for shift, shifted in shifts(task).items():
-        if shifted.canvas_size != task.canvas_size and s.resize is not None:
+        if shifted.canvas_size != task.canvas_size and s.fixed_canvas:
             row["shifts"][shift], row["why"][shift] = None, "its weights are sized to its training canvas"
             continue
         env = kind.make_env(s, args, shifted, "test", min(args.eval_batch, n))

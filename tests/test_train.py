@@ -394,9 +394,10 @@ def test_a_non_finite_loss_stops_the_run_in_one_line_and_keeps_the_last_good_sta
 
 def test_default_run_folders_differ_by_model_and_policy():
     folders = {default_run_dir(parse_args(argv), task_of(parse_args(argv))) for argv in (
-        [], ["--model", "soft"], ["--model", "cnn"], ["--policy", "random", "--glimpses", "8"], ["--glimpses", "8"])}
+        [], ["--model", "soft"], ["--model", "cnn"], ["--policy", "random", "--glimpses", "8"], ["--glimpses", "8"],
+        ["--clutter-spread", "4"])}
     assert folders == {"runs/cluttered60-6g-s0", "runs/cluttered60-soft-s0", "runs/cluttered60-cnn-s0",
-                       "runs/cluttered60-8g-random-s0", "runs/cluttered60-8g-s0"}
+                       "runs/cluttered60-8g-random-s0", "runs/cluttered60-8g-s0", "runs/cluttered60-6g-spread4-s0"}
 
 
 def test_in_a_log_the_progress_bar_updates_rarely(mnist, tmp_path, capsys):
