@@ -59,19 +59,14 @@ def loss(ep: GameEpisode, *, reinforce_weight: float, baseline_weight: float, en
                      baseline_weight=baseline_weight)
 
 
-def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[str, float]:
-    """``evaluate_game``, its sampled pass played if mc_samples > 0 (one game per start: a game has no class to
-    average over rollouts)."""
-    return evaluate_game(spec, model, env, n, sampled=mc_samples > 0, seed=seed)
-
-
 @torch.no_grad()
-def evaluate_game(spec: ModelSpec, model, env, n: int, *, sampled: bool = True, seed: int = 0) -> dict[str, float]:
+def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[str, float]:
     """A game on the first n fixed starts of env's split: the share of balls missed and caught, greedy (the most
-    probable move, the mean location) and, if ``sampled``, sampled (moves and locations drawn, one game per start)."""
+    probable move, the mean location) and, if mc_samples > 0, sampled (moves and locations drawn, one game per
+    start: a game has no class to average over rollouts)."""
     model.eval()
     out = {}
-    for name, greedy, offset in (("greedy", True, 0), ("sampled", False, 1))[: 2 if sampled else 1]:
+    for name, greedy, offset in (("greedy", True, 0), ("sampled", False, 1))[: 2 if mc_samples > 0 else 1]:
         caught = 0
         with forked_rng(model):  # seeded, and training's RNG stream untouched (as in evaluate)
             torch.manual_seed(seed + offset)
