@@ -32,7 +32,7 @@ from ram import checkpoint, optim, parallel
 from ram.checkpoint import CheckpointError
 from ram.config import Args, Parser, given_flags, loss_settings, parse_args
 from ram.errors import TrainingError, UsageError
-from ram.kinds import kind_of, n_actions
+from ram.kinds import channels_of, data_record, kind_of, n_actions
 from ram.logs import log_steps, log_validation, open_log, progress_bar
 from ram.parallel import resolve_device, train_data_of
 from ram.registry import spec
@@ -63,7 +63,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     env.reset(seed=seed)
     val_env = kind.make_env(s, args, task, "val", args.eval_batch) if ranks.main else None
 
-    model, config = s.build(args, task, n_actions(env))
+    model, config = s.build(args, task, n_actions(env), channels_of(args, task))
     model.to(device)
     batch = args.batch_size * ranks.world  # the global batch: every rank's episodes make one step
     total_steps = math.ceil(args.samples / batch)
@@ -80,7 +80,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
                             every_parameter=task.n_glimpses > 1)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast == "bf16")
 
-    writer = open_log(run_dir, args, config, main=ranks.main, resumed=resumed is not None, start_samples=start_samples)
+    writer = open_log(run_dir, args, config, main=ranks.main, resumed=resumed is not None, start_samples=start_samples,
+                      data=data_record(args, task))
     bar = progress_bar(total_steps, run.step, show=args.progress and ranks.main,
                        description=f"{args.task} T={task.n_glimpses}")
     eval_steps = max(1, args.eval_every // batch)
@@ -131,7 +132,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
             tic = time.perf_counter()
             run.history.append({"samples": samples, "minutes": run.elapsed / 60, "val_error": val_error})
             if ranks.main:
-                log_validation(writer, run.history[-1], kind.draw(s, evaluated, args, task, "val", 0, 4))
+                picture = kind.draw(s, evaluated, args, task, "val", 0, min(4, val_env.split_size))
+                log_validation(writer, run.history[-1], picture)
                 improved, run.best_val = val_error < run.best_val, min(run.best_val, val_error)
                 save_validated(training_state(args, task, config, model, average, optimizer, scheduler, run,
                                               batch=batch, val_error=val_error, ranks=ranks_state),
@@ -158,9 +160,12 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
 
 
 def subcommand(prog: str, description: str, *, mc: bool = True) -> Parser:
-    """A subcommand's parser with the flags they share: --data-dir, --threads and (evaluating ones) --mc-samples."""
+    """A subcommand's parser with the flags they share: --dataset, --data-dir, --threads and (evaluating ones)
+    --mc-samples."""
     parser = Parser(prog=f"train.py {prog}", description=description)
-    parser.add_argument("--data-dir", default=None, help="MNIST cache folder")
+    parser.add_argument("--dataset", default=None, help="where the run's dataset (a folder or .npz) lies here, if not "
+                        "where it was when the run trained (checked to hold the same images)")
+    parser.add_argument("--data-dir", default=None, help="cache folder of the run's dataset (mnist or fashion-mnist)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="where the model runs: auto (cuda where torch sees a GPU, "
                         "else cpu), cpu, cuda or cuda:N")
@@ -188,7 +193,7 @@ def evaluate_command(argv: list[str]) -> int:
     parser.add_argument("--split", default="test", choices=("test", "val"), help="fixed set to evaluate on")
     opts = parse(parser, argv)
     print(json.dumps(evaluate_run(opts.run, split=opts.split, mc_samples=opts.mc_samples, data_dir=opts.data_dir,
-                                  device=opts.device), indent=2))
+                                  device=opts.device, dataset=opts.dataset), indent=2))
     return 0
 
 
@@ -211,7 +216,7 @@ def visualize_command(argv: list[str]) -> int:
     if not 1 <= opts.n <= 64:
         raise UsageError("--n must be in 1..64")
     written, note = visualize(opts.run, n=opts.n, first=opts.first, out=opts.out, data_dir=opts.data_dir,
-                              device=opts.device)
+                              device=opts.device, dataset=opts.dataset)
     print(wrote([str(w) for w in written], note))
     return 0
 
@@ -231,7 +236,7 @@ def curve_command(argv: list[str]) -> int:
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a run folder")
     report, figure = test_curve(run_dir, target=opts.target, mc_samples=opts.mc_samples, data_dir=opts.data_dir,
-                                log=print, device=opts.device)
+                                log=print, device=opts.device, dataset=opts.dataset)
     checkpoint.write_text(json.dumps(report, indent=2), run_dir / "test_curve.json")
     checkpoint.write_figure(figure, run_dir / "test_curve.png")
     print(f"wrote {run_dir / 'test_curve.json'} and {run_dir / 'test_curve.png'}")
@@ -269,7 +274,7 @@ def compare_command(argv: list[str]) -> int:
             raise UsageError(f"{run} is given twice")
     report, data, figures = comparison(opts.runs, canvases=canvases, repeats=opts.repeats, threads=opts.threads,
                                        data_dir=opts.data_dir, device=opts.device, shift_n=opts.shifts,
-                                       mc_samples=opts.mc_samples)
+                                       mc_samples=opts.mc_samples, dataset=opts.dataset)
     out = Path(opts.out)
     for name, figure in figures.items():
         checkpoint.write_figure(figure, out / name)

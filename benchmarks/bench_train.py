@@ -8,6 +8,7 @@ Run from the repository root (MNIST must be cached; ``make data`` fetches it):
     python benchmarks/bench_train.py --quick --threads 1          # smoke run
     python benchmarks/bench_train.py --recipe --batch-size 1024   # the agent `python train.py` trains by default
     python benchmarks/bench_train.py --json out.json              # also write the numbers as JSON
+    python benchmarks/bench_train.py --dataset rgb.npz            # ours on another dataset (e.g. RGB canvases)
 
 ``--reference PATH`` is a local checkout of https://github.com/kevinzakka/recurrent-visual-attention (obtained with
 ``git clone``; never copied into this repository). Its ``model.py`` is imported from PATH.
@@ -56,7 +57,7 @@ from envs.retina import Retina
 from envs.tasks import sample
 from ram.config import Args, resolve, task_of
 from ram.errors import UsageError
-from ram.kinds import make_env, n_actions
+from ram.kinds import channels_of, make_env, n_actions
 from ram.kinds import play as episode
 from ram.losses import hybrid_loss
 from ram.model import RAMConfig, RecurrentAttention
@@ -118,12 +119,12 @@ class Ours:
     name = "ours"
 
     def __init__(self, batch_size: int = 128, device: torch.device | None = None, train_data: str = "auto", *,
-                 recipe: bool = False):
+                 recipe: bool = False, dataset: str = "mnist"):
         device = device or torch.device("cpu")
         # The paper's agent (RNN core) unless ``recipe``: the step the reference implementation is timed beside. With
         # ``recipe``, the agent `python train.py` trains by default (LSTM core, a hidden layer in the policy).
         args = resolve(Args(task=TASK, recipe=recipe, progress=False, batch_size=batch_size, device=str(device),
-                    train_data=train_data))
+                            train_data=train_data, dataset=dataset))
         keep_freed_memory()
         task = task_of(args)
         args = dataclasses.replace(args, train_data=train_data_of(train_data, device, task))
@@ -132,7 +133,8 @@ class Ours:
         self.args, self.task, self.device = args, task, device
         self.env = make_env(spec("ram"), args, task, "train", args.batch_size)
         self.env.reset(seed=SEED)
-        config = RAMConfig(glimpse_shape=(task.n_scales, task.glimpse_size, task.glimpse_size),
+        retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
+        config = RAMConfig(glimpse_shape=retina.glimpse_shape(channels_of(args, task)),
                            n_classes=n_actions(self.env), hidden_size=args.hidden_size, core=args.core, std=args.std,
                            loc_hidden=args.loc_hidden)
         self.model = RecurrentAttention(config).to(device)
@@ -359,6 +361,8 @@ def main() -> None:
     parser.add_argument("--recipe", action="store_true", help="time the agent of the task's recipe (what `python "
                         "train.py` trains: LSTM core, a hidden layer in the policy, centre start) instead of the "
                         "paper's; not with --reference")
+    parser.add_argument("--dataset", default="mnist", help="our canvases' dataset, as train.py's flag (e.g. an .npz "
+                        "of RGB images, to time the colour path); not with --reference")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false", help="skip the per-part timing pass")
     parser.add_argument("--quick", action="store_true", help="1 repeat of 3 steps (smoke run)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
@@ -368,8 +372,8 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 5)
     if repeats < 1 or steps < 1 or warmup < 0 or args.threads < 1:
         parser.error("--repeats, --steps and --threads must be >= 1, --warmup >= 0")
-    if args.recipe and args.reference is not None:
-        parser.error("--reference times the paper's agent beside theirs: leave out --recipe")
+    if (args.recipe or args.dataset != "mnist") and args.reference is not None:
+        parser.error("--reference times the paper's agent on MNIST beside theirs: leave out --recipe and --dataset")
     try:
         device = resolve_device(args.device)
     except UsageError as e:
@@ -381,7 +385,7 @@ def main() -> None:
             "machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads, "task": TASK,
             "device": str(device), "gpu": torch.cuda.get_device_name(device) if cuda else None,
             "batch_sizes": args.batch_size, "repeats": repeats, "steps_per_repeat": steps, "warmup_steps": warmup,
-            "quick": args.quick, "recipe": args.recipe,
+            "quick": args.quick, "recipe": args.recipe, "dataset": args.dataset,
             "reference": None if args.reference is None else str(args.reference.resolve()),
             "reference_commit": None if args.reference is None else reference_commit(args.reference),
             "load_1min_before": round(os.getloadavg()[0], 2)}
@@ -392,7 +396,7 @@ def main() -> None:
     results, ratios, parts = [], {}, {}
     for B in args.batch_size:
         seed_everything(SEED)
-        ours = Ours(B, device, args.train_data, recipe=args.recipe)
+        ours = Ours(B, device, args.train_data, recipe=args.recipe, dataset=args.dataset)
         meta["train_data"] = ours.args.train_data
         sides: list[Ours | Theirs] = [ours]
         if args.reference is not None:

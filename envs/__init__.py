@@ -2,7 +2,8 @@
 
 ``import envs`` registers, in the ``ram`` namespace (gymnasium 1.x has no plugin discovery):
 
-- ``ram/ClutteredMNIST-v0``: any task, chosen with ``task=`` (default ``cluttered60``) and overrides;
+- ``ram/ClutteredMNIST-v0``: any task, chosen with ``task=`` (default ``cluttered60``) and overrides, filled with
+  ``dataset=`` (default ``mnist``; ``fashion-mnist``, an image folder or an ``.npz``: ``envs.datasets``);
 - one id per preset: ``ram/MNIST28-v0``, ``ram/Translated60-v0``, ``ram/Cluttered60-v0``, ``ram/Cluttered100-v0``;
 - ``ram/Catch-v0``: the paper's game of Catch through the retina (``envs.catch``; needs no MNIST).
 
@@ -13,11 +14,12 @@ from gymnasium.envs.registration import register, registry
 
 from envs.catch import CatchEnv, CatchVectorEnv
 from envs.cluttered_mnist import ClutteredMNISTEnv, ClutteredMNISTVectorEnv
+from envs.datasets import Dataset, load_dataset
 from envs.mnist import MNIST, DataError, load_mnist
 from envs.tasks import TASKS, Task, get_task
 
 __all__ = ["CATCH_ID", "ENV_IDS", "TASKS", "CatchEnv", "CatchVectorEnv", "ClutteredMNISTEnv", "ClutteredMNISTVectorEnv",
-           "DataError", "MNIST", "Task", "get_task", "load_mnist"]
+           "DataError", "Dataset", "MNIST", "Task", "get_task", "load_dataset", "load_mnist"]
 
 ENV_IDS = {
     "ram/ClutteredMNIST-v0": None,

@@ -1,4 +1,4 @@
-"""``python -m envs [--data-dir DIR]``: fetch and verify MNIST ahead of time."""
+"""``python -m envs [--dataset mnist|fashion-mnist] [--data-dir DIR]``: fetch and verify a dataset ahead of time."""
 
 import sys
 

@@ -11,12 +11,13 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-from envs.mnist import MNIST, load_mnist
+from envs.datasets import Dataset, as_dataset, load_dataset
+from envs.mnist import MNIST
 from envs.retina import Retina, integral_image
-from envs.tasks import BLOCK, Canvases, Task, fixed, get_task, require_canvases, sample, split_size
+from envs.tasks import BLOCK, Canvases, Task, fit, fixed, get_task, require_canvases, sample, split_size
 from envs.vector import BatchedVectorEnv
 
-N_CLASSES = 10
+N_CLASSES = 10  # MNIST's; an env's own is its dataset's (the action space's label)
 OBSERVATIONS = ("glimpse", "image")
 STARTS = ("random", "center")
 
@@ -39,10 +40,10 @@ def check_location(location: Any, n: int) -> np.ndarray:
     return np.clip(location, -1.0, 1.0)
 
 
-def check_label(label: Any, n: int) -> np.ndarray:
+def check_label(label: Any, n: int, n_classes: int = N_CLASSES) -> np.ndarray:
     label = np.asarray(label)
-    if label.size != n or not np.issubdtype(label.dtype, np.integer) or ((label < 0) | (label >= N_CLASSES)).any():
-        raise ValueError(f"action 'label' must be {n} integer(s) in 0..{N_CLASSES - 1}, got {label.tolist()}")
+    if label.size != n or not np.issubdtype(label.dtype, np.integer) or ((label < 0) | (label >= n_classes)).any():
+        raise ValueError(f"action 'label' must be {n} integer(s) in 0..{n_classes - 1}, got {label.tolist()}")
     return label.reshape(n).astype(np.int64)
 
 
@@ -58,8 +59,8 @@ class _CanvasStream:
     generator at a time.
     """
 
-    def __init__(self, mnist: MNIST, task: Task, chunk: int, *, prefetch: bool):
-        self.mnist, self.task, self.chunk = mnist, task, chunk
+    def __init__(self, data: Dataset, task: Task, chunk: int, *, prefetch: bool):
+        self.data, self.task, self.chunk = data, task, chunk
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="canvases") if prefetch else None
         self._bitgen = np.random.PCG64()
         self._hand: tuple[dict, Canvases] | None = None
@@ -92,7 +93,7 @@ class _CanvasStream:
 
     def _make(self) -> tuple[dict, Canvases]:
         before = self._bitgen.state
-        return before, sample(self.mnist, self.task, self._bitgen, self.chunk)
+        return before, sample(self.data, self.task, self._bitgen, self.chunk)
 
     def _ahead(self) -> None:
         self._next = self._worker.submit(self._make) if self._worker else None
@@ -121,7 +122,7 @@ class _Episodes:
     """The batched state of n episodes (canvases, their integral images, locations, step counts): the shared
     mechanics of the single and the vector environment, so the two cannot drift apart."""
 
-    def __init__(self, *, task: Task, split: str, mnist: MNIST, start: str, observation: str, n: int,
+    def __init__(self, *, task: Task, split: str, data: Dataset, start: str, observation: str, n: int,
                  prefetch: bool = False, repeats: int = 1):
         if repeats < 1 or n % repeats:
             raise ValueError(f"repeats must be a positive divisor of num_envs {n}, got {repeats}")
@@ -131,13 +132,13 @@ class _Episodes:
             raise ValueError(f"start must be one of {STARTS}, got {start!r}")
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
-        if split != "train" and split_size(mnist, split) == 0:  # split_size validates the split name
-            raise ValueError(f"the {split} split has no canvases: its digit pool is empty")
-        self.task, self.split, self.mnist, self.n, self.repeats = task, split, mnist, n, repeats
+        if split != "train" and split_size(data, split) == 0:  # split_size validates the split name
+            raise ValueError(f"the {split} split has no canvases: its image pool is empty")
+        self.task, self.split, self.data, self.n, self.repeats = task, split, data, n, repeats
         self.start, self.observation = start, observation
         self.retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
         C = task.canvas_size
-        self.images = np.zeros((n, C, C), np.uint8)
+        self.images = np.zeros((n, C, C, *data.train_images.shape[3:]), np.uint8)  # a channel axis for RGB
         self.S = integral_image(torch.from_numpy(self.images))
         self.labels = np.zeros(n, np.int64)
         self.index = np.full(n, -1, np.int64)  # canvas index in a fixed split, -1 for train
@@ -147,32 +148,30 @@ class _Episodes:
         self.cursor = 0
         self._blocks: dict[int, Canvases] = {}
         # A chunk is one step's canvases: with repeats K, the stream of an env of n / K sub-envs, canvas for canvas.
-        self.stream = _CanvasStream(mnist, task, n // repeats, prefetch=prefetch) if split == "train" else None
+        self.stream = _CanvasStream(data, task, n // repeats, prefetch=prefetch) if split == "train" else None
 
     @property
     def split_size(self) -> int | None:
         """Number of canvases in the fixed split, None for train (endless)."""
-        return None if self.split == "train" else split_size(self.mnist, self.split)
+        return None if self.split == "train" else split_size(self.data, self.split)
 
     def spaces(self) -> tuple[spaces.Dict, spaces.Dict]:
-        C = self.task.canvas_size
         if self.observation == "glimpse":
             obs = spaces.Dict({
-                "glimpse": spaces.Box(0.0, 1.0, self.retina.shape, np.float32),
+                "glimpse": spaces.Box(0.0, 1.0, self.retina.glimpse_shape(self.data.channels), np.float32),
                 "location": spaces.Box(-1.0, 1.0, (2,), np.float32),
             })
         else:
-            obs = spaces.Dict({"image": spaces.Box(0.0, 1.0, (C, C), np.float32)})
+            obs = spaces.Dict({"image": spaces.Box(0.0, 1.0, self.images.shape[1:], np.float32)})
         act = spaces.Dict({
             "location": spaces.Box(-1.0, 1.0, (2,), np.float32),
-            "label": spaces.Discrete(N_CLASSES),
+            "label": spaces.Discrete(self.data.n_classes),
         })
         return obs, act
 
     def fixed(self, index: np.ndarray) -> Canvases:
         """Canvases ``index`` of the fixed split, generated a block at a time (at most two blocks kept)."""
-        C = self.task.canvas_size
-        out = Canvases(np.empty((len(index), C, C), np.uint8), np.empty(len(index), np.int64),
+        out = Canvases(np.empty((len(index), *self.images.shape[1:]), np.uint8), np.empty(len(index), np.int64),
                        np.empty((len(index), 2), np.int64))
         blocks = index // BLOCK
         for block in np.unique(blocks):
@@ -181,8 +180,8 @@ class _Episodes:
                 if len(self._blocks) >= 2:
                     self._blocks.pop(next(iter(self._blocks)))
                 lo = block * BLOCK
-                hi = min(lo + BLOCK, split_size(self.mnist, self.split))
-                self._blocks[block] = fixed(self.mnist, self.task, self.split, lo, hi)
+                hi = min(lo + BLOCK, split_size(self.data, self.split))
+                self._blocks[block] = fixed(self.data, self.task, self.split, lo, hi)
             rows = blocks == block
             for target, source in zip(out, self._blocks[block]):
                 target[rows] = source[index[rows] - block * BLOCK]
@@ -207,7 +206,7 @@ class _Episodes:
             canvases = self.stream.take(len(rows) // self.repeats)
             self.index[rows] = -1
         else:
-            size = split_size(self.mnist, self.split)
+            size = split_size(self.data, self.split)
             if index is None:
                 index = (self.cursor + np.arange(len(rows))) % size
                 self.cursor = int((self.cursor + len(rows)) % size)
@@ -261,36 +260,52 @@ def paid(labels, named):
     return right.float() if isinstance(right, torch.Tensor) else right.astype(np.float32)
 
 
-def _make_episodes(task, split, mnist, data_dir, start, observation, n, prefetch, repeats=1,
+def resolve_data(dataset: str | Dataset | MNIST | None, data_dir: str | None = None, task: Task | None = None,
+                 mnist: MNIST | None = None) -> Dataset:
+    """The Dataset an env's ``dataset=`` (a name, a path, a Dataset; default mnist) or ``mnist=`` (MNIST's arrays)
+    argument stands for; a task's ``object_size`` resizes a folder's images of mixed sizes as they are read."""
+    if mnist is not None:
+        if dataset is not None:
+            raise ValueError("pass dataset= or mnist=, not both")
+        return as_dataset(mnist)
+    if dataset is None or isinstance(dataset, str):
+        return load_dataset(dataset or "mnist", data_dir=data_dir, object_size=task and task.object_size)
+    return as_dataset(dataset)
+
+
+def _make_episodes(task, split, dataset, mnist, data_dir, start, observation, n, prefetch, repeats=1,
                    **overrides) -> _Episodes:
     if isinstance(task, str):
         task = get_task(task, **overrides)
     elif any(v is not None for v in overrides.values()):
         task = task.with_(**{k: v for k, v in overrides.items() if v is not None})
     require_canvases(task)
-    mnist = mnist if mnist is not None else load_mnist(data_dir)
-    return _Episodes(task=task, split=split, mnist=mnist, start=start, observation=observation, n=n,
+    data = resolve_data(dataset, data_dir, task, mnist)
+    fit(task, data)
+    return _Episodes(task=task, split=split, data=data, start=start, observation=observation, n=n,
                      prefetch=prefetch, repeats=repeats)
 
 
 class ClutteredMNISTEnv(gym.Env):
     """
     ## Description
-    Classify the MNIST digit on a (possibly cluttered) canvas by looking at it through T glimpses of a
-    multi-resolution retina (Mnih et al. 2014). One episode is one canvas and T glimpses.
+    Classify the object (an MNIST digit, or an image of ``dataset``) on a (possibly cluttered) canvas by looking at it
+    through T glimpses of a multi-resolution retina (Mnih et al. 2014). One episode is one canvas and T glimpses.
 
     ## Action Space
-    ``Dict(location=Box(-1, 1, (2,), float32), label=Discrete(10))``: where to take the next glimpse
+    ``Dict(location=Box(-1, 1, (2,), float32), label=Discrete(n))``, n the dataset's classes (10 for MNIST): where
+    to take the next glimpse
     ((x, y), (-1, -1) top-left, see ``envs.retina``) and the predicted class. Locations outside [-1, 1] are
     clipped; NaN or a wrong shape raises ValueError. The label counts only at the last step.
 
     ## Observation Space
     ``observation="glimpse"`` (default): ``Dict(glimpse=Box(0, 1, (k, g, g), float32), location=Box(-1, 1, (2,)))``,
     the retina's reading and where it was taken. ``observation="image"``: ``Dict(image=Box(0, 1, (C, C)))``, the
-    whole canvas, for models without a glimpse sensor (same tasks and splits).
+    whole canvas, for models without a glimpse sensor (same tasks and splits). An RGB dataset adds a channel axis:
+    glimpses ``(k, 3, g, g)`` (each channel pooled as a grey image), the image ``(C, C, 3)``.
 
     ## Rewards
-    1 at the last step if ``label`` is the digit's class, else 0; 0 at every other step.
+    1 at the last step if ``label`` is the object's class, else 0; 0 at every other step.
 
     ## Starting State
     A new canvas (fresh for ``split="train"``, the next one of the fixed set for ``val``/``test``) and the first
@@ -304,7 +319,9 @@ class ClutteredMNISTEnv(gym.Env):
     ## Arguments
     ``task`` (a name from ``envs.TASKS`` or a ``Task``), overrides ``canvas_size``, ``n_clutter``,
     ``clutter_size``, ``glimpse_size``, ``n_scales``, ``scale``, ``n_glimpses``; ``split`` ("train", "val",
-    "test"); ``start``; ``observation``; ``data_dir`` (MNIST cache) or ``mnist`` (arrays); ``render_mode``
+    "test"); ``start``; ``observation``; ``dataset`` (``mnist``, ``fashion-mnist``, a folder or ``.npz`` path, or an
+    ``envs.datasets.Dataset``; ``envs.datasets`` says how its splits are made) with ``data_dir`` (its cache), or
+    ``mnist`` (MNIST's arrays); ``render_mode``
     ("rgb_array"). ``reset(options={"index": i})`` shows canvas i of a fixed split; ``reset(seed=...)`` on a fixed
     split also rewinds it to canvas 0.
 
@@ -315,17 +332,19 @@ class ClutteredMNISTEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
 
     def __init__(self, task: str | Task = "cluttered60", *, split: str = "train", start: str = "random",
-                 observation: str = "glimpse", data_dir: str | None = None, mnist: MNIST | None = None,
-                 render_mode: str | None = None, canvas_size: int | None = None, n_clutter: int | None = None,
-                 clutter_size: int | None = None, glimpse_size: int | None = None, n_scales: int | None = None,
-                 scale: int | None = None, n_glimpses: int | None = None):
+                 observation: str = "glimpse", dataset: str | Dataset | None = None, data_dir: str | None = None,
+                 mnist: MNIST | None = None, render_mode: str | None = None, canvas_size: int | None = None,
+                 n_clutter: int | None = None, clutter_size: int | None = None, glimpse_size: int | None = None,
+                 n_scales: int | None = None, scale: int | None = None, n_glimpses: int | None = None,
+                 object_size: int | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
-        self._episodes = _make_episodes(task, split, mnist, data_dir, start, observation, 1, False,
+        self._episodes = _make_episodes(task, split, dataset, mnist, data_dir, start, observation, 1, False,
                                         canvas_size=canvas_size, n_clutter=n_clutter, clutter_size=clutter_size,
                                         glimpse_size=glimpse_size, n_scales=n_scales, scale=scale,
-                                        n_glimpses=n_glimpses)
+                                        n_glimpses=n_glimpses, object_size=object_size)
+        self.dataset = self._episodes.data
         self.task = self._episodes.task
         self.split_size = self._episodes.split_size  # canvases in the fixed split (None for train)
         self.retina = self._episodes.retina
@@ -349,7 +368,7 @@ class ClutteredMNISTEnv(gym.Env):
         if self._episodes.t[0] > self.task.n_glimpses:
             raise RuntimeError("the episode has ended: call reset()")
         location = check_location(action["location"], 1)
-        label = check_label(action["label"], 1)
+        label = check_label(action["label"], 1, self.dataset.n_classes)
         reward, terminated = self._episodes.act(self._rows, location, label)
         info = {}
         if terminated[0]:
@@ -381,24 +400,26 @@ class ClutteredMNISTVectorEnv(BatchedVectorEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, task: str | Task = "cluttered60", *, split: str = "train",
-                 start: str = "random", observation: str = "glimpse", data_dir: str | None = None,
-                 mnist: MNIST | None = None, render_mode: str | None = None,
+                 start: str = "random", observation: str = "glimpse", dataset: str | Dataset | None = None,
+                 data_dir: str | None = None, mnist: MNIST | None = None, render_mode: str | None = None,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, canvas_size: int | None = None,
                  n_clutter: int | None = None, clutter_size: int | None = None, glimpse_size: int | None = None,
                  n_scales: int | None = None, scale: int | None = None, n_glimpses: int | None = None,
-                 repeats: int = 1):
+                 object_size: int | None = None, repeats: int = 1):
         num_envs = self.check_num_envs(num_envs)
-        self._episodes = _make_episodes(task, split, mnist, data_dir, start, observation, num_envs, True, repeats,
-                                        canvas_size=canvas_size, n_clutter=n_clutter, clutter_size=clutter_size,
-                                        glimpse_size=glimpse_size, n_scales=n_scales, scale=scale,
-                                        n_glimpses=n_glimpses)
+        self._episodes = _make_episodes(task, split, dataset, mnist, data_dir, start, observation, num_envs, True,
+                                        repeats, canvas_size=canvas_size, n_clutter=n_clutter,
+                                        clutter_size=clutter_size, glimpse_size=glimpse_size, n_scales=n_scales,
+                                        scale=scale, n_glimpses=n_glimpses, object_size=object_size)
+        self.dataset = self._episodes.data
         self._setup(self._episodes, num_envs, render_mode, autoreset_mode)
 
     def _rewind(self) -> None:
         self._episodes.reseed(self.np_random.bit_generator)
 
     def _actions(self, actions: dict) -> tuple[np.ndarray, ...]:
-        return check_location(actions["location"], self.num_envs), check_label(actions["label"], self.num_envs)
+        return (check_location(actions["location"], self.num_envs),
+                check_label(actions["label"], self.num_envs, self.dataset.n_classes))
 
     def _infos(self, terminated: np.ndarray, reward: np.ndarray) -> dict:
         return {"label": np.where(terminated, self._episodes.labels, 0), "_label": terminated.copy(),

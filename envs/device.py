@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from envs.cluttered_mnist import N_CLASSES, STARTS
-from envs.mnist import MNIST
+from envs.cluttered_mnist import STARTS
+from envs.datasets import Dataset, as_dataset
 from envs.retina import Retina
 from envs.tasks import Canvases, Task, compose, integers, pool, require_canvases
 
@@ -30,21 +30,22 @@ class DeviceCanvases:
     ``repeats`` K: each canvas is played by K consecutive episodes, as the env's ``repeats``; ``take`` hands out each
     canvas once (the retina's integral image is then made once per canvas) and K first locations for it."""
 
-    def __init__(self, mnist: MNIST, task: Task, num_envs: int, device: torch.device | str, *, start: str = "random",
+    def __init__(self, data: Dataset, task: Task, num_envs: int, device: torch.device | str, *, start: str = "random",
                  repeats: int = 1):
         if repeats < 1 or num_envs % repeats:
             raise ValueError(f"repeats must be a positive divisor of num_envs {num_envs}, got {repeats}")
         require_canvases(task)
         if start not in STARTS:
             raise ValueError(f"start must be one of {STARTS}, got {start!r}")
-        digits, labels = pool(mnist, "train")
+        data = as_dataset(data)  # MNIST's four arrays are the mnist dataset
+        digits, labels = pool(data, "train")
         self.device = torch.device(device)
-        self.digits = torch.tensor(digits, device=self.device)  # (55000, 28, 28) uint8: 43 MB, copied once
+        self.digits = torch.tensor(digits, device=self.device)  # MNIST: (55000, 28, 28) uint8, 43 MB, copied once
         self.labels = torch.from_numpy(labels.astype(np.int64)).to(self.device)
         self.task, self.num_envs, self.start, self.repeats = task, int(num_envs), start, repeats
         self.retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
         # The env's action for the label, so that the model is sized as for the env (the agent reads its size).
-        self.single_action_space = spaces.Dict({"label": spaces.Discrete(N_CLASSES)})
+        self.single_action_space = spaces.Dict({"label": spaces.Discrete(data.n_classes)})
         self.split_size = None  # endless, as the env's train split
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(0)

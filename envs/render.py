@@ -1,4 +1,4 @@
-"""The env's ``render``: a canvas with the glimpses taken on it, as an RGB array (Pillow; no matplotlib).
+"""The env's ``render``: a canvas (grey or RGB) with the glimpses taken on it, as an RGB array (Pillow; no matplotlib).
 
 The figures for people (grids, GIFs, TensorBoard) are ``ram.plots.trajectory_figure``; both take their boxes from
 ``envs.retina.Retina.boxes``."""
@@ -24,9 +24,11 @@ def glimpse_colour(t: int, n: int) -> tuple[int, int, int]:
 
 def draw_glimpses(image: np.ndarray, path: np.ndarray, retina: Retina, *, side: int = 240,
                   centres: bool = True) -> np.ndarray:
-    """RGB uint8 picture of a (C, C) uint8 canvas with every glimpse of ``path`` (T, 2): a box per scale, the
-    path between glimpse centres, and the latest glimpse in the brightest colour. About ``side`` pixels wide.
-    ``centres=False`` leaves out the dots at the glimpse centres (on a sparse screen they hide what is there)."""
+    """RGB uint8 picture of a (C, C) grey or (C, C, 3) RGB uint8 canvas with every glimpse of ``path`` (T, 2): a box
+    per scale, the path between glimpse centres, and the latest glimpse in the brightest colour. About ``side`` pixels
+    wide. ``centres=False`` leaves out the dots at the glimpse centres (on a sparse screen they hide what is there)."""
+    if image.ndim != 2 and (image.ndim != 3 or image.shape[-1] != 3):
+        raise ValueError(f"a canvas is (C, C) grey or (C, C, 3) RGB, got {image.shape}")
     C = image.shape[0]
     zoom = max(1, -(-side // C))
     picture = Image.fromarray(np.asarray(image, np.uint8)).resize((C * zoom, C * zoom), Image.NEAREST).convert("RGB")

@@ -33,15 +33,18 @@ def clip_location(l: Tensor) -> Tensor:
 
 
 def integral_image(images: Tensor) -> Tensor:
-    """Summed-area table S of (B, H, W) images, shape (B, H + 1, W + 1), S[:, i, j] = sum of images[:, :i, :j].
+    """Summed-area table S of (B, H, W) images, shape (B, H + 1, W + 1), S[:, i, j] = sum of images[:, :i, :j]; of
+    (B, H, W, C) colour images (channels last), one table per channel, (B, C, H + 1, W + 1).
 
     uint8 images give an exact integer table (int32 up to 2,896 x 2,896 pixels, where 255 * H * W < 2**31; int64
     beyond), read back as pixel / 255; floating images a float64 one.
     The table is on the images' device (the retina reads it there) and is not detached from autograd.
     """
-    if images.dim() != 3:
-        raise ValueError(f"images must have shape (B, H, W), got {tuple(images.shape)}")
-    B, H, W = images.shape
+    if images.dim() == 4:
+        images = images.permute(0, 3, 1, 2)  # (B, C, H, W): each channel a table of its own
+    elif images.dim() != 3:
+        raise ValueError(f"images must have shape (B, H, W) or (B, H, W, C), got {tuple(images.shape)}")
+    H, W = images.shape[-2:]
     wide = torch.int32 if 255 * H * W < 2**31 else torch.int64
     dtype = wide if images.dtype == torch.uint8 else torch.float64
     # A zero row and column in front, then running sums along rows and down columns, in place (faster than cumsums
@@ -49,7 +52,7 @@ def integral_image(images: Tensor) -> Tensor:
     # another thread, an op big enough to run in parallel starts a second OpenMP thread team, and that team, even
     # idle, halved the training step's speed (both measured in docs/speed.md).
     S = F.pad(images.to(dtype), (1, 0, 1, 0))
-    return S.cumsum_(2).cumsum_(1)
+    return S.cumsum_(-1).cumsum_(-2)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,8 +73,12 @@ class Retina:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """Shape of one glimpse: (k, g, g)."""
+        """Shape of one glimpse of a grey image: (k, g, g)."""
         return (self.k, self.g, self.g)
+
+    def glimpse_shape(self, channels: int = 1) -> tuple[int, ...]:
+        """Shape of one glimpse of an image of ``channels`` channels: (k, g, g) grey, (k, C, g, g) colour."""
+        return self.shape if channels == 1 else (self.k, channels, self.g, self.g)
 
     @property
     def widest(self) -> int:
@@ -125,7 +132,14 @@ class Retina:
         return torch.cat([x0y0, x0y0 + sides[:, None]], dim=-1)
 
     def read(self, S: Tensor, l: Tensor) -> Tensor:
-        """Glimpses from a summed-area table S (B, H+1, W+1) at locations l (B, 2): (B, k, g, g) float32 in [0, 1]."""
+        """Glimpses from a summed-area table S (B, H+1, W+1) at locations l (B, 2): (B, k, g, g) float32 in [0, 1]; from
+        the tables of colour images (B, C, H+1, W+1), each channel pooled as a grey image's: (B, k, C, g, g)."""
+        if S.dim() == 4:  # colour: the channels' tables read as B * C grey ones at their image's locations
+            B, C = S.shape[:2]
+            if l.shape != (B, 2):
+                raise ValueError(f"locations must have shape ({B}, 2), got {tuple(l.shape)}")
+            out = self.read(S.reshape(B * C, *S.shape[2:]), l.repeat_interleave(C, 0))
+            return out.view(B, C, self.k, self.g, self.g).transpose(1, 2).contiguous()
         B, H1, W1 = S.shape
         if H1 != W1:
             raise ValueError(f"the retina reads square images, got {H1 - 1}x{W1 - 1}")
@@ -151,7 +165,8 @@ class Retina:
         return sums.to(divisor.dtype).div_(divisor).float()
 
     def __call__(self, images: Tensor, l: Tensor) -> Tensor:
-        """Glimpses of (B, H, W) images (uint8 in 0..255, or float in [0, 1]) at l (B, 2): (B, k, g, g) float32."""
+        """Glimpses of (B, H, W) images (uint8 in 0..255, or float in [0, 1]) at l (B, 2): (B, k, g, g) float32; of
+        (B, H, W, C) colour images, (B, k, C, g, g)."""
         return self.read(integral_image(images), l)
 
 

@@ -1,17 +1,18 @@
 """The tasks of Mnih et al. (2014) and the one generator of their canvases.
 
-A canvas is a square uint8 image: one MNIST digit pasted at a uniformly random position, plus
-``n_clutter`` pieces of clutter (random ``clutter_size`` square crops of *other* digits) at uniformly
-random positions; overlaps keep the brighter pixel. Generation is vectorised over the batch: the only
-Python loop runs over the clutter pieces.
+A task is the canvas recipe (size, clutter, the sensor, glimpses); a dataset (``envs.datasets``: MNIST by default)
+fills it. A canvas is a square uint8 image, grey (C, C) or RGB (C, C, 3) as its dataset: one object (a digit of
+MNIST) pasted at a uniformly random position, plus ``n_clutter`` pieces of clutter (random ``clutter_size`` square
+crops of *other* images of the same split) at uniformly random positions; overlaps keep the brighter pixel (per
+channel). Generation is vectorised over the batch: the only Python loop runs over the clutter pieces.
 
-Splits: ``train`` draws fresh canvases every episode from MNIST train digits 0..54,999; ``val`` is a
-fixed set of 5,000 canvases, one per train digit 55,000..59,999; ``test`` a fixed set of 10,000 canvases,
-one per MNIST test digit. Fixed sets are generated in blocks of ``BLOCK`` canvases, each from its own
-seed derived from ``PUBLISHED_SEED``, the split and the geometry, with the PCG64 bit stream only (its
-output is fixed by numpy's stability promise), so they are bit-identical on every machine and run. A task whose
-``digit_size`` is not 28 resizes its digits with torch's bilinear interpolation too: its sets depend on that kernel
-as well (their checksums are pinned in the tests, so a change shows).
+Splits: ``train`` draws fresh canvases every episode from the dataset's training pool (MNIST: digits 0..54,999);
+``val`` is a fixed set of canvases, one per validation image (MNIST: 5,000, train digits 55,000..59,999); ``test`` a
+fixed set, one per test image (MNIST: 10,000). Fixed sets are generated in blocks of ``BLOCK`` canvases, each from its
+own seed derived from ``PUBLISHED_SEED``, the split and the geometry, with the PCG64 bit stream only (its output is
+fixed by numpy's stability promise), so they are bit-identical on every machine and run. A task whose
+``object_size`` is not its dataset's resizes its objects with torch's bilinear interpolation too: its sets depend on
+that kernel as well (their checksums are pinned in the tests, so a change shows).
 """
 
 from __future__ import annotations
@@ -24,12 +25,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from envs.mnist import MNIST
+from envs.datasets import PUBLISHED_SEED, Dataset, as_dataset
 
-PUBLISHED_SEED = 20140611
 BLOCK = 1000
 SPLITS = ("train", "val", "test")
-TRAIN_DIGITS = 55000
 DIGIT = 28
 CATCH_MIN = 4  # the smallest screen of catch: a ball and a 2-pixel paddle with room to move
 
@@ -38,13 +37,13 @@ class KindRules(NamedTuple):
     """What the world asks of the tasks of one kind (``Task.kind``); the agent's side of a kind (its loss, evaluation,
     pictures) is ``ram.kinds``. A new kind of task adds one entry to ``KIND_RULES``."""
 
-    # Its episodes are canvases of MNIST digits: the fixed sets, the ClutteredMNIST env and the device canvases serve
-    # it, and its canvas must hold a digit; False: its env makes its own screens (a game).
+    # Its episodes are canvases of a dataset's images: the fixed sets, the ClutteredMNIST env and the device canvases
+    # serve it, and its canvas must hold an object; False: its env makes its own screens (a game).
     canvases: bool = True
     # The episode's length as the world fixes it from the screen's side (a game: the ball falls a row a step); None:
     # the number of glimpses is the agent's choice.
     length: Callable[[int], int] | None = None
-    smallest: int = DIGIT  # the smallest canvas side
+    smallest: int = 1  # the smallest canvas side (a dataset's objects must fit it too: ``fit``)
 
 
 KIND_RULES: dict[str, KindRules] = {
@@ -74,9 +73,9 @@ class Task:
     scale: int = 2
     n_glimpses: int = 6
     kind: str = "classify"
-    # The object's side in pixels: a digit is resized to it (bilinear, antialiased) before it is placed; the clutter
-    # is cut from digits as they are. 28: MNIST's own.
-    digit_size: int = DIGIT
+    # The object's side in pixels: an image is resized to it (bilinear, antialiased) before it is placed; the clutter
+    # is cut from images as they are. None: the dataset's own (28 for MNIST).
+    object_size: int | None = None
     # Training canvases draw their number of clutter pieces uniformly from n_clutter - spread .. n_clutter + spread
     # (at least 0), a lever for robustness to clutter; the fixed validation and test sets keep n_clutter.
     clutter_spread: int = 0
@@ -86,12 +85,11 @@ class Task:
         digits = rules.canvases
         checks = (
             (self.canvas_size >= rules.smallest, f"canvas_size must be >= {rules.smallest}, got {self.canvas_size}"),
-            (not digits or 1 <= self.digit_size <= self.canvas_size,
-             f"digit_size must be in 1..canvas_size ({self.canvas_size}), got {self.digit_size}"),
+            (not digits or self.object_size is None or 1 <= self.object_size <= self.canvas_size,
+             f"object_size must be in 1..canvas_size ({self.canvas_size}), got {self.object_size}"),
             (self.clutter_spread >= 0, f"clutter_spread must be >= 0, got {self.clutter_spread}"),
             (self.n_clutter >= 0, f"n_clutter must be >= 0, got {self.n_clutter}"),
-            (not digits or 1 <= self.clutter_size <= DIGIT,
-             f"clutter_size must be in 1..{DIGIT}, got {self.clutter_size}"),
+            (not digits or self.clutter_size >= 1, f"clutter_size must be >= 1, got {self.clutter_size}"),
             (not digits or self.clutter_size <= self.canvas_size, "clutter_size must not exceed canvas_size"),
             (self.glimpse_size >= 1, f"glimpse_size must be >= 1, got {self.glimpse_size}"),
             (not digits or self.glimpse_size <= self.canvas_size,  # a game's small screen may be smaller: zeros beyond
@@ -130,6 +128,16 @@ PAPER_ERRORS = {("mnist28", 6): 1.12, ("translated60", 6): 1.22, ("cluttered60",
                 ("cluttered60", 8): 4.04, ("cluttered100", 8): 8.11}
 
 
+def task_from(fields: dict) -> Task:
+    """A Task from its saved fields (a checkpoint's). One saved before datasets named the object's side digit_size,
+    28 for MNIST's own: that is the default now (None, the dataset's own)."""
+    fields = dict(fields)
+    if "digit_size" in fields:
+        side = fields.pop("digit_size")
+        fields["object_size"] = None if side == DIGIT else side
+    return Task(**fields)
+
+
 def require_canvases(task: Task) -> None:
     """ValueError unless ``task``'s episodes are canvases of digits (a game makes its own screens, in its env)."""
     if not rules_of(task.kind).canvases:
@@ -137,16 +145,29 @@ def require_canvases(task: Task) -> None:
                          "not canvases of digits")
 
 
-def shifts(task: Task) -> dict[str, Task]:
+def fit(task: Task, dataset: Dataset) -> None:
+    """ValueError (one line) unless ``dataset``'s objects fit ``task``'s canvas and its clutter can be cut from them."""
+    require_canvases(task)
+    side = task.object_size or dataset.side
+    if side > task.canvas_size:
+        raise ValueError(f"the objects of {dataset.name} ({side} pixels) do not fit the {task.canvas_size}-pixel "
+                         "canvas: pass a larger --canvas-size or a smaller --object-size")
+    if task.n_clutter and task.clutter_size > dataset.side:
+        raise ValueError(f"clutter pieces of {task.clutter_size} pixels cannot be cut from the {dataset.side}-pixel "
+                         f"images of {dataset.name}: pass a smaller --clutter-size")
+
+
+def shifts(task: Task, side: int = DIGIT) -> dict[str, Task]:
     """The test sets of ``task`` off its training distribution, each a task of its own (so a fixed, seeded set, as
     every other): twice and three times the clutter, a canvas 5/3 as wide with the clutter's density held (60 -> 100
-    pixels), and objects at 0.75 and 1.5 times their side. Shifts that change nothing (no clutter to multiply) or
-    do not fit (an object wider than the canvas) are left out."""
-    C, N, D = task.canvas_size, task.n_clutter, task.digit_size
+    pixels), and objects at 0.75 and 1.5 times their side (``side``: the dataset's images' where the task keeps them
+    as they are). Shifts that change nothing (no clutter to multiply) or do not fit (an object wider than the canvas)
+    are left out."""
+    C, N, D = task.canvas_size, task.n_clutter, task.object_size or side
     wide = round(C * 5 / 3)
     candidates = {"clutter x2": {"n_clutter": 2 * N}, "clutter x3": {"n_clutter": 3 * N},
                   f"canvas {wide}": {"canvas_size": wide, "n_clutter": round(N * wide**2 / C**2)},
-                  "digits x0.75": {"digit_size": round(D * 0.75)}, "digits x1.5": {"digit_size": round(D * 1.5)}}
+                  "digits x0.75": {"object_size": round(D * 0.75)}, "digits x1.5": {"object_size": round(D * 1.5)}}
     out = {}
     for name, changes in candidates.items():
         try:
@@ -187,9 +208,9 @@ def integers(bitgen: np.random.BitGenerator | torch.Generator, high: int, size: 
 
 
 class Canvases(NamedTuple):
-    images: np.ndarray  # (N, C, C) uint8
+    images: np.ndarray  # (N, C, C) uint8, or (N, C, C, 3) for an RGB dataset
     labels: np.ndarray  # (N,) int64
-    positions: np.ndarray  # (N, 2) int64: (x, y) of the digit's top-left pixel
+    positions: np.ndarray  # (N, 2) int64: (x, y) of the object's top-left pixel
 
 
 def _square(image, xy, w: int, side: int):
@@ -209,21 +230,27 @@ def compose(
     *,
     spread: bool = False,
 ) -> Canvases:
-    """Canvases of ``task`` for ``digits[index]``, with clutter cut from other digits of ``digits``.
+    """Canvases of ``task`` for the objects ``digits[index]`` ((N, S, S) or (N, S, S, channels) uint8), with clutter
+    cut from other objects of ``digits``.
 
-    Draws, in this order: digit positions (x then y), then (with ``spread``, for training canvases of a task with a
-    ``clutter_spread``) each canvas's number of pieces, then per clutter piece its source digit, crop corner (x, y)
+    Draws, in this order: object positions (x then y), then (with ``spread``, for training canvases of a task with a
+    ``clutter_spread``) each canvas's number of pieces, then per clutter piece its source object, crop corner (x, y)
     and canvas position (x, y). numpy arrays and a numpy bit generator make the canvases of every fixed set and of
     CPU training; torch tensors and a ``torch.Generator`` on their device make them there (``envs.device``, for
     training on a GPU): the same rules, another random stream.
     """
-    n, C, c, D = len(index), task.canvas_size, task.clutter_size, task.digit_size
+    n, C, c = len(index), task.canvas_size, task.clutter_size
+    S = digits.shape[1]
+    D = task.object_size or S
+    shape = (n, C, C, *digits.shape[3:])  # a channel axis for RGB
     if isinstance(digits, torch.Tensor):
-        canvas, maximum = torch.zeros((n, C, C), dtype=torch.uint8, device=digits.device), torch.maximum
+        canvas, maximum = torch.zeros(shape, dtype=torch.uint8, device=digits.device), torch.maximum
         images = torch.arange(n, device=digits.device)
     else:
-        canvas, maximum, images = np.zeros((n, C, C), dtype=np.uint8), np.maximum, np.arange(n)
-    flat, flat_digits = canvas.reshape(-1), digits.reshape(-1)
+        canvas, maximum, images = np.zeros(shape, dtype=np.uint8), np.maximum, np.arange(n)
+    # One row per pixel, its channels along it: the flat indices below pick pixels, every channel at once.
+    channels = 1 if digits.ndim == 3 else digits.shape[3]
+    flat, flat_digits = canvas.reshape(-1, channels), digits.reshape(-1, channels)
     pos = integers(bitgen, C - D + 1, (n, 2))
     pieces, counts = task.n_clutter, None
     if spread and task.clutter_spread:
@@ -231,11 +258,11 @@ def compose(
         counts = low + integers(bitgen, 2 * task.clutter_spread + 1, n)  # below 0: no clutter
         pieces = task.n_clutter + task.clutter_spread
     for j in range(pieces):
-        # A different digit: shift by 1..N-1 so the piece never comes from the digit being classified.
+        # A different object: shift by 1..N-1 so the piece never comes from the object being classified.
         source = (index + 1 + integers(bitgen, max(len(digits) - 1, 1), n)) % len(digits)
-        corner = integers(bitgen, DIGIT - c + 1, (n, 2))
+        corner = integers(bitgen, S - c + 1, (n, 2))
         at = integers(bitgen, C - c + 1, (n, 2))
-        piece = flat_digits[_square(source, corner, c, DIGIT)]
+        piece = flat_digits[_square(source, corner, c, S)]
         where = _square(images, at, c, C)  # distinct pixels: the read-modify-write below has no duplicate index
         if counts is not None:  # this piece only on the canvases that draw more than j pieces
             keep = counts > j
@@ -243,41 +270,39 @@ def compose(
         flat[where] = maximum(flat[where], piece)
 
     where = _square(images, pos, D, C)
-    flat[where] = maximum(flat[where], resized(digits[index], D).reshape(n, -1))
+    flat[where] = maximum(flat[where], resized(digits[index], D).reshape(n, D * D, channels))
     return Canvases(canvas, labels[index].astype(np.int64) if isinstance(labels, np.ndarray) else labels[index], pos)
 
 
-def resized(digits, side: int):
-    """(n, 28, 28) uint8 digits at ``side`` x ``side`` pixels (bilinear, antialiased when shrinking; numpy or torch,
-    as given); as they are at 28."""
-    if side == DIGIT:
+def resized(digits, side: int | None):
+    """(n, S, S) or (n, S, S, channels) uint8 objects at ``side`` x ``side`` pixels (bilinear, antialiased when
+    shrinking; numpy or torch, as given); as they are at their own side (or ``side`` None)."""
+    if side is None or side == digits.shape[1]:
         return digits
-    x = torch.as_tensor(digits).float()[:, None]
+    x = torch.as_tensor(digits).float()
+    x = x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2)  # (n, channels, S, S)
     out = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False,
-                                          antialias=side < DIGIT)
-    out = out[:, 0].round().clamp(0, 255).to(torch.uint8)
+                                          antialias=side < digits.shape[1])
+    out = out.round().clamp(0, 255).to(torch.uint8)
+    out = out[:, 0] if digits.ndim == 3 else out.permute(0, 2, 3, 1).contiguous()
     return out if isinstance(digits, torch.Tensor) else out.numpy()
 
 
-def pool(mnist: MNIST, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The digits and labels a split draws from."""
-    if split == "train":
-        return mnist.train_images[:TRAIN_DIGITS], mnist.train_labels[:TRAIN_DIGITS]
-    if split == "val":
-        return mnist.train_images[TRAIN_DIGITS:], mnist.train_labels[TRAIN_DIGITS:]
-    if split == "test":
-        return mnist.test_images, mnist.test_labels
-    raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+def pool(data: Dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels a split draws from (``data``: a Dataset, or MNIST's four arrays)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    return as_dataset(data).split(split)
 
 
-def split_size(mnist: MNIST, split: str) -> int:
-    """Number of canvases in a fixed split (the number of digits in its pool)."""
-    return len(pool(mnist, split)[0])
+def split_size(data: Dataset, split: str) -> int:
+    """Number of canvases in a fixed split (the number of images in its pool)."""
+    return len(pool(data, split)[1])
 
 
-def sample(mnist: MNIST, task: Task, bitgen: np.random.BitGenerator, n: int) -> Canvases:
-    """``n`` fresh training canvases: digits drawn uniformly with replacement from the train pool."""
-    digits, labels = pool(mnist, "train")
+def sample(data: Dataset, task: Task, bitgen: np.random.BitGenerator, n: int) -> Canvases:
+    """``n`` fresh training canvases: objects drawn uniformly with replacement from the train pool."""
+    digits, labels = pool(data, "train")
     return compose(digits, labels, integers(bitgen, len(digits), n), task, bitgen, spread=True)
 
 
@@ -285,16 +310,16 @@ def _block_seed(task: Task, split: str, block: int) -> np.random.SeedSequence:
     # The geometry (not the sensor) decides the set: the same canvases serve every sensor and every model. A resized
     # object makes another set (the sets of MNIST-sized digits keep their seeds, so their checksums stand).
     geometry = f"{split}:{task.canvas_size}:{task.n_clutter}:{task.clutter_size}"
-    geometry += f":{task.digit_size}" if task.digit_size != DIGIT else ""
+    geometry += f":{task.object_size}" if task.object_size not in (None, DIGIT) else ""
     return np.random.SeedSequence([PUBLISHED_SEED, zlib.crc32(geometry.encode()), block])
 
 
-def fixed(mnist: MNIST, task: Task, split: str, start: int = 0, stop: int | None = None) -> Canvases:
-    """Canvases ``start:stop`` of the fixed ``val`` or ``test`` set: canvas i shows digit i of the split's pool."""
+def fixed(data: Dataset, task: Task, split: str, start: int = 0, stop: int | None = None) -> Canvases:
+    """Canvases ``start:stop`` of the fixed ``val`` or ``test`` set: canvas i shows image i of the split's pool."""
     if split not in ("val", "test"):
         raise ValueError(f"only val and test are fixed sets, got {split!r}")
     require_canvases(task)
-    digits, labels = pool(mnist, split)
+    digits, labels = pool(data, split)
     stop = len(digits) if stop is None else stop
     if not 0 <= start <= stop <= len(digits):
         raise ValueError(f"range {start}:{stop} outside the {len(digits)} canvases of {split}")
@@ -306,5 +331,6 @@ def fixed(mnist: MNIST, task: Task, split: str, start: int = 0, stop: int | None
         parts.append(Canvases(*(x[a:b] for x in part)))
     if not parts:
         C = task.canvas_size
-        return Canvases(np.zeros((0, C, C), np.uint8), np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
+        return Canvases(np.zeros((0, C, C, *digits.shape[3:]), np.uint8), np.zeros(0, np.int64),
+                        np.zeros((0, 2), np.int64))
     return Canvases(*(np.concatenate(x) for x in zip(*parts)))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from envs.retina import Retina
-from envs.tasks import Task
+from envs.tasks import Task, task_from
 from ram import checkpoint
 from ram.model import RAMConfig, RecurrentAttention
 
@@ -45,7 +45,7 @@ class Agent:
         config = RAMConfig(**{**state["model_config"], "glimpse_shape": tuple(state["model_config"]["glimpse_shape"])})
         model = RecurrentAttention(config)
         model.load_state_dict(state["model"])
-        return cls.on_task(model.to(device), Task(**state["task"]), start=state["args"]["start"])
+        return cls.on_task(model.to(device), task_from(state["task"]), start=state["args"]["start"])
 
     @classmethod
     def on_task(cls, model: RecurrentAttention, task: Task, *, start: str) -> Agent:
@@ -53,19 +53,28 @@ class Agent:
         retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
         return cls(model, canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses, start=start)
 
+    @property
+    def canvas_shape(self) -> tuple[int, ...]:
+        """The shape of one canvas this agent reads: (C, C) grey, (C, C, channels) colour."""
+        glimpse = self.model.config.glimpse_shape  # (k, g, g), or (k, channels, g, g)
+        C = self.canvas_size
+        return (C, C) if len(glimpse) == 3 else (C, C, glimpse[1])
+
     @torch.no_grad()
     def predict(self, images: np.ndarray, *, samples: int = 1, seed: int = 0, batch_size: int = 1000) -> Prediction:
-        """Classify (N, C, C) canvases. ``samples=1``: the greedy policy (mean locations); ``samples=M > 1``:
-        M sampled rollouts, probabilities averaged (locations are those of the first). The first glimpse is
-        where the agent was trained to start: the centre, or a random location drawn from ``seed``."""
+        """Classify (N, C, C) canvases, or (N, C, C, 3) RGB ones for an agent trained on colour images.
+        ``samples=1``: the greedy policy (mean locations); ``samples=M > 1``: M sampled rollouts, probabilities
+        averaged (locations are those of the first). The first glimpse is where the agent was trained to start: the
+        centre, or a random location drawn from ``seed``."""
         if self.model.config.act_every_step:
             raise ValueError("this agent plays catch, it does not classify: play it in envs.CatchEnv (docs/catch.md)")
         images = np.asarray(images)
-        C = self.canvas_size
-        if images.ndim == 2:
+        shape = self.canvas_shape
+        if images.ndim == len(shape):
             images = images[None]
-        if images.ndim != 3 or images.shape[1:] != (C, C):
-            raise ValueError(f"images must have shape (N, {C}, {C}) for this agent, got {images.shape}")
+        if images.shape[1:] != shape:
+            raise ValueError(f"images must have shape (N, {', '.join(map(str, shape))}) for this agent, got "
+                             f"{images.shape}")
         is_float = np.issubdtype(images.dtype, np.floating)
         if images.dtype != np.uint8 and not (is_float and images.min(initial=0) >= 0 and images.max(initial=0) <= 1):
             raise ValueError("images must be uint8 in 0..255 or floats in [0, 1]")

@@ -67,7 +67,7 @@ def load(path: str | Path) -> dict[str, Any]:
     return obj
 
 
-AGENT_KEYS = ("args", "task", "model_config", "model", "samples", "val_error", "init_samples")
+AGENT_KEYS = ("args", "task", "model_config", "model", "samples", "val_error", "init_samples", "dataset")
 
 
 def agent_only(state: dict[str, Any]) -> dict[str, Any]:

@@ -58,12 +58,12 @@ def latency(fn: Callable, images: Tensor, *, repeats: int = 7, min_seconds: floa
     return statistics.median(times)
 
 
-def values_read(*, canvas_size: int, retina: Retina | None = None, n_glimpses: int = 0) -> int:
+def values_read(*, canvas_size: int, retina: Retina | None = None, n_glimpses: int = 0, channels: int = 1) -> int:
     """Numbers that enter the model per image: RAM's sensor gives T glimpses of k patches of g x g values (each an
-    average of the pixels under it); a whole-canvas model reads every pixel."""
+    average of the pixels under it) per channel; a whole-canvas model reads every pixel's channels."""
     if retina is None:
-        return canvas_size * canvas_size
-    return n_glimpses * retina.k * retina.g * retina.g
+        return canvas_size * canvas_size * channels
+    return n_glimpses * retina.k * retina.g * retina.g * channels
 
 
 def pixels_covered(locations: Tensor, retina: Retina, canvas_size: int) -> float:

@@ -25,7 +25,7 @@ BOOKKEEPING = ("resume", "run_dir", "progress", "data_dir", "threads", "stop_aft
 # Flags that override a field of the task preset (envs.tasks.Task): flag field -> Task field.
 TASK_FLAGS = {"glimpses": "n_glimpses", "glimpse_size": "glimpse_size", "scales": "n_scales",
               "canvas_size": "canvas_size", "clutter": "n_clutter", "clutter_size": "clutter_size", "scale": "scale",
-              "digit_size": "digit_size", "clutter_spread": "clutter_spread"}
+              "object_size": "object_size", "clutter_spread": "clutter_spread"}
 
 
 def _flag(default, help: str, **kw):
@@ -78,6 +78,8 @@ class Args:
     """Every hyperparameter of a run; saved with it (config.json) and with every checkpoint."""
 
     task: str = _flag("cluttered60", "task preset (sets the canvas, clutter and the paper's sensor; catch: the game)")
+    dataset: str = _flag("mnist", "the images that fill the task's canvases: mnist, fashion-mnist, a folder of class "
+                         "folders (PNG/JPEG, grey or RGB) or an .npz of images and labels (docs/datasets.md)")
     recipe: bool = _flag(True, "fill the flags left unset from the task's recipe for its glimpse count (RECIPES in "
                          "ram/config.py; --no-recipe: the plain defaults, as commands written before the recipe)")
     model: str = _flag("ram", "the model, an entry of the registry (ram.registry): ram is hard attention trained "
@@ -92,8 +94,9 @@ class Args:
     clutter: int | None = _flag(None, "pieces of clutter per canvas (default: the task's)")
     clutter_size: int | None = _flag(None, "side of each clutter piece in pixels (default: 8)")
     scale: int | None = _flag(None, "each retina scale is this many times wider than the previous one (default: 2)")
-    digit_size: int | None = _flag(None, "side of the object in pixels: each digit is resized to it (default: 28, "
-                                   "MNIST's own)")
+    object_size: int | None = _flag(None, "side of the object in pixels: each image is resized to it (default: the "
+                                    "dataset's own, 28 for MNIST; a folder's or .npz's images of mixed sizes are "
+                                    "resized to it when read)")
     clutter_spread: int | None = _flag(None, "training canvases draw their number of clutter pieces uniformly from "
                                        "--clutter minus to plus this (at least 0); validation and test keep --clutter "
                                        "(default: 0)")
@@ -166,8 +169,8 @@ class Args:
     run_dir: str | None = _flag(None, "run folder (default: runs/TASK-Tg-sSEED for RAM, runs/TASK-MODEL-sSEED for "
                                 "the others)")
     resume: bool = _flag(False, "continue the run in --run-dir from its last checkpoint, with its own settings")
-    data_dir: str | None = _flag(None, "MNIST cache folder (default: $RAM_DATA_DIR, else $XDG_CACHE_HOME/ram/mnist, "
-                                 "else ~/.cache/ram/mnist)")
+    data_dir: str | None = _flag(None, "cache folder of --dataset mnist or fashion-mnist (default: MNIST's "
+                                 "$RAM_DATA_DIR, else $XDG_CACHE_HOME/ram/NAME, else ~/.cache/ram/NAME)")
     progress: bool = _flag(True, "show a progress bar (--no-progress for logs)")
     stop_after: int | None = _flag(None, "end this invocation after it has seen this many samples (checkpointed; "
                                    "--resume continues), e.g. to fit a job into a time slot")
@@ -243,7 +246,7 @@ def add_fields(parser: argparse.ArgumentParser) -> None:
 
 
 POSITIVE = ("heads", "patch_size", "d_model", "layers", "glimpses", "glimpse_size", "scales", "canvas_size",
-            "clutter_size", "scale", "digit_size", "batch_size", "samples", "eval_every", "eval_batch", "mc_samples",
+            "clutter_size", "scale", "object_size", "batch_size", "samples", "eval_every", "eval_batch", "mc_samples",
             "threads", "hidden_size", "glimpse_hidden", "g_size", "stop_after", "rollouts")
 
 

@@ -18,9 +18,12 @@ import torch
 from torch import Tensor
 
 import envs  # noqa: F401 - registers the ram/ environments
-from envs import load_mnist
 from envs.cluttered_mnist import paid
+from envs.datasets import Dataset, load_dataset
 from envs.device import DeviceCanvases
+from envs.mnist import SOURCES, DataError
+from envs.tasks import fit
+from ram.errors import UsageError
 from ram.losses import hybrid_loss
 
 if TYPE_CHECKING:
@@ -40,21 +43,37 @@ class Episode(NamedTuple):
     reward: Tensor  # (B,) what the env paid: 1 for a correct label
 
 
+def data_of(args: Args, task) -> Dataset:
+    """The run's dataset (--dataset, --data-dir; a folder's images of mixed sizes resized to --object-size), checked
+    to fit its task. A mistake in the user's data or flags is a UsageError (one line, exit 2); a registered dataset
+    that cannot be fetched stays a DataError."""
+    try:
+        data = load_dataset(args.dataset, data_dir=args.data_dir, object_size=task.object_size)
+        fit(task, data)
+    except DataError as e:
+        if args.dataset in SOURCES:
+            raise
+        raise UsageError(str(e)) from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return data
+
+
 def make_env(spec: ModelSpec, args: Args, task, split: str, num_envs: int, *, device=None, **kw):
     """The batched classification env of ``split`` for the model of ``spec`` (autoreset off: every batch is one
     episode each); ``kw`` go to the env (e.g. ``render_mode``). Training with ``--train-data device`` gets canvases
     made on ``device`` instead (default ``--device``; under torchrun, the rank's GPU): ``envs.device.DeviceCanvases``,
     which ``classify`` plays as the env would."""
     if split == "train" and args.train_data == "device":
-        return DeviceCanvases(load_mnist(args.data_dir), task, num_envs, device or args.device, start=args.start,
+        return DeviceCanvases(data_of(args, task), task, num_envs, device or args.device, start=args.start,
                               repeats=args.rollouts)
     if spec.reads == "glimpses":
         # --rollouts K: each training canvas is played K times (K consecutive episodes), for the leave-one-out baseline.
         repeats = args.rollouts if split == "train" else 1
         return gym.make_vec("ram/ClutteredMNIST-v0", num_envs=num_envs, task=task, split=split, start=args.start,
-                            data_dir=args.data_dir, autoreset_mode="DISABLED", repeats=repeats, **kw)
+                            dataset=data_of(args, task), autoreset_mode="DISABLED", repeats=repeats, **kw)
     return gym.make_vec("ram/ClutteredMNIST-v0", num_envs=num_envs, task=task, split=split, observation="image",
-                        n_glimpses=1, data_dir=args.data_dir, autoreset_mode="DISABLED", **kw)
+                        n_glimpses=1, dataset=data_of(args, task), autoreset_mode="DISABLED", **kw)
 
 
 def device_of(model) -> torch.device:

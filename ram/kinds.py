@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ram import episodes, games
@@ -63,15 +64,20 @@ class TaskKind:
     comparable: bool = True
     # Its training canvases can be made on the device (``envs.device``, --train-data device).
     device_canvases: bool = True
+    # (args, task) -> the dataset that fills its canvases (``envs.datasets.Dataset``: checked to fit the task, a
+    # UsageError otherwise), or None: its env draws its own screens.
+    data: Callable[..., Any] = lambda args, task: None
 
 
 def glimpse_run_name(args: Args, task: Task, spec: ModelSpec) -> str:
     """TASK-Tg-sSEED for a glimpse model (TASK-Tg-random-sSEED with random glimpses), TASK-MODEL-sSEED for the
-    others; -spreadS before the seed for training clutter drawn from a range (--clutter-spread S)."""
+    others; -spreadS before the seed for training clutter drawn from a range (--clutter-spread S); DATA- in front for
+    a dataset other than MNIST (its name, or its folder's or file's name: fashion-mnist-cluttered60-6g-s0)."""
     spread = f"-spread{task.clutter_spread}" if task.clutter_spread else ""
+    data = "" if args.dataset == "mnist" else f"{Path(args.dataset).stem}-"
     if spec.reads != "glimpses":
-        return f"{args.task}-{args.model}{spread}-s{args.seed}"
-    return f"{args.task}-{task.n_glimpses}g{'-random' if args.policy == 'random' else ''}{spread}-s{args.seed}"
+        return f"{data}{args.task}-{args.model}{spread}-s{args.seed}"
+    return f"{data}{args.task}-{task.n_glimpses}g{'-random' if args.policy == 'random' else ''}{spread}-s{args.seed}"
 
 
 KINDS: dict[str, TaskKind] = {}
@@ -95,6 +101,18 @@ def kind_of(task: Task) -> TaskKind:
 def make_env(spec: ModelSpec, args: Args, task: Task, split: str, num_envs: int, **kw):
     """The batched env of ``split`` for ``task``, as its kind makes it."""
     return kind_of(task).make_env(spec, args, task, split, num_envs, **kw)
+
+
+def data_record(args: Args, task: Task) -> dict | None:
+    """What a run records of its dataset (config.json, checkpoints): ``Dataset.describe()``, or None (a game)."""
+    data = kind_of(task).data(args, task)
+    return None if data is None else data.describe()
+
+
+def channels_of(args: Args, task: Task) -> int:
+    """The channels of the run's images: 1 (grey; a game's screen), or 3 (an RGB dataset)."""
+    data = kind_of(task).data(args, task)
+    return 1 if data is None else data.channels
 
 
 def n_actions(env) -> int:
@@ -122,7 +140,7 @@ def _check_classify(args: Args, spec: ModelSpec) -> None:
 
 register(TaskKind("classify", action="label", make_env=episodes.make_env, play=episodes.classify,
                   loss=episodes.classification_loss, evaluate=episodes.evaluate, draw=draw_canvases,
-                  check=_check_classify))
+                  check=_check_classify, data=episodes.data_of))
 
 
 # -- catch: the paper's game, a move at every step (envs.catch).
@@ -135,10 +153,10 @@ def _check_game(args: Args, spec: ModelSpec) -> None:
     if args.model != "ram" or args.policy != "learned":
         raise UsageError(f"--task {args.task} is played by the RAM agent: --model ram with --policy learned")
     if any(getattr(args, f) is not None for f in ("glimpses", "clutter", "clutter_size", "clutter_spread",
-                                                   "digit_size")):
-        raise UsageError(f"--task {args.task} takes no --glimpses, --clutter, --clutter-size, --clutter-spread or "
-                         "--digit-size: a game lasts as long as the ball falls (--canvas-size - 1 steps) and its "
-                         "screen has no clutter and no digit")
+                                                   "object_size")) or args.dataset != "mnist":
+        raise UsageError(f"--task {args.task} takes no --glimpses, --clutter, --clutter-size, --clutter-spread, "
+                         "--object-size or --dataset: a game lasts as long as the ball falls (--canvas-size - 1 steps) "
+                         "and its screen has no clutter and no images")
 
 
 register(TaskKind("catch", action="paddle", make_env=games.make_env, play=games.play, loss=games.loss,

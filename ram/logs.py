@@ -11,14 +11,15 @@ from pathlib import Path
 from ram import checkpoint, parallel, pictures
 
 
-def open_log(run_dir: Path, args, config, *, main: bool, resumed: bool, start_samples: int):
+def open_log(run_dir: Path, args, config, *, main: bool, resumed: bool, start_samples: int, data: dict | None = None):
     """The run's TensorBoard writer, after writing its config.json (rank 0; the others get ``parallel.Silent``)."""
     from torch.utils.tensorboard import SummaryWriter
 
     if not main:
         return parallel.Silent()
     run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint.write_text(json.dumps({"args": asdict(args), "model_config": asdict(config)}, indent=2),
+    checkpoint.write_text(json.dumps({"args": asdict(args), "model_config": asdict(config),
+                                      **({"dataset": data} if data is not None else {})}, indent=2),
                           run_dir / "config.json")
     # On resume, drop what a stopped run logged after its last checkpoint, so no point is logged twice.
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_samples + 1 if resumed else None)

@@ -45,7 +45,8 @@ POLICIES = ("learned", "random")
 class RAMConfig:
     """Sizes of the model. Sensor sizes come from the environment's observation space."""
 
-    glimpse_shape: tuple[int, int, int] = (3, 12, 12)  # (k, g, g)
+    # (k, g, g) of a grey glimpse, (k, C, g, g) of a colour one (C channels, scale-major: envs.retina.Retina.read)
+    glimpse_shape: tuple[int, ...] = (3, 12, 12)
     n_classes: int = 10
     hg_size: int = 128  # h_g: what-pathway of the glimpse network
     hl_size: int = 128  # h_l: where-pathway of the glimpse network
@@ -66,6 +67,9 @@ class RAMConfig:
     policy_core: bool = False
 
     def __post_init__(self) -> None:
+        shape = tuple(self.glimpse_shape)
+        if len(shape) not in (3, 4) or not all(n >= 1 for n in shape):
+            raise ValueError(f"glimpse_shape must be (k, g, g) or (k, C, g, g) of sizes >= 1, got {shape}")
         if self.core not in CORES:
             raise ValueError(f"core must be one of {CORES}, got {self.core!r}")
         if self.policy not in POLICIES:
@@ -90,7 +94,7 @@ class GlimpseNetwork(nn.Module):
         self.fc_hl = nn.Linear(hl_size, g_size)
 
     def forward(self, rho: Tensor, l: Tensor) -> Tensor:
-        # rho: (B, k, g, g), l: (B, 2) -> g_t: (B, g_size)
+        # rho: (B, *glimpse_shape), l: (B, 2) -> g_t: (B, g_size)
         h_g = F.relu(self.fc_rho(rho.flatten(1)))
         h_l = F.relu(self.fc_l(l))
         return F.relu(self.fc_hg(h_g) + self.fc_hl(h_l))
@@ -201,15 +205,15 @@ class RecurrentAttention(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        k, g, _ = c.glimpse_shape
-        self.glimpse = GlimpseNetwork(glimpse_size=k * g * g, hg_size=c.hg_size, hl_size=c.hl_size, g_size=c.g_size)
+        self.glimpse = GlimpseNetwork(glimpse_size=math.prod(c.glimpse_shape), hg_size=c.hg_size, hl_size=c.hl_size,
+                                      g_size=c.g_size)
         self.core = CoreNetwork(g_size=c.g_size, hidden_size=c.hidden_size, core=c.core)
         self.location = LocationPolicy(hidden_size=c.hidden_size, std=c.std, loc_hidden=c.loc_hidden)
         self.classifier = Classifier(hidden_size=c.hidden_size, n_classes=c.n_classes)
         self.baseline = Baseline(hidden_size=c.hidden_size)
 
     def step(self, rho: Tensor, l: Tensor, state: tuple[Tensor, Tensor] | None, *, greedy: bool = False) -> Step:
-        """One glimpse: rho (B, k, g, g) taken at l (B, 2) -> the new state and the next location."""
+        """One glimpse: rho (B, *glimpse_shape) taken at l (B, 2) -> the new state and the next location."""
         # l is data (where the env looked), never a path for gradients back into an earlier LocationPolicy step.
         g_t = self.glimpse(rho, l.detach())
         state = self.core(g_t, state)
@@ -241,8 +245,8 @@ class RecurrentAttention(nn.Module):
 
     def episode(self, rho: Tensor, l: Tensor, look: Callable[[Tensor, Tensor | None], tuple[Tensor, Tensor]],
                 n_glimpses: int, *, greedy: bool = False) -> Rollout:
-        """The one glimpse loop: T glimpses, the first rho (B, k, g, g) taken at l (B, 2); ``look(l_t, a_t)`` takes
-        the next one where the policy chose (a_t: the game action of the step, None when classifying), returning
+        """The one glimpse loop: T glimpses, the first rho (B, *glimpse_shape) taken at l (B, 2); ``look(l_t, a_t)``
+        takes the next one where the policy chose (a_t: the game action of the step, None when classifying), returning
         (rho, the location it was taken at, clipped). Behind the gymnasium envs ``look`` is ``env.step``; on raw
         images it is the retina (``rollout``). The caller sends the last step's action (the class, or the game's
         last move)."""
@@ -278,8 +282,9 @@ class RecurrentAttention(nn.Module):
 
     def rollout(self, images: Tensor, l_0: Tensor, retina: Retina, n_glimpses: int, *, greedy: bool = False,
                 repeats: int = 1) -> Rollout:
-        """T glimpses of raw (B, H, W) images starting at l_0 (B * repeats, 2), outside any environment; ``repeats``
-        K: each image is played by K consecutive episodes, which share its integral image (made once, then repeated).
+        """T glimpses of raw (B, H, W) images (or (B, H, W, C) colour ones, whose retina reads every channel) starting
+        at l_0 (B * repeats, 2), outside any environment; ``repeats`` K: each image is played by K consecutive episodes,
+        which share its integral image (made once, then repeated).
 
         Sees exactly what the environments would: same retina, same clipping."""
         if len(l_0) != len(images) * repeats:

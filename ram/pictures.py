@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from envs import load_mnist
 from envs.tasks import fixed, split_size
 from ram import checkpoint
+from ram.episodes import data_of
 from ram.errors import UsageError
 
 if TYPE_CHECKING:
@@ -50,9 +50,9 @@ def draw_canvases(spec: ModelSpec, model, args: Args, task, split: str, first: i
 
     if spec.draw is None:
         return None
-    mnist = load_mnist(args.data_dir)
-    check_range(first, n, split_size(mnist, split))
-    canvases = fixed(mnist, task, split, first, first + n)
+    data = data_of(args, task)
+    check_range(first, n, split_size(data, split))
+    canvases = fixed(data, task, split, first, first + n)
     drawing = spec.draw(model, args, task, canvases.images, canvases.labels)
     model.train()  # the entry drew in eval mode
     return Picture(drawing.name, lambda steps: figure_to_array(drawing.figure(steps)), drawing.n_steps,

@@ -1,4 +1,7 @@
-"""Figures of where an agent looked. Functions return matplotlib Figures; saving them is the caller's business."""
+"""Figures of where an agent looked. Functions return matplotlib Figures; saving them is the caller's business.
+
+Canvases are uint8, (N, C, C) grey or (N, C, C, 3) RGB: grey ones are drawn in a grey colour map, RGB ones in their
+own colours; what is drawn over them (glimpses, paths, attention) is the same for both."""
 
 from __future__ import annotations
 
@@ -13,17 +16,26 @@ from envs.retina import Retina
 CMAP = matplotlib.colormaps["plasma"]
 
 
+def show_canvas(ax, image: np.ndarray, **kwargs) -> None:
+    """``ax.imshow`` of one uint8 canvas: (C, C) in grey (0 black, 255 white), (C, C, 3) in its colours."""
+    if image.ndim == 2:
+        kwargs.update(cmap="gray", vmin=0, vmax=255)
+    elif image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"a canvas is (C, C) grey or (C, C, 3) RGB, got {image.shape}")
+    ax.imshow(image, **kwargs)
+
+
 def trajectory_figure(images: np.ndarray, locations: np.ndarray, predictions: np.ndarray, labels: np.ndarray,
                       retina: Retina | None, *, sides: np.ndarray | None = None, steps: int | None = None,
                       columns: int = 4, panel: float = 2.2) -> Figure:
-    """A grid of canvases (N, C, C) with glimpses (N, T, 2): a box per scale for every glimpse, coloured from the
-    first (dark) to the last (bright), numbered in order and joined by the path; the title gives prediction and
-    label (red when wrong). The boxes are the retina's patches, or squares of ``sides`` (N, T, k) pixels centred on
-    the locations (a soft glimpse's read, whose extent varies). ``steps`` draws only the first steps glimpses
-    (frames of an animation)."""
+    """A grid of canvases (N, C, C) or (N, C, C, 3) with glimpses (N, T, 2): a box per scale for every glimpse,
+    coloured from the first (dark) to the last (bright), numbered in order and joined by the path; the title gives
+    prediction and label (red when wrong). The boxes are the retina's patches, or squares of ``sides`` (N, T, k)
+    pixels centred on the locations (a soft glimpse's read, whose extent varies). ``steps`` draws only the first
+    steps glimpses (frames of an animation)."""
     N, T = locations.shape[:2]
     steps = T if steps is None else steps
-    C = images.shape[-1]
+    C = images.shape[2]
     rows = -(-N // columns)
     fig = Figure(figsize=(panel * min(columns, N), panel * rows + 0.3), layout="constrained")
     if sides is None:
@@ -34,7 +46,7 @@ def trajectory_figure(images: np.ndarray, locations: np.ndarray, predictions: np
         boxes = np.concatenate([centre[:, :, None] - half, centre[:, :, None] + half], -1)  # (N, T, k, 4)
     for i in range(N):
         ax = fig.add_subplot(rows, min(columns, N), i + 1)
-        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, extent=(0, C, C, 0))
+        show_canvas(ax, images[i], extent=(0, C, C, 0))
         centres = (boxes[i, :steps, 0, :2] + boxes[i, :steps, 0, 2:]) / 2
         ax.plot(centres[:, 0], centres[:, 1], "-", color="white", lw=0.8, alpha=0.7)
         for t in range(steps):
@@ -122,13 +134,13 @@ def robustness_figure(rows: list[dict]) -> Figure:
 
 
 def shifts_figure(sets: dict[str, np.ndarray]) -> Figure:
-    """A few canvases (n, C, C) uint8 of each test set, a row per set."""
+    """A few canvases (n, C, C) or (n, C, C, 3) uint8 of each test set, a row per set."""
     n = max(len(images) for images in sets.values())
     fig = Figure(figsize=(1.6 * n, 1.6 * len(sets)), layout="constrained")
     for i, (name, images) in enumerate(sets.items()):
         for j, image in enumerate(images):
             ax = fig.add_subplot(len(sets), n, i * n + j + 1)
-            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            show_canvas(ax, image)
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
@@ -171,12 +183,13 @@ def plain_log_labels(ax, *, x: bool = True) -> None:
 def attention_figure(images: np.ndarray, weights: np.ndarray, predictions: np.ndarray, labels: np.ndarray, *,
                      steps: int | None = None, column: str = "step", titles: list[str] | None = None,
                      panel: float = 1.9) -> Figure:
-    """Soft attention over the canvas: rows are canvases (N, C, C), columns the attention steps (or the layers, or
-    any ``titles``); the weights (N, T, heads, H' * W') of each column (summed over heads) drawn as a heatmap over
-    the image, one colour bar per row. ``steps`` shows only the first steps columns (frames of an animation)."""
+    """Soft attention over the canvas: rows are canvases (N, C, C) or (N, C, C, 3), columns the attention steps (or
+    the layers, or any ``titles``); the weights (N, T, heads, H' * W') of each column (summed over heads) drawn as a
+    heatmap over the image, one colour bar per row. ``steps`` shows only the first steps columns (frames of an
+    animation)."""
     N, T = weights.shape[:2]
     steps = T if steps is None else steps
-    C = images.shape[-1]
+    C = images.shape[2]
     cells = weights.shape[-1]
     side = int(round(cells**0.5))
     if side * side != cells:
@@ -188,7 +201,7 @@ def attention_figure(images: np.ndarray, weights: np.ndarray, predictions: np.nd
         vmax = float(heat.max()) or 1.0
         for t in range(T):
             ax = axes[i, t]
-            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, extent=(0, C, C, 0))
+            show_canvas(ax, images[i], extent=(0, C, C, 0))
             ax.set_xticks([])
             ax.set_yticks([])
             if t < steps:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from envs.retina import Retina
 from ram import soft
 from ram.agent import Agent
 from ram.errors import UsageError
@@ -45,8 +46,9 @@ class Drawing(NamedTuple):
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    # (args, task, n_classes) -> (model, its config dataclass). May raise ValueError for sizes that do not fit.
-    build: Callable[[Args, Task, int], tuple[nn.Module, Any]]
+    # (args, task, n_classes, channels=1) -> (model, its config dataclass), for images of ``channels`` channels (1
+    # grey, 3 RGB). May raise ValueError for sizes that do not fit.
+    build: Callable[..., tuple[nn.Module, Any]]
     # "glimpses": the env takes one glimpse per step at the model's location (RAM); "image": one step per episode,
     # the whole canvas as the observation.
     reads: str = "image"
@@ -97,8 +99,8 @@ def configured(cls: type, config_cls: type, **sizes) -> tuple[nn.Module, Any]:
 
 # -- RAM: hard attention, its locations trained by REINFORCE.
 
-def _build_ram(args: Args, task: Task, n_classes: int):
-    shape = (task.n_scales, task.glimpse_size, task.glimpse_size)
+def _build_ram(args: Args, task: Task, n_classes: int, channels: int = 1):
+    shape = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale).glimpse_shape(channels)
     return configured(RecurrentAttention, RAMConfig, glimpse_shape=shape, n_classes=n_classes,
                       hg_size=args.glimpse_hidden, hl_size=args.glimpse_hidden, g_size=args.g_size,
                       hidden_size=args.hidden_size, core=args.core, policy=args.policy, loc_hidden=args.loc_hidden,
@@ -123,16 +125,17 @@ register(ModelSpec("ram", _build_ram, reads="glimpses", policy=True, steps=True,
 
 # -- The models that see the whole canvas, trained by backpropagation (ram.soft).
 
-def _sizes(args: Args, task: Task, n_classes: int) -> dict:
-    return {"n_classes": n_classes, "n_steps": task.n_glimpses, "score": args.score, "heads": args.heads,
+def _sizes(args: Args, task: Task, n_classes: int, channels: int) -> dict:
+    return {"n_classes": n_classes, "in_channels": channels, "n_steps": task.n_glimpses, "score": args.score,
+            "heads": args.heads,
             "hidden_size": args.hidden_size, "canvas_size": task.canvas_size, "glimpse_size": task.glimpse_size,
             "n_scales": task.n_scales, "scale": task.scale, "hg_size": args.glimpse_hidden,
             "hl_size": args.glimpse_hidden, "g_size": args.g_size, "core": args.core}
 
 
 def _image_model(cls: type, config_cls: type) -> Callable:
-    def build(args: Args, task: Task, n_classes: int):
-        return configured(cls, config_cls, **_sizes(args, task, n_classes))
+    def build(args: Args, task: Task, n_classes: int, channels: int = 1):
+        return configured(cls, config_cls, **_sizes(args, task, n_classes, channels))
 
     return build
 
@@ -180,10 +183,11 @@ register(ModelSpec("fc", _image_model(soft.FullyConnected, soft.FCConfig), resiz
 
 # -- Self-attention over patches (ram.transformer).
 
-def _build_vit(args: Args, task: Task, n_classes: int):
+def _build_vit(args: Args, task: Task, n_classes: int, channels: int = 1):
     patch_size = args.patch_size or -(-task.canvas_size // 5)  # default: 5 x 5 patches
     return configured(VisionTransformer, ViTConfig, canvas_size=task.canvas_size, patch_size=patch_size,
-                      d_model=args.d_model, layers=args.layers, heads=args.heads, n_classes=n_classes)
+                      d_model=args.d_model, layers=args.layers, heads=args.heads, n_classes=n_classes,
+                      in_channels=channels)
 
 
 @torch.no_grad()

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import torch
 
-from envs import load_mnist
 from envs.retina import Retina
 from envs.tasks import Task, fixed, paper_error, shifts
 from ram import compare
 from ram.agent import Agent
 from ram.checkpoint import load
 from ram.config import Args
+from ram.episodes import data_of
 from ram.errors import UsageError
-from ram.kinds import kind_of
+from ram.kinds import channels_of, kind_of
 from ram.registry import ModelSpec, spec
 from ram.runs import lineage, load_model, load_run, read_results
 
@@ -47,18 +47,19 @@ def cost_row(s: ModelSpec, model, args: Args, task: Task, images: torch.Tensor, 
     return {"params": sum(p.numel() for p in model.parameters()), "macs": compare.count_macs(fn, images[:1]),
             "latency_1": compare.latency(fn, images[:1], repeats=repeats) * 1e3,
             "latency_256": compare.latency(fn, images, repeats=repeats) * 1e3 / 256,
-            "values": compare.values_read(canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses),
+            "values": compare.values_read(canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses,
+                                          channels=channels_of(args, task)),
             "pixels": pixels}
 
 
-def scaling_rows(s: ModelSpec, model, task: Task, mnist, name: str, canvases: list[int], *, repeats: int) -> list:
+def scaling_rows(s: ModelSpec, model, task: Task, data, name: str, canvases: list[int], *, repeats: int) -> list:
     """MACs and latency at batch 1 on canvases of each side in ``canvases``, clutter density held constant; the
     weights carry over (or ``s.resize`` makes a model of the right size)."""
     rows = []
     for C in canvases:
         bigger = task.with_(canvas_size=C, n_clutter=round(task.n_clutter * C * C / task.canvas_size**2))
         device = next(model.parameters()).device
-        x = torch.from_numpy(fixed(mnist, bigger, "test", 0, 1).images).to(device)
+        x = torch.from_numpy(fixed(data, bigger, "test", 0, 1).images).to(device)
         sized = model if s.resize is None else s.resize(model, C).to(device)
         fn = compare.forward_fn(sized, retina=_retina(s, task), n_glimpses=task.n_glimpses)
         rows.append({"name": name, "canvas": C, "macs": compare.count_macs(fn, x),
@@ -75,7 +76,7 @@ def robustness_row(s: ModelSpec, model, args: Args, task: Task, name: str, resul
     kind = kind_of(task)
     row = {"name": name, "in_distribution": {"greedy": results["test"]["greedy_error"],
                                               "mc": results["test"].get("mc_error")}, "shifts": {}, "why": {}}
-    for shift, shifted in shifts(task).items():
+    for shift, shifted in shifts(task, data_of(args, task).side).items():
         if shifted.canvas_size != task.canvas_size and s.fixed_canvas:
             row["shifts"][shift], row["why"][shift] = None, "its weights are sized to its training canvas"
             continue
@@ -89,17 +90,20 @@ def robustness_row(s: ModelSpec, model, args: Args, task: Task, name: str, resul
 
 def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: int,
                data_dir: str | None, device: torch.device | str = "cpu", shift_n: int = 0,
-               mc_samples: int = 10) -> tuple[str, dict, dict]:
+               mc_samples: int = 10, dataset: str | None = None) -> tuple[str, dict, dict]:
     """Measure trained runs side by side, their models on ``device``: (report.md's text, report.json's data,
     {file name: Figure}). ``shift_n`` > 0: also their errors on that many canvases of each shifted test set
     (``robustness_row``), Monte-Carlo over ``mc_samples`` rollouts."""
     from ram.plots import curves_figure, robustness_figure, scaling_figure, shifts_figure
 
-    loaded = [load_run(run, data_dir) for run in runs]
+    loaded = [load_run(run, data_dir, dataset) for run in runs]
     for run, (_, _, _, task) in zip(runs, loaded):
         if not kind_of(task).comparable:
             raise UsageError(f"{run} plays {task.kind}: compare measures classifiers (see train.py evaluate and curve)")
-    mnist = load_mnist(data_dir)
+    datas = [data_of(args, task) for _, _, args, task in loaded]
+    if len({d.fingerprint for d in datas}) > 1:
+        raise UsageError("compare measures runs on the same data: "
+                         + ", ".join(f"{run} trained on {d.name}" for run, d in zip(runs, datas)))
     names = [model_name(args, task) for _, _, args, task in loaded]
     rows, scaling, curves, notes, robust = [], [], {}, [], []
     for run, (_, state, args, task), name in zip(runs, loaded, names):
@@ -112,22 +116,22 @@ def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: i
                          "started from.")
         s = spec(args.model)
         model = load_model(state, args, task).eval().to(device)
-        images = torch.from_numpy(fixed(mnist, task, "test", 0, 256).images).to(device)
+        images = torch.from_numpy(fixed(data_of(args, task), task, "test", 0, 256).images).to(device)
         costs = cost_row(s, model, args, task, images, repeats=repeats)
         rows.append({"name": name, "greedy": results["test"]["greedy_error"], "mc": results["test"].get("mc_error"),
                      "params": costs.pop("params"), "minutes": minutes, **costs})
-        scaling += scaling_rows(s, model, task, mnist, name, canvases, repeats=repeats)
+        scaling += scaling_rows(s, model, task, data_of(args, task), name, canvases, repeats=repeats)
         if shift_n:
             robust.append(robustness_row(s, model, args, task, name, results, n=shift_n, mc_samples=mc_samples))
     report = comparison_markdown(rows, scaling, notes, threads=threads, repeats=repeats, device=str(device))
     figures = {"scaling.png": scaling_figure(scaling), "curves.png": curves_figure(curves)}
     if robust:
         report += robustness_markdown(robust, n=shift_n, mc_samples=mc_samples)
-        task = loaded[0][3]
+        args, task, data = loaded[0][2], loaded[0][3], datas[0]
         figures["robustness.png"] = robustness_figure(robust)
-        figures["shifts.png"] = shifts_figure({"in distribution": fixed(mnist, task, "test", 0, 4).images,
-                                               **{k: fixed(mnist, t, "test", 0, 4).images
-                                                  for k, t in shifts(task).items()}})
+        figures["shifts.png"] = shifts_figure({"in distribution": fixed(data, task, "test", 0, 4).images,
+                                               **{k: fixed(data_of(args, t), t, "test", 0, 4).images
+                                                  for k, t in shifts(task, data.side).items()}})
     return report, {"models": rows, "scaling": scaling, "robustness": robust}, figures
 
 
@@ -194,7 +198,8 @@ def first_reached(points: list[dict], key: str, target: float) -> dict | None:
 
 
 def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir: str | None,
-               log: Callable[[str], None], device: torch.device | str = "cpu") -> tuple[dict, object]:
+               log: Callable[[str], None], device: torch.device | str = "cpu",
+               dataset: str | None = None) -> tuple[dict, object]:
     """Test every snapshot of a run (the model on ``device``), handing ``log`` a line for each and, at the end, when
     each error reached the target: (test_curve.json's report, its Figure)."""
     from ram.plots import test_curve_figure
@@ -202,14 +207,14 @@ def test_curve(run_dir: Path, *, target: float | None, mc_samples: int, data_dir
     snapshots = sorted((run_dir / "snapshots").glob("*.pt"))
     if not snapshots:
         raise UsageError(f"{run_dir} has no snapshots: train it with --snapshots")
-    _, first, args, task = load_run(str(snapshots[0]), data_dir)
+    _, first, args, task = load_run(str(snapshots[0]), data_dir, dataset)
     target = target if target is not None else paper_error(task)
     if target is None:
         raise UsageError(f"the paper has no number for this task ({task.name}, T={task.n_glimpses}): pass --target")
     offset, note = curve_offset(run_dir, first)
     s, kind = spec(args.model), kind_of(task)
     env = kind.make_env(s, args, task, "test", args.eval_batch)
-    model, _ = s.build(args, task, first["model_config"]["n_classes"])
+    model, _ = s.build(args, task, first["model_config"]["n_classes"], channels_of(args, task))
     model.to(device)
     points = []
     for path in snapshots:

@@ -49,16 +49,17 @@ def finish(model, config, args: Args, task, run_dir: Path, writer, run: Progress
     writer.add_hparams({k: v for k, v in asdict(args).items() if isinstance(v, (int, float, str, bool))},
                        {"hparam/best_val_error": best["val_error"]}, run_name="hparams")
     writer.close()
-    picture = kind.draw(s, model, args, task, "test", 0, 8)
+    picture = kind.draw(s, model, args, task, "test", 0, min(8, results["test"]["n"]))
     if picture is None:
         return results
     return {**results, "pictures": ([str(p) for p in pictures.write(picture, run_dir / picture.name)], picture.note)}
 
 
 def evaluate_run(run: str, *, split: str, mc_samples: int, data_dir: str | None,
-                 device: torch.device | str = "cpu") -> dict:
-    """`train.py evaluate`: a run's (or a shipped agent's) errors on a fixed split, and its kind's rival players'."""
-    path, state, args, task = load_run(run, data_dir)
+                 device: torch.device | str = "cpu", dataset: str | None = None) -> dict:
+    """`train.py evaluate`: a run's (or a shipped agent's) errors on a fixed split, and its kind's rival players'.
+    ``dataset``: where the run's data lie here, if not where it recorded them."""
+    path, state, args, task = load_run(run, data_dir, dataset)
     s, kind = spec(args.model), kind_of(task)
     env = kind.make_env(s, args, task, split, args.eval_batch)
     model = load_model(state, args, task).to(device)
@@ -71,12 +72,12 @@ def evaluate_run(run: str, *, split: str, mc_samples: int, data_dir: str | None,
 
 
 def visualize(run: str, *, n: int = 8, first: int = 0, out: str | None = None, data_dir: str | None = None,
-              device: torch.device | str = "cpu") -> tuple[list[Path], str]:
+              device: torch.device | str = "cpu", dataset: str | None = None) -> tuple[list[Path], str]:
     """Draw where RUN's model attends on test episodes first..first+n, as its task's kind draws them: a PNG of the
     whole episodes and a GIF of their steps, beside the checkpoint unless ``out``: RUN/NAME for a run folder (its
     best.pt), FILE-NAME for another file (so RUN/agent-NAME for a shipped folder, which keeps the pictures it ships
     with). Returns the files written and what the picture notes (e.g. a game's balls caught)."""
-    path, state, args, task = load_run(run, data_dir)
+    path, state, args, task = load_run(run, data_dir, dataset)
     model = load_model(state, args, task).to(device)
     picture = kind_of(task).draw(spec(args.model), model, args, task, "test", first, n)
     if picture is None:

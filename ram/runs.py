@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from envs.tasks import Task
+from envs.mnist import SOURCES
+from envs.tasks import Task, task_from
 from ram import checkpoint
 from ram.config import BOOKKEEPING, Args, resolve, task_of
 from ram.errors import UsageError
-from ram.kinds import kind_of
+from ram.kinds import data_record, kind_of
 from ram.registry import spec
 
 
@@ -36,10 +37,12 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
     task = task_of(args)
     run_dir = Path(args.run_dir or default_run_dir(args, task))
     # Paths as the run records them: relative to the working directory (the repository) where they lie inside it.
-    args = replace(args, run_dir=recorded(str(run_dir)), init=args.init and recorded(args.init))
+    args = replace(args, run_dir=recorded(str(run_dir)), init=args.init and recorded(args.init),
+                   dataset=args.dataset if args.dataset in SOURCES else recorded(args.dataset))
     if not args.resume:
         if (run_dir / "last.pt").exists():
             raise UsageError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
+        data_record(args, task)  # the data read and checked before anything is written: a mistake is one line
         return args, task, run_dir, None
     if not (run_dir / "last.pt").exists():
         raise UsageError(f"nothing to resume: {run_dir / 'last.pt'} does not exist")
@@ -52,6 +55,7 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
                              "resumed run keeps its own settings (start a new run with another --run-dir)")
     now = {name: getattr(args, name) for name in BOOKKEEPING if name != "snapshots" or name in given}
     args = resolve(Args(**{**saved, **now}))
+    check_data(resumed, data_record(args, task_of(args)), str(run_dir))
     return args, task_of(args), run_dir, resumed
 
 
@@ -88,7 +92,7 @@ def training_state(args: Args, task: Task, config, model, average, optimizer, sc
     read (``ranks``: ``parallel.rank_states`` at this step). With --ema, "model" is the average (what is evaluated
     and shipped) and "trained" the weights themselves."""
     evaluated = model if average is None else average
-    return {"args": dataclasses.asdict(args), "task": dataclasses.asdict(task),
+    return {"args": dataclasses.asdict(args), "task": dataclasses.asdict(task), "dataset": data_record(args, task),
             "model_config": dataclasses.asdict(config), "model": evaluated.state_dict(),
             **({"trained": model.state_dict()} if average is not None else {}),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": run.step,
@@ -119,21 +123,52 @@ def recorded(path: str) -> str:
 
 def saved_args(args: dict) -> dict:
     """A checkpoint's args with the fields it predates: a run saved before --device trained on the CPU, on the env's
-    canvases; before --reward, on the env's reward; before --lr-warmup, without one. Its values are the run's
-    own, so no recipe may fill them (not even a None, such as a --std-final it did not anneal to): recipe off."""
-    return {"device": "cpu", "train_data": "env", "reward": "env", "lr_warmup": 0, **args, "recipe": False}
+    canvases; before --reward, on the env's reward; before --lr-warmup, without one; before --dataset, on MNIST. Its
+    values are the run's own, so no recipe may fill them (not even a None, such as a --std-final it did not anneal
+    to): recipe off."""
+    args = {"device": "cpu", "train_data": "env", "reward": "env", "lr_warmup": 0, "dataset": "mnist", **args,
+            "recipe": False}
+    if "digit_size" in args:  # before datasets: the object's side was digit_size
+        args["object_size"] = args.pop("digit_size")
+    return args
 
 
-def load_run(run: str, data_dir: str | None) -> tuple[Path, dict, Args, Task]:
-    """(checkpoint path, its contents, Args, Task) of RUN: a run folder, a shipped folder or a checkpoint file."""
+def check_data(state: dict, data: dict | None, run: str) -> None:
+    """UsageError (one line) unless ``data`` (``data_record``) are the data the checkpoint ``state`` trained on: the
+    same classes in the same order, and the same images (their fingerprint). A checkpoint saved before datasets
+    trained on MNIST."""
+    saved = state.get("dataset")
+    if saved is None or data is None:
+        return
+    if saved["classes"] != data["classes"]:
+        raise UsageError(f"{run} was trained on the classes {_few(saved['classes'])} of {saved['name']}; "
+                         f"{data['name']} has {_few(data['classes'])}: a model names only the classes it learned")
+    if saved["fingerprint"] != data["fingerprint"]:
+        raise UsageError(f"{data['name']} holds other images than {run} was trained on (fingerprint "
+                         f"{data['fingerprint'][:12]}, the run's {saved['fingerprint'][:12]}): its splits and errors "
+                         "would not be the run's; pass --dataset with the run's own data")
+
+
+def _few(classes: list[str]) -> str:
+    return "[" + ", ".join(classes[:4]) + (f", ... ({len(classes)})" if len(classes) > 4 else "") + "]"
+
+
+def load_run(run: str, data_dir: str | None, dataset: str | None = None) -> tuple[Path, dict, Args, Task]:
+    """(checkpoint path, its contents, Args, Task) of RUN: a run folder, a shipped folder or a checkpoint file.
+    ``dataset``: where the run's data lie here, if not where it recorded them (checked to be the same data)."""
     path = checkpoint.find(run)
     state = checkpoint.load(path)
-    return path, state, resolve(Args(**{**saved_args(state["args"]), "data_dir": data_dir})), Task(**state["task"])
+    args = resolve(Args(**{**saved_args(state["args"]), "data_dir": data_dir}))
+    args = replace(args, dataset=dataset) if dataset is not None else args
+    task = task_from(state["task"])
+    check_data(state, data_record(args, task), run)
+    return path, state, args, task
 
 
 def load_model(state: dict, args: Args, task: Task):
     """The trained model of a checkpoint's contents, built by its registry entry."""
-    model, _ = spec(args.model).build(args, task, state["model_config"]["n_classes"])
+    channels = (state.get("dataset") or {}).get("channels", 1)  # saved before datasets: grey
+    model, _ = spec(args.model).build(args, task, state["model_config"]["n_classes"], channels)
     model.load_state_dict(state["model"])
     return model
 

@@ -9,7 +9,10 @@
   (DRAW) whose centre, stride, width and intensity come from the state: hard versus soft at the glimpse itself.
 - ``FullyConnected`` and ``Convolutional``: the paper's no-attention rows, two layers each, on the whole canvas.
 
-Every model maps a batch of canvases (B, C, C) in [0, 1] to a ``SoftOutput``; all are pure modules.
+Every model maps a batch of canvases in [0, 1] to a ``SoftOutput``; all are pure modules. A canvas is (B, C, C) when
+its config's ``in_channels`` is 1 (grey), or (B, C, C, in_channels) channels last, as gymnasium image observations
+(colour): only the first layer grows with the channels (``planes``), and attention weights and glimpse locations stay
+per place on the canvas, not per channel.
 """
 
 from __future__ import annotations
@@ -27,6 +30,22 @@ from ram.model import CoreNetwork, GlimpseNetwork
 
 SCORES = ("additive", "dot", "scaled_dot", "general")
 LOG4 = math.log(4.0)
+
+
+def planes(x: Tensor, channels: int) -> Tensor:
+    """Canvases (B, C, C) when ``channels`` is 1, (B, C, C, channels) otherwise -> (B, channels, C, C), the layout of
+    the first layers (convolutions, patches, the Gaussian reads of one channel each); a ValueError for the other."""
+    grey = channels == 1
+    if x.dim() != (3 if grey else 4) or (not grey and x.shape[-1] != channels):
+        want = "(B, H, W)" if grey else f"(B, H, W, {channels})"
+        raise ValueError(f"a model of {channels} channel{'s' * (not grey)} reads canvases {want}, got {tuple(x.shape)}")
+    return x[:, None] if grey else x.movedim(-1, 1)
+
+
+def check_channels(config) -> None:
+    """The ``in_channels`` of a whole-canvas model's config: 1 (grey) or more."""
+    if config.in_channels < 1:
+        raise ValueError(f"in_channels must be >= 1, got {config.in_channels}")
 
 
 class SoftOutput(NamedTuple):
@@ -101,14 +120,14 @@ class FeatureCNN(nn.Module):
     """The feature model: two stride-2 convolutions, so an (C, C) canvas gives (C/4)^2 cells of ``channels``
     features, plus the cell's (x, y) centre in [-1, 1] so that values can say where they were."""
 
-    def __init__(self, *, channels: int = 64):
+    def __init__(self, *, channels: int = 64, in_channels: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, channels // 2, 5, stride=2, padding=2)
+        self.conv1 = nn.Conv2d(in_channels, channels // 2, 5, stride=2, padding=2)
         self.conv2 = nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """x (B, C, C) -> features (B, n, channels + 2), grid (H', W')."""
-        f = F.relu(self.conv2(F.relu(self.conv1(x[:, None]))))  # (B, ch, H', W')
+        """x (B, in_channels, C, C) (``planes``) -> features (B, n, channels + 2), grid (H', W')."""
+        f = F.relu(self.conv2(F.relu(self.conv1(x))))  # (B, ch, H', W')
         B, _, H, W = f.shape
         ys = (torch.arange(H, dtype=f.dtype, device=f.device) + 0.5) / H * 2 - 1
         xs = (torch.arange(W, dtype=f.dtype, device=f.device) + 0.5) / W * 2 - 1
@@ -125,6 +144,10 @@ class SoftConfig:
     channels: int = 64  # feature model
     d: int = 128  # query, key and value size
     hidden_size: int = 256  # query model state h_t
+    in_channels: int = 1  # of the canvas: 1 grey (B, C, C), 3 colour (B, C, C, 3)
+
+    def __post_init__(self) -> None:
+        check_channels(self)
 
 
 class SoftAttention(nn.Module):
@@ -134,7 +157,7 @@ class SoftAttention(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        self.features = FeatureCNN(channels=c.channels)
+        self.features = FeatureCNN(channels=c.channels, in_channels=c.in_channels)
         self.w_q = nn.Linear(c.hidden_size, c.d)
         self.w_k = nn.Linear(c.channels + 2, c.d)
         self.w_v = nn.Linear(c.channels + 2, c.d)
@@ -143,7 +166,7 @@ class SoftAttention(nn.Module):
         self.output = nn.Linear(c.hidden_size, c.n_classes)
 
     def forward(self, x: Tensor) -> SoftOutput:
-        f, _ = self.features(x)
+        f, _ = self.features(planes(x, self.config.in_channels))
         additive = self.config.score == "additive"
         if additive:  # the only score that needs every key and value made; the others read f directly
             k, v = self.w_k(f), self.w_v(f)
@@ -158,7 +181,7 @@ class SoftAttention(nn.Module):
 
     def grid(self, canvas_size: int) -> tuple[int, int]:
         """The (H', W') grid of feature cells the weights of a canvas are laid out on."""
-        return self.features(torch.zeros(1, canvas_size, canvas_size))[1]
+        return self.features(torch.zeros(1, self.config.in_channels, canvas_size, canvas_size))[1]
 
 
 @dataclass(frozen=True)
@@ -173,19 +196,24 @@ class SoftGlimpseConfig:
     g_size: int = 256
     hidden_size: int = 256
     core: str = "rnn"
+    in_channels: int = 1  # of the canvas: each channel is read through the same filterbank
+
+    def __post_init__(self) -> None:
+        check_channels(self)
 
 
 class SoftGlimpseRAM(nn.Module):
     """RAM with a differentiable glimpse: rho = gaussian_read(x, centre, stride, sigma, gamma), read parameters
     = bounded maps of Linear(h_{t-1}); the same glimpse, core and classifier networks, all trained by
-    backpropagation."""
+    backpropagation. A colour glimpse reads every channel at the same place, scale-major (k, in_channels, N, N), as
+    the hard retina's (``envs.retina.Retina.read``)."""
 
     def __init__(self, config: SoftGlimpseConfig):
         super().__init__()
         c = config
         self.config = c
-        self.glimpse = GlimpseNetwork(glimpse_size=c.n_scales * c.glimpse_size**2, hg_size=c.hg_size,
-                                      hl_size=c.hl_size, g_size=c.g_size)
+        self.glimpse = GlimpseNetwork(glimpse_size=c.n_scales * c.in_channels * c.glimpse_size**2,
+                                      hg_size=c.hg_size, hl_size=c.hl_size, g_size=c.g_size)
         self.core = CoreNetwork(g_size=c.g_size, hidden_size=c.hidden_size, core=c.core)
         self.read_params = nn.Linear(c.hidden_size, 5)  # centre (x, y), log stride, log sigma, log gamma
         # Zero bias: the first read (h_0 = 0) is centred and, at its coarsest scale, spans the whole canvas.
@@ -193,7 +221,13 @@ class SoftGlimpseRAM(nn.Module):
         self.classifier = nn.Linear(c.hidden_size, c.n_classes)
 
     def forward(self, x: Tensor) -> SoftOutput:
-        B, C, _ = x.shape
+        x = planes(x, self.config.in_channels)
+        B, ch, C, _ = x.shape
+        images = x.flatten(0, 1)  # (B * ch, C, C): gaussian_read reads one channel an image, at its image's read
+
+        def per_channel(t: Tensor) -> Tensor:
+            return t if ch == 1 else t.repeat_interleave(ch, 0)
+
         state = None  # the zero state h_0 = c_0 = 0 (CoreNetwork)
         locations, strides = [], []
         for _ in range(self.config.n_steps):
@@ -207,8 +241,9 @@ class SoftGlimpseRAM(nn.Module):
             stride = torch.exp(LOG4 * torch.tanh(p[:, 2])) * C / widest  # 1/4 to 4 times that
             sigma = torch.exp(LOG4 * torch.tanh(p[:, 3])) * stride / 2
             gamma = torch.exp(torch.tanh(p[:, 4]))  # intensity in [1/e, e]
-            rho = gaussian_read(x, centre, stride, sigma, gamma, n=self.config.glimpse_size, k=self.config.n_scales,
-                                s=self.config.scale)
+            n, k = self.config.glimpse_size, self.config.n_scales
+            rho = gaussian_read(images, *map(per_channel, (centre, stride, sigma, gamma)), n=n, k=k,
+                                s=self.config.scale).view(B, ch, k, n, n).transpose(1, 2)  # (B, k, ch, n, n)
             state = self.core(self.glimpse(rho, centre), state)
             locations.append(centre)
             strides.append(stride)
@@ -220,26 +255,36 @@ class FCConfig:
     canvas_size: int = 60
     hidden: int = 256
     n_classes: int = 10
+    in_channels: int = 1  # of the canvas: the first layer reads canvas_size**2 * in_channels numbers
+
+    def __post_init__(self) -> None:
+        check_channels(self)
 
 
 class FullyConnected(nn.Module):
-    """The paper's FC baseline: two ReLU hidden layers on the flattened canvas."""
+    """The paper's FC baseline: two ReLU hidden layers on the flattened canvas (channel-major: every pixel of the
+    first channel, then of the next)."""
 
     def __init__(self, config: FCConfig):
         super().__init__()
         self.config = config
-        self.fc1 = nn.Linear(config.canvas_size**2, config.hidden)
+        self.fc1 = nn.Linear(config.in_channels * config.canvas_size**2, config.hidden)
         self.fc2 = nn.Linear(config.hidden, config.hidden)
         self.out = nn.Linear(config.hidden, config.n_classes)
 
     def forward(self, x: Tensor) -> SoftOutput:
-        return SoftOutput(self.out(F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))), None, None)
+        x = planes(x, self.config.in_channels).flatten(1)
+        return SoftOutput(self.out(F.relu(self.fc2(F.relu(self.fc1(x))))), None, None)
 
 
 @dataclass(frozen=True)
 class CNNConfig:
-    channels: int = 64
+    channels: int = 64  # feature model
     n_classes: int = 10
+    in_channels: int = 1  # of the canvas: 1 grey (B, C, C), 3 colour (B, C, C, 3)
+
+    def __post_init__(self) -> None:
+        check_channels(self)
 
 
 class Convolutional(nn.Module):
@@ -249,10 +294,10 @@ class Convolutional(nn.Module):
     def __init__(self, config: CNNConfig):
         super().__init__()
         self.config = config
-        self.features = FeatureCNN(channels=config.channels)
+        self.features = FeatureCNN(channels=config.channels, in_channels=config.in_channels)
         self.out = nn.Linear(config.channels, config.n_classes)
 
     def forward(self, x: Tensor) -> SoftOutput:
-        f, _ = self.features(x)
+        f, _ = self.features(planes(x, self.config.in_channels))
         return SoftOutput(self.out(f[..., :-2].amax(1)), None, None)
 

@@ -5,10 +5,12 @@
     z_l     = z'_l + MLP(LN(z'_l))                       and MLP, L blocks
     logits  = Linear(LN(z_L)[cls])
 
-The canvas (B, C, C) is cut into (C / p)^2 patches of p x p pixels (zero-padded to a multiple of p); every token
-attends to every other, so the attention's cost grows with the square of the number of patches, the canvas's
-area. The attention is written out (softmax(Q K^T / sqrt(d_head)) V) rather than fused, so that its weights can be
-drawn and torch's FLOP counter counts its two products. A pure module: canvases in [0, 1] in, ``SoftOutput`` out.
+The canvas (B, C, C) is cut into (C / p)^2 patches of p x p pixels (zero-padded to a multiple of p), a colour one
+(B, C, C, in_channels) into patches of p x p pixels of every channel (channel-major, as a stride-p convolution's
+kernel reads them); every token attends to every other, so the attention's cost grows with the square of the number
+of patches, the canvas's area. The attention is written out (softmax(Q K^T / sqrt(d_head)) V) rather than fused, so
+that its weights can be drawn and torch's FLOP counter counts its two products. A pure module: canvases in [0, 1] in,
+``SoftOutput`` out.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ram.soft import SoftOutput
+from ram.soft import SoftOutput, planes
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,11 @@ class ViTConfig:
     mlp_ratio: int = 2  # the MLP's hidden layer has mlp_ratio * d units
     position: bool = True  # learned position embeddings (off: the model cannot tell where a patch was)
     n_classes: int = 10
+    in_channels: int = 1  # of the canvas: 1 grey (B, C, C), 3 colour (B, C, C, 3); a token reads p * p * in_channels
 
     def __post_init__(self) -> None:
-        for name in ("canvas_size", "patch_size", "d_model", "layers", "heads", "mlp_ratio", "n_classes"):
+        for name in ("canvas_size", "patch_size", "d_model", "layers", "heads", "mlp_ratio", "n_classes",
+                     "in_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.heads:
@@ -87,7 +91,7 @@ class VisionTransformer(nn.Module):
     def __init__(self, config: ViTConfig):
         super().__init__()
         c = self.config = config
-        self.embed = nn.Linear(c.patch_size**2, c.d_model)  # E: a patch's pixels to a token
+        self.embed = nn.Linear(c.in_channels * c.patch_size**2, c.d_model)  # E: a patch's pixels to a token
         self.cls = nn.Parameter(torch.zeros(1, 1, c.d_model))
         self.pos = nn.Parameter(0.02 * torch.randn(1, c.grid**2 + 1, c.d_model)) if c.position else None
         self.blocks = nn.ModuleList(Block(d=c.d_model, heads=c.heads, mlp=c.mlp_ratio * c.d_model)
@@ -96,14 +100,17 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(c.d_model, c.n_classes)
 
     def patches(self, x: Tensor) -> Tensor:
-        """x (B, C, C) -> (B, N, p * p): the patches in row-major order, the canvas zero-padded to grid * p."""
+        """x (B, C, C) or (B, C, C, ch) -> (B, N, ch * p * p): the patches in row-major order, each channel-major, the
+        canvas zero-padded to grid * p."""
         p, G = self.config.patch_size, self.config.grid
+        x = planes(x, self.config.in_channels)  # (B, ch, C, C)
         x = F.pad(x, (0, G * p - x.shape[-1], 0, G * p - x.shape[-2]))
-        return x.reshape(-1, G, p, G, p).transpose(2, 3).reshape(-1, G * G, p * p)
+        B, ch = x.shape[:2]
+        return x.reshape(B, ch, G, p, G, p).permute(0, 2, 4, 1, 3, 5).reshape(B, G * G, ch * p * p)
 
     def forward(self, x: Tensor) -> SoftOutput:
-        """Canvases (B, C, C) in [0, 1] -> logits and the attention weights (B, L, heads, N + 1, N + 1), token 0
-        the class token, then the patches in row-major order."""
+        """Canvases (B, C, C) (or (B, C, C, in_channels)) in [0, 1] -> logits and the attention weights (B, L, heads,
+        N + 1, N + 1), token 0 the class token, then the patches in row-major order."""
         tokens = self.embed(self.patches(x))
         z = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], 1)
         if self.pos is not None:

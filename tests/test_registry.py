@@ -35,7 +35,7 @@ class Toy(nn.Module):
         return Out(self.fc(x.flatten(1)))
 
 
-def build(args, task, n_classes):
+def build(args, task, n_classes, channels=1):
     config = ToyConfig(canvas_size=task.canvas_size, n_classes=n_classes)
     return Toy(config), config
 

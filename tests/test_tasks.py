@@ -121,7 +121,7 @@ def test_integers_are_in_range():
 
 @pytest.mark.parametrize(
     "changes,match",
-    [({"canvas_size": 20}, "canvas_size"), ({"n_clutter": -1}, "n_clutter"), ({"glimpse_size": 80}, "larger than"),
+    [({"canvas_size": 0}, "canvas_size"), ({"n_clutter": -1}, "n_clutter"), ({"glimpse_size": 80}, "larger than"),
      ({"n_glimpses": 0}, "n_glimpses"), ({"n_scales": 0}, "n_scales")],
 )
 def test_bad_tasks_are_refused(changes, match):
@@ -169,7 +169,7 @@ def test_the_shifted_test_sets_are_pinned_and_are_what_they_say(mnist):
 
 
 def test_a_resized_digit_is_the_digit_at_another_size(mnist):
-    task = TASKS["mnist28"].with_(digit_size=14)
+    task = TASKS["mnist28"].with_(object_size=14)
     canvas = fixed(mnist, task, "test", 0, 1)
     x, y = canvas.positions[0]
     patch = canvas.images[0, y : y + 14, x : x + 14].astype(float)
