@@ -7,14 +7,15 @@ selection) and ``test``. Sources (``load_dataset``):
 
 - ``mnist``, ``fashion-mnist`` (``SOURCES``): the four IDX files (``envs.mnist``); val is the last 5,000 training
   images, as it has always been for MNIST (both files come shuffled), test the 10,000 test images.
-- a folder of images, one subfolder per class (torchvision's ImageFolder layout), PNG or JPEG, read with Pillow;
-  with ``train/`` and ``test/`` folders of that layout, those are the splits, else a seeded test split is carved;
+- a folder of images, one subfolder per class (torchvision's ImageFolder layout), any image Pillow reads (PNG, JPEG,
+  ...); with ``train/`` and ``test/`` folders of that layout, those are the splits, else a seeded test split is
+  carved;
 - an ``.npz`` file with ``images`` and ``labels``, optionally ``test_images``, ``test_labels`` and ``classes``.
 
 Carved splits (folders and arrays): a permutation from ``PUBLISHED_SEED``'s raw PCG64 stream (fixed by numpy's
 stability promise) takes one image in 7 for test (where the source has none) and one in 12 of the rest for val.
-``Dataset.fingerprint`` is a SHA-256 of what was read (every file's name and bytes, or the arrays), which runs
-record, so that evaluating on other data says so. docs/datasets.md has the details.
+``Dataset.fingerprint`` is a SHA-256 of what was read (every file's name and bytes, or the arrays; computed when first
+asked for), which runs record, so that evaluating on other data says so. docs/datasets.md has the details.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import hashlib
 import io
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,6 @@ from envs.mnist import SOURCES, DataError, load_idx
 
 PUBLISHED_SEED = 20140611  # every fixed set's and split's seed (the paper's arXiv date)
 MNIST_TRAIN = 55000  # the IDX datasets' training pool: the first 55,000 images; val the last 5,000
-EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +49,12 @@ class Dataset:
     val_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
-    fingerprint: str  # SHA-256 (hex) of the data as read
+    digest: str | Callable[[], str]  # the fingerprint, or how to compute it (hashing MNIST takes 60 ms: when asked)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the data as read."""
+        return self.digest if isinstance(self.digest, str) else self.digest()
 
     @property
     def channels(self) -> int:
@@ -76,14 +83,19 @@ class Dataset:
                 "fingerprint": self.fingerprint}
 
 
-def from_idx(name: str, arrays, classes: tuple[str, ...]) -> Dataset:
-    """A dataset of the four IDX arrays (``envs.mnist.MNIST``): val the last 5,000 training images."""
+def _hash_arrays(*arrays: np.ndarray) -> str:
     h = hashlib.sha256()
     for array in arrays:
+        h.update(str((array.dtype.str, array.shape)).encode())
         h.update(np.ascontiguousarray(array).data)
+    return h.hexdigest()
+
+
+def from_idx(name: str, arrays, classes: tuple[str, ...]) -> Dataset:
+    """A dataset of the four IDX arrays (``envs.mnist.MNIST``): val the last 5,000 training images."""
     return Dataset(name, classes, arrays.train_images[:MNIST_TRAIN], arrays.train_labels[:MNIST_TRAIN],
                    arrays.train_images[MNIST_TRAIN:], arrays.train_labels[MNIST_TRAIN:], arrays.test_images,
-                   arrays.test_labels, h.hexdigest())
+                   arrays.test_labels, lambda: _hash_arrays(*arrays))
 
 
 def as_dataset(data) -> Dataset:
@@ -159,8 +171,8 @@ def _stack(images: list[np.ndarray], names: list[str], object_size: int | None, 
 
 
 def _read_image(path: Path, root: Path) -> np.ndarray:
-    """An image file as (H, W) grey or (H, W, 3) RGB uint8; DataError naming it if it is not a readable image or is too
-    large to decode safely (Pillow's decompression-bomb limit)."""
+    """An image file as (H, W) grey or (H, W, 3) RGB uint8; DataError naming it if it is not a readable image, is too
+    large to decode safely (Pillow's decompression-bomb limit) or is not of 8 or 16 bits."""
     from PIL import Image
 
     name = path.relative_to(root)
@@ -169,12 +181,27 @@ def _read_image(path: Path, root: Path) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(path.read_bytes())) as im:
                 im.load()
-                grey = im.mode in ("1", "L", "I", "I;16", "F", "LA")
+                if im.mode.startswith("I;16"):  # 16-bit grey: its top 8 bits (convert("L") would saturate)
+                    return (np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8)
+                if im.mode in ("I", "F"):
+                    raise DataError(f"{name} is a 32-bit ({im.mode}) image: save it with 8 or 16 bits a channel")
+                grey = im.mode in ("1", "L", "LA", "P") and (im.mode != "P" or _grey_palette(im))
                 return np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise DataError(f"{name} is too large to decode safely ({e})".split(" could be")[0]) from None
     except OSError as e:  # PIL.UnidentifiedImageError is an OSError
         raise DataError(f"{name} is not a readable image ({type(e).__name__})") from None
+
+
+def _grey_palette(im) -> bool:
+    """A palette image whose colours are all grey."""
+    rgb = np.asarray(im.convert("RGB"))
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """A file or folder whose name, or a folder's on its way, starts with a dot (.ipynb_checkpoints, .DS_Store)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def _classes_of(folder: Path, root: Path) -> list[Path]:
@@ -193,7 +220,7 @@ def _read_split(folder: Path, root: Path, classes: list[str], h) -> tuple[list, 
     if sorted(present) != classes:
         raise DataError(f"{folder.relative_to(root)}'s classes {sorted(present)} differ from train's {classes}")
     for label, cls in enumerate(classes):
-        files = sorted(p for p in (folder / cls).rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = sorted(p for p in (folder / cls).rglob("*") if p.is_file() and not _hidden(p, root))
         if not files:
             raise DataError(f"class {cls!r} ({(folder / cls).relative_to(root)}) holds no images")
         for path in files:
@@ -208,7 +235,14 @@ def _read_split(folder: Path, root: Path, classes: list[str], h) -> tuple[list, 
 def image_folder(path: Path, name: str, object_size: int | None = None) -> Dataset:
     """A folder of class subfolders, or of ``train/`` and ``test/`` folders of that layout."""
     h = hashlib.sha256()
-    split = (path / "train").is_dir() and (path / "test").is_dir()
+    split = (path / "train").is_dir() or (path / "test").is_dir()
+    if split:  # the train/ and test/ layout: both, and nothing else beside them
+        others = sorted(p.name for p in path.iterdir() if p.is_dir() and not _hidden(p, path)
+                        and p.name not in ("train", "test"))
+        if not ((path / "train").is_dir() and (path / "test").is_dir()) or others:
+            found = sorted(p.name for p in path.iterdir() if p.is_dir() and not _hidden(p, path))
+            raise DataError(f"{path} holds the folders {found}: give train/ and test/ (each of class folders; "
+                            "validation is carved from train/), or class folders alone")
     train_dir = path / "train" if split else path
     classes = [p.name for p in _classes_of(train_dir, path)]
     images, labels, names = _read_split(train_dir, path, classes, h)
@@ -267,8 +301,8 @@ def arrays(path: Path, name: str) -> Dataset:
     if test is not None and test[0].shape[1:] != train[0].shape[1:]:
         raise DataError(f"{path}: test_images are {test[0].shape[1:]}, images {train[0].shape[1:]}: both must be of "
                         "one shape")
-    h = hashlib.sha256(path.read_bytes())
-    return _assemble(name, classes, train, test, h.hexdigest())
+    digest = _hash_arrays(*train, *(test or ()), np.array(classes))  # the arrays, not the zip's bytes (timestamps)
+    return _assemble(name, classes, train, test, digest)
 
 
 _CACHE: dict[tuple, Dataset] = {}
@@ -279,7 +313,8 @@ def load_dataset(name: str = "mnist", *, data_dir: str | Path | None = None, obj
     image folder or an ``.npz`` file. ``object_size`` resizes a folder's images to S x S where their sizes are mixed
     (so that they stack); images of one size are kept as they are (the task resizes its objects as it places them).
     Cached per argument in-process. Raises DataError with a one-line message."""
-    key = (name, str(data_dir) if name in SOURCES else None, object_size if Path(name).is_dir() else None)
+    where = Path(name).expanduser().resolve()
+    key = (name, str(data_dir)) if name in SOURCES else (str(where), object_size if where.is_dir() else None)
     if key in _CACHE:
         return _CACHE[key]
     if name in SOURCES:

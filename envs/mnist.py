@@ -113,6 +113,10 @@ def verify(path: Path, source: Source = MNIST_SOURCE) -> None:
     """Raise DataError unless ``path`` holds the file of its name of ``source``, byte for byte."""
     expected = source.files[path.name][0]
     actual = _sha256(path)
+    other = [s.title for s in SOURCES.values() if s is not source and s.files.get(path.name, ("",))[0] == actual]
+    if other:
+        raise DataError(f"{path} is {other[0]}'s {path.name}, not {source.title}'s: give each dataset its own "
+                        "--data-dir")
     if actual != expected:
         raise DataError(
             f"{path} is corrupt or truncated: SHA-256 {actual[:16]}..., expected {expected[:16]}...; "

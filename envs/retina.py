@@ -41,7 +41,7 @@ def integral_image(images: Tensor) -> Tensor:
     The table is on the images' device (the retina reads it there) and is not detached from autograd.
     """
     if images.dim() == 4:
-        images = images.permute(0, 3, 1, 2)  # (B, C, H, W): each channel a table of its own
+        images = images.permute(0, 3, 1, 2).contiguous()  # (B, C, H, W): each channel a table of its own, contiguous
     elif images.dim() != 3:
         raise ValueError(f"images must have shape (B, H, W) or (B, H, W, C), got {tuple(images.shape)}")
     H, W = images.shape[-2:]

@@ -152,7 +152,7 @@ def fit(task: Task, dataset: Dataset) -> None:
     if side > task.canvas_size:
         raise ValueError(f"the objects of {dataset.name} ({side} pixels) do not fit the {task.canvas_size}-pixel "
                          "canvas: pass a larger --canvas-size or a smaller --object-size")
-    if task.n_clutter and task.clutter_size > dataset.side:
+    if (task.n_clutter or task.clutter_spread) and task.clutter_size > dataset.side:
         raise ValueError(f"clutter pieces of {task.clutter_size} pixels cannot be cut from the {dataset.side}-pixel "
                          f"images of {dataset.name}: pass a smaller --clutter-size")
 

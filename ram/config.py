@@ -20,7 +20,8 @@ from ram.parallel import resolve_device, train_data_of
 from ram.registry import MODELS, spec
 
 # Bookkeeping flags: how a run is executed, not what it learns. Only these may change on --resume.
-BOOKKEEPING = ("resume", "run_dir", "progress", "data_dir", "threads", "stop_after", "snapshots")
+# --dataset: where the run's data lie now (``ram.runs.check_data`` makes sure they are the run's own).
+BOOKKEEPING = ("resume", "run_dir", "progress", "data_dir", "dataset", "threads", "stop_after", "snapshots")
 
 # Flags that override a field of the task preset (envs.tasks.Task): flag field -> Task field.
 TASK_FLAGS = {"glimpses": "n_glimpses", "glimpse_size": "glimpse_size", "scales": "n_scales",

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from envs.retina import Retina
-from envs.tasks import Task, fixed, paper_error, shifts
+from envs.tasks import Task, fixed, paper_error, shifts, split_size
 from ram import compare
 from ram.agent import Agent
 from ram.checkpoint import load
@@ -46,7 +46,7 @@ def cost_row(s: ModelSpec, model, args: Args, task: Task, images: torch.Tensor, 
         pixels = float(task.canvas_size**2)
     return {"params": sum(p.numel() for p in model.parameters()), "macs": compare.count_macs(fn, images[:1]),
             "latency_1": compare.latency(fn, images[:1], repeats=repeats) * 1e3,
-            "latency_256": compare.latency(fn, images, repeats=repeats) * 1e3 / 256,
+            "latency_256": compare.latency(fn, images, repeats=repeats) * 1e3 / len(images),
             "values": compare.values_read(canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses,
                                           channels=channels_of(args, task)),
             "pixels": pixels}
@@ -57,6 +57,8 @@ def scaling_rows(s: ModelSpec, model, task: Task, data, name: str, canvases: lis
     weights carry over (or ``s.resize`` makes a model of the right size)."""
     rows = []
     for C in canvases:
+        if (task.object_size or data.side) > C:
+            continue  # its objects do not fit such a canvas
         bigger = task.with_(canvas_size=C, n_clutter=round(task.n_clutter * C * C / task.canvas_size**2))
         device = next(model.parameters()).device
         x = torch.from_numpy(fixed(data, bigger, "test", 0, 1).images).to(device)
@@ -70,18 +72,20 @@ def scaling_rows(s: ModelSpec, model, task: Task, data, name: str, canvases: lis
 def robustness_row(s: ModelSpec, model, args: Args, task: Task, name: str, results: dict, *, n: int,
                    mc_samples: int) -> dict:
     """A model's test error on the first n canvases of each shifted test set of its task (``envs.tasks.shifts``),
-    greedy and, for a stochastic policy, Monte-Carlo, beside its in-distribution error (results.json's, all 10,000).
+    greedy and, for a stochastic policy, Monte-Carlo, beside its in-distribution error (results.json's, the whole
+    test set).
     A shift the model cannot read (a canvas of another size for a model whose weights are sized to its own) is None,
     with the reason in "why"."""
     kind = kind_of(task)
     row = {"name": name, "in_distribution": {"greedy": results["test"]["greedy_error"],
                                               "mc": results["test"].get("mc_error")}, "shifts": {}, "why": {}}
-    for shift, shifted in shifts(task, data_of(args, task).side).items():
+    data = data_of(args, task)
+    for shift, shifted in shifts(task, data.side).items():
         if shifted.canvas_size != task.canvas_size and s.fixed_canvas:
             row["shifts"][shift], row["why"][shift] = None, "its weights are sized to its training canvas"
             continue
-        env = kind.make_env(s, args, shifted, "test", min(args.eval_batch, n))
-        errors = kind.evaluate(s, model, env, n, mc_samples=mc_samples, seed=args.seed)  # MC: policies only
+        env = kind.make_env(s, args, shifted, "test", min(args.eval_batch, n, env_size := split_size(data, "test")))
+        errors = kind.evaluate(s, model, env, min(n, env_size), mc_samples=mc_samples, seed=args.seed)  # MC: policies
         env.close()
         row["shifts"][shift] = {"greedy": errors["greedy_error"], "mc": errors.get("mc_error")}
     model.eval()
@@ -116,11 +120,12 @@ def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: i
                          "started from.")
         s = spec(args.model)
         model = load_model(state, args, task).eval().to(device)
-        images = torch.from_numpy(fixed(data_of(args, task), task, "test", 0, 256).images).to(device)
+        data = data_of(args, task)
+        images = torch.from_numpy(fixed(data, task, "test", 0, min(256, split_size(data, "test"))).images).to(device)
         costs = cost_row(s, model, args, task, images, repeats=repeats)
         rows.append({"name": name, "greedy": results["test"]["greedy_error"], "mc": results["test"].get("mc_error"),
                      "params": costs.pop("params"), "minutes": minutes, **costs})
-        scaling += scaling_rows(s, model, task, data_of(args, task), name, canvases, repeats=repeats)
+        scaling += scaling_rows(s, model, task, data, name, canvases, repeats=repeats)
         if shift_n:
             robust.append(robustness_row(s, model, args, task, name, results, n=shift_n, mc_samples=mc_samples))
     report = comparison_markdown(rows, scaling, notes, threads=threads, repeats=repeats, device=str(device))
@@ -146,7 +151,8 @@ def robustness_markdown(rows: list[dict], *, n: int, mc_samples: int) -> str:
     lines = ["", "## Off the training distribution", "",
              f"Test error (greedy, and / Monte-Carlo over {mc_samples} rollouts for a stochastic policy) on the first "
              f"{n:,} canvases of each shifted test set (`envs.tasks.shifts`: fixed and seeded as the others), beside "
-             "the in-distribution error on all 10,000 (results.json's, Monte-Carlo over the run's own --mc-samples). "
+             "the in-distribution error on the whole test set (results.json's, Monte-Carlo over the run's own "
+             "--mc-samples). "
              "n/a: the model cannot read that canvas.", "",
              "| model | in distribution | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
     for r in rows:
@@ -166,7 +172,7 @@ def comparison_markdown(rows: list[dict], scaling: list[dict], notes: list[str],
         if torch.cuda.is_available():
             threads_text += f" ({torch.cuda.get_device_name(device)})"
     lines = ["# Comparison", "", f"Measured on this machine with {threads_text}; latencies are medians of {repeats} "
-             "repeats. Errors are on the 10,000 fixed test canvases (greedy: mean locations, or one random path for "
+             "repeats. Errors are on every fixed test canvas (greedy: mean locations, or one random path for "
              "random glimpses; MC: 10 sampled rollouts averaged). Values read: the numbers that enter the model per "
              "image. Pixels covered: canvas pixels under at least one glimpse (greedy paths on 256 test canvases), "
              "or the whole canvas.", "",

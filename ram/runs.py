@@ -38,7 +38,7 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
     run_dir = Path(args.run_dir or default_run_dir(args, task))
     # Paths as the run records them: relative to the working directory (the repository) where they lie inside it.
     args = replace(args, run_dir=recorded(str(run_dir)), init=args.init and recorded(args.init),
-                   dataset=args.dataset if args.dataset in SOURCES else recorded(args.dataset))
+                   dataset=recorded_dataset(args.dataset))
     if not args.resume:
         if (run_dir / "last.pt").exists():
             raise UsageError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
@@ -53,7 +53,8 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
         if getattr(args, name) != own:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} differs from the run's {own}: a "
                              "resumed run keeps its own settings (start a new run with another --run-dir)")
-    now = {name: getattr(args, name) for name in BOOKKEEPING if name != "snapshots" or name in given}
+    # --snapshots and --dataset: the run's own unless given.
+    now = {name: getattr(args, name) for name in BOOKKEEPING if name not in ("snapshots", "dataset") or name in given}
     args = resolve(Args(**{**saved, **now}))
     check_data(resumed, data_record(args, task_of(args)), str(run_dir))
     return args, task_of(args), run_dir, resumed
@@ -121,6 +122,15 @@ def recorded(path: str) -> str:
         return path
 
 
+def recorded_dataset(dataset: str) -> str:
+    """--dataset as a run records it: a registered name as it is, a path as ``recorded`` records it (kept apart from
+    the names: a local folder named fashion-mnist is ./fashion-mnist)."""
+    if dataset in SOURCES:
+        return dataset
+    path = recorded(dataset)
+    return f"./{path}" if path in SOURCES else path
+
+
 def saved_args(args: dict) -> dict:
     """A checkpoint's args with the fields it predates: a run saved before --device trained on the CPU, on the env's
     canvases; before --reward, on the env's reward; before --lr-warmup, without one; before --dataset, on MNIST. Its
@@ -137,9 +147,13 @@ def check_data(state: dict, data: dict | None, run: str) -> None:
     """UsageError (one line) unless ``data`` (``data_record``) are the data the checkpoint ``state`` trained on: the
     same classes in the same order, and the same images (their fingerprint). A checkpoint saved before datasets
     trained on MNIST."""
-    saved = state.get("dataset")
-    if saved is None or data is None:
+    if data is None:  # a game: no dataset
         return
+    saved = state.get("dataset")
+    if saved is None:  # saved before datasets: trained on MNIST, whose files are verified by their checksums
+        if data["name"] == "mnist":
+            return
+        saved = {"name": "mnist", "classes": list(SOURCES["mnist"].classes), "fingerprint": "MNIST's"}
     if saved["classes"] != data["classes"]:
         raise UsageError(f"{run} was trained on the classes {_few(saved['classes'])} of {saved['name']}; "
                          f"{data['name']} has {_few(data['classes'])}: a model names only the classes it learned")

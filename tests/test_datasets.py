@@ -346,3 +346,48 @@ def test_the_whole_canvas_models_train_on_colour_through_the_cli(tmp_path, capsy
     if model != "cnn":  # the CNN has no attention to draw
         assert run_cli(["visualize", str(run), "--n", "2", "--threads", "1"], capsys)[0] == 0
         assert (run / "attention.png").exists()
+
+
+def test_review_cases_of_folders_and_paths(tmp_path, capsys):
+    """A train/ + val/ layout is refused (not two classes named train and val); dot folders inside a class are
+    skipped; 16-bit grey keeps its top bits; a local folder named like a registered dataset stays a folder."""
+    for split in ("train", "val"):
+        write_folder(tmp_path / "tv" / split, n=9, colour=False)
+    with pytest.raises(M.DataError, match="give train/ and test/"):
+        load_dataset(str(tmp_path / "tv"))
+    root = write_folder(tmp_path / "dots", n=21, colour=False)
+    (root / "class0" / ".ipynb_checkpoints").mkdir()
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(root / "class0" / ".ipynb_checkpoints" / "x.png")
+    data = load_dataset(str(root))
+    assert sum(len(data.split(s)[1]) for s in ("train", "val", "test")) == 21
+    deep = write_folder(tmp_path / "deep", n=9, colour=False)
+    Image.fromarray(np.full((12, 12), 40000, np.uint16)).save(deep / "class0" / "sixteen.png")
+    data = load_dataset(str(deep))
+    every = np.concatenate([data.split(s)[0] for s in ("train", "val", "test")])
+    assert (every == 40000 >> 8).all(axis=(1, 2)).sum() == 1  # not saturated to 255
+    from ram.runs import recorded_dataset
+
+    assert recorded_dataset("fashion-mnist") == "fashion-mnist"
+    assert recorded_dataset(str(tmp_path / "fashion-mnist")).endswith("fashion-mnist")
+    import os
+
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert recorded_dataset("./fashion-mnist") == "./fashion-mnist"
+    finally:
+        os.chdir(here)
+
+
+def test_a_shipped_mnist_agent_refuses_other_data(tmp_path, capsys):
+    images, labels = tiny_images(40, 28, colour=False)
+    np.savez(tmp_path / "ten.npz", images=images, labels=np.arange(40) % 10)
+    code, _, err = run_cli(["evaluate", "results/mnist28-6g-s0", "--dataset", str(tmp_path / "ten.npz")], capsys)
+    assert code == 2 and "holds other images than" in err and err.count("\n") == 1
+
+
+def test_clutter_wider_than_the_images_is_refused_with_a_spread_too(tmp_path, capsys):
+    root = write_folder(tmp_path / "shapes", n=9, colour=False)
+    code, _, err = run_cli([*TINY_RUN, "--dataset", str(root), "--clutter-spread", "1", "--clutter-size", "20",
+                            "--run-dir", str(tmp_path / "run")], capsys)
+    assert code == 2 and "cannot be cut from the 12-pixel images" in err
