@@ -20,6 +20,7 @@ from torch import nn
 from envs.retina import Retina
 from ram import soft
 from ram.agent import Agent
+from ram.episodes import data_of
 from ram.errors import UsageError
 from ram.kinds import kind_of
 from ram.model import RAMConfig, RecurrentAttention
@@ -110,14 +111,21 @@ def _build_ram(args: Args, task: Task, n_classes: int, channels: int = 1):
                       std=args.std if args.std_final is None else args.std_final)
 
 
+def named(args: Args, task: Task, *labels: np.ndarray) -> list[np.ndarray]:
+    """Class indices as the dataset names them (MNIST's "0".."9", Fashion-MNIST's "Dress", a folder's), for titles."""
+    classes = np.array(data_of(args, task).classes)
+    return [classes[np.asarray(x)] for x in labels]
+
+
 @torch.no_grad()
 def _draw_glimpses(model, args: Args, task: Task, images: np.ndarray, labels: np.ndarray) -> Drawing:
     from ram.plots import trajectory_figure
 
     agent = Agent.on_task(model, task, start=args.start)
     pred = agent.predict(images)
-    return Drawing("glimpses", lambda steps: trajectory_figure(images, pred.locations, pred.labels, labels,
-                                                               agent.retina, steps=steps), task.n_glimpses)
+    locations, (predictions, labels) = pred.locations, named(args, task, pred.labels, labels)
+    return Drawing("glimpses", lambda steps: trajectory_figure(images, locations, predictions, labels, agent.retina,
+                                                               steps=steps), task.n_glimpses)
 
 
 register(ModelSpec("ram", _build_ram, reads="glimpses", policy=True, steps=True, draw=_draw_glimpses))
@@ -152,7 +160,7 @@ def _draw_attention(model, args: Args, task: Task, images: np.ndarray, labels: n
     from ram.plots import attention_figure
 
     out = _read(model, images)
-    predictions, weights = out.logits.argmax(-1).numpy(), out.weights.numpy()
+    (predictions, labels), weights = named(args, task, out.logits.argmax(-1).numpy(), labels), out.weights.numpy()
     return Drawing("attention", lambda steps: attention_figure(images, weights, predictions, labels, steps=steps),
                    task.n_glimpses)
 
@@ -162,7 +170,7 @@ def _draw_soft_glimpses(model, args: Args, task: Task, images: np.ndarray, label
     from ram.plots import trajectory_figure
 
     out = _read(model, images)
-    predictions, locations = out.logits.argmax(-1).numpy(), out.locations.numpy()
+    (predictions, labels), locations = named(args, task, out.logits.argmax(-1).numpy(), labels), out.locations.numpy()
     c = model.config  # each scale's read spans N filters at its stride: N * stride * s**i pixels
     sides = out.strides.numpy()[..., None] * c.glimpse_size * c.scale ** np.arange(c.n_scales)
     return Drawing("glimpses", lambda steps: trajectory_figure(images, locations, predictions, labels, None,
@@ -197,7 +205,7 @@ def _draw_self_attention(model, args: Args, task: Task, images: np.ndarray, labe
     from ram.plots import attention_figure, matrix_figure
 
     out = _read(model, images)
-    predictions = out.logits.argmax(-1).numpy()
+    predictions, labels = named(args, task, out.logits.argmax(-1).numpy(), labels)
     a = out.weights.numpy()  # (N, L, heads, n, n), token 0 the class token
     cls = a[:, :, :, 0, 1:]  # (N, L, heads, patches): what the class token reads
     L, H = cls.shape[1:3]
