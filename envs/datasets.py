@@ -83,10 +83,13 @@ class Dataset:
                 "fingerprint": self.fingerprint}
 
 
-def _hash_arrays(*arrays: np.ndarray) -> str:
+def _hash_arrays(*arrays: np.ndarray, shapes: bool = True) -> str:
+    """SHA-256 of the arrays' values, with (``shapes``) their types and shapes; the IDX datasets' is of their values
+    alone (their shapes are pinned), as runs recorded it first."""
     h = hashlib.sha256()
     for array in arrays:
-        h.update(str((array.dtype.str, array.shape)).encode())
+        if shapes:
+            h.update(str((array.dtype.str, array.shape)).encode())
         h.update(np.ascontiguousarray(array).data)
     return h.hexdigest()
 
@@ -95,7 +98,7 @@ def from_idx(name: str, arrays, classes: tuple[str, ...]) -> Dataset:
     """A dataset of the four IDX arrays (``envs.mnist.MNIST``): val the last 5,000 training images."""
     return Dataset(name, classes, arrays.train_images[:MNIST_TRAIN], arrays.train_labels[:MNIST_TRAIN],
                    arrays.train_images[MNIST_TRAIN:], arrays.train_labels[MNIST_TRAIN:], arrays.test_images,
-                   arrays.test_labels, lambda: _hash_arrays(*arrays))
+                   arrays.test_labels, lambda: _hash_arrays(*arrays, shapes=False))
 
 
 def as_dataset(data) -> Dataset:
