@@ -34,25 +34,24 @@ def clip_location(l: Tensor) -> Tensor:
 
 def integral_image(images: Tensor) -> Tensor:
     """Summed-area table S of (B, H, W) images, shape (B, H + 1, W + 1), S[:, i, j] = sum of images[:, :i, :j]; of
-    (B, H, W, C) colour images (channels last), one table per channel, (B, C, H + 1, W + 1).
+    (B, H, W, C) colour images, one table per channel, channels last as the images: (B, H + 1, W + 1, C).
 
     uint8 images give an exact integer table (int32 up to 2,896 x 2,896 pixels, where 255 * H * W < 2**31; int64
     beyond), read back as pixel / 255; floating images a float64 one.
     The table is on the images' device (the retina reads it there) and is not detached from autograd.
     """
-    if images.dim() == 4:
-        images = images.permute(0, 3, 1, 2).contiguous()  # (B, C, H, W): each channel a table of its own, contiguous
-    elif images.dim() != 3:
+    if images.dim() not in (3, 4):
         raise ValueError(f"images must have shape (B, H, W) or (B, H, W, C), got {tuple(images.shape)}")
-    H, W = images.shape[-2:]
+    H, W = images.shape[1:3]
     wide = torch.int32 if 255 * H * W < 2**31 else torch.int64
     dtype = wide if images.dtype == torch.uint8 else torch.float64
     # A zero row and column in front, then running sums along rows and down columns, in place (faster than cumsums
     # into a slice of a zero table). On the calling thread's torch threads: call it from the thread that trains. On
     # another thread, an op big enough to run in parallel starts a second OpenMP thread team, and that team, even
     # idle, halved the training step's speed (both measured in docs/speed.md).
-    S = F.pad(images.to(dtype), (1, 0, 1, 0))
-    return S.cumsum_(-1).cumsum_(-2)
+    # Colour: the channels stay last, so that the retina gathers a corner's C values together.
+    S = F.pad(images.to(dtype), (1, 0, 1, 0) if images.dim() == 3 else (0, 0, 1, 0, 1, 0))
+    return S.cumsum_(2).cumsum_(1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,14 +132,9 @@ class Retina:
 
     def read(self, S: Tensor, l: Tensor) -> Tensor:
         """Glimpses from a summed-area table S (B, H+1, W+1) at locations l (B, 2): (B, k, g, g) float32 in [0, 1]; from
-        the tables of colour images (B, C, H+1, W+1), each channel pooled as a grey image's: (B, k, C, g, g)."""
-        if S.dim() == 4:  # colour: the channels' tables read as B * C grey ones at their image's locations
-            B, C = S.shape[:2]
-            if l.shape != (B, 2):
-                raise ValueError(f"locations must have shape ({B}, 2), got {tuple(l.shape)}")
-            out = self.read(S.reshape(B * C, *S.shape[2:]), l.repeat_interleave(C, 0))
-            return out.view(B, C, self.k, self.g, self.g).transpose(1, 2).contiguous()
-        B, H1, W1 = S.shape
+        the tables of colour images (B, H+1, W+1, C), each channel pooled as a grey image's: (B, k, C, g, g)."""
+        B, H1, W1 = S.shape[:3]
+        C = S.shape[3] if S.dim() == 4 else None  # colour: a corner's C values side by side
         if H1 != W1:
             raise ValueError(f"the retina reads square images, got {H1 - 1}x{W1 - 1}")
         if l.shape != (B, 2):
@@ -159,10 +153,15 @@ class Retina:
         rows = rows * W1 + offsets  # flat offset of each row in S
         # index_select on the flat table, and integer differences below: faster than take and float differences.
         index = (rows[..., None] + cols[:, :, None, :]).view(-1)
-        corners = S.reshape(-1).index_select(0, index).view(B, self.k, self.g + 1, self.g + 1)
+        if C is None:
+            corners = S.reshape(-1).index_select(0, index).view(B, self.k, self.g + 1, self.g + 1)
+        else:  # one gather of each corner's C values, then the channels beside the scales: (B, k, C, g+1, g+1)
+            corners = S.reshape(-1, C).index_select(0, index).view(B, self.k, self.g + 1, self.g + 1, C).movedim(-1, 2)
+            divisor = divisor[..., None]
         d = corners[..., 1:] - corners[..., :-1]  # column differences
         sums = d[..., 1:, :] - d[..., :-1, :]  # then row differences: the sum of each cell
-        return sums.to(divisor.dtype).div_(divisor).float()
+        out = sums.to(divisor.dtype).div_(divisor).float()
+        return out if C is None else out.contiguous()
 
     def __call__(self, images: Tensor, l: Tensor) -> Tensor:
         """Glimpses of (B, H, W) images (uint8 in 0..255, or float in [0, 1]) at l (B, 2): (B, k, g, g) float32; of

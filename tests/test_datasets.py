@@ -175,7 +175,7 @@ def test_a_colour_glimpse_pools_each_channel_as_a_grey_one():
     # a known answer: scale 2 at the centre spans pixels 2..17, its top-left cell (4 x 4 pixels) is 2..5 x 2..5
     expected = images[0, 2:6, 2:6, 1].double().mean() / 255
     assert abs(colour[0, 2, 1, 0, 0].item() - expected.item()) < 1e-6
-    assert integral_image(images).shape == (3, 3, 21, 21)
+    assert integral_image(images).shape == (3, 21, 21, 3)  # channels last, as the images
 
 
 def test_colour_canvases_keep_the_brighter_value_per_channel():
