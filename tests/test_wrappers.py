@@ -1,6 +1,9 @@
 """envs.wrappers.FlattenActions: the ram/ envs with one flat action space, as standard RL libraries take them."""
 
+import json
+import sys
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -75,3 +78,79 @@ def test_stable_baselines3_takes_the_flattened_envs_without_a_warning(env_id):
                     device="cpu", seed=0)
     model.learn(128)  # two updates run: the library drives the env end to end
     assert model.num_timesteps >= 128
+
+
+def test_a_batch_of_flat_actions_maps_row_by_row():
+    from envs.wrappers import unflatten
+
+    for mode, batch in (("grid", np.array([[0, 3, 7], [2, 1, 4]])),
+                        ("box", np.array([[0.5, -2.0, *np.eye(10)[3]], [0.1, 0.2, *np.eye(10)[9]]], np.float32))):
+        env = FlattenActions(gym.make("ram/MNIST28-v0"), mode=mode, grid=4)
+        out = unflatten(batch, "label", mode=mode, grid=4)
+        assert out["location"].shape == (2, 2) and out["label"].dtype == np.int64
+        for i, row in enumerate(batch):
+            one = env.action(row)
+            np.testing.assert_array_equal(out["location"][i], one["location"])
+            assert out["label"][i] == one["label"]
+
+
+def test_the_native_vector_env_speaks_stable_baselines3_s_vecenv():
+    pytest.importorskip("stable_baselines3")
+    from envs.catch import follow_ball
+    from envs.sb3 import NativeVecEnv
+
+    venv = NativeVecEnv(envs.CATCH_ID, 4, seed=0, grid=1)  # one cell: always look at the centre
+    assert venv.action_space == gym.spaces.MultiDiscrete([1, 1, 3])
+    obs = venv.reset()
+    assert obs["glimpse"].shape == (4, *venv.observation_space["glimpse"].shape)
+    T = venv.venv.unwrapped.task.n_glimpses
+    for t in range(T):  # the ball follower (it reads the games' state) catches every ball
+        venv.step_async(np.stack([np.zeros(4), np.zeros(4), follow_ball(venv.venv.unwrapped.games)], 1))
+        obs, reward, dones, infos = venv.step_wait()
+        assert dones.all() == (t == T - 1)
+    assert (reward == 1.0).all() and dones.dtype == bool
+    assert all(set(info) == {"terminal_observation", "TimeLimit.truncated"} for info in infos)
+    assert not any(info["TimeLimit.truncated"] for info in infos)
+    assert venv.venv.unwrapped._state.t.max() == 1  # auto-reset: the next games have begun
+    venv.seed(3)
+    first = venv.reset()["glimpse"]
+    venv.seed(3)
+    np.testing.assert_array_equal(venv.reset()["glimpse"], first)  # a seed rewinds the games
+
+
+def test_ppo_learns_through_the_native_vector_env():
+    sb3 = pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from envs.sb3 import NativeVecEnv
+
+    venv = VecMonitor(NativeVecEnv(envs.CATCH_ID, 8, seed=0))
+    model = sb3.PPO("MultiInputPolicy", venv, n_steps=32, batch_size=64, n_epochs=1, device="cpu", seed=0)
+    model.learn(512)
+    assert model.num_timesteps >= 512 and len(model.ep_info_buffer) >= 8  # whole games were played and logged
+
+
+def test_the_baselines_script_trains_validates_resumes_and_tests(tmp_path, capsys):
+    pytest.importorskip("stable_baselines3")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import sb3_baselines
+
+    run = tmp_path / "ppo"
+    common = ["--n-envs", "4", "--n-steps", "32", "--batch-size", "64", "--n-epochs", "1", "--eval-every", "128",
+              "--val-n", "20", "--eval-n", "30", "--run-dir", str(run)]
+    assert sb3_baselines.main(["--steps", "128", *common]) == 0
+    curve = json.loads((run / "curve.json").read_text())
+    assert [p["steps"] for p in curve["curve"]] == [128]
+    (run / "results.json").unlink()  # as if it had stopped before testing
+    assert sb3_baselines.main(["--steps", "256", *common]) == 2  # a run is there: --resume is asked for
+    assert "--resume" in capsys.readouterr().err
+    assert sb3_baselines.main(["--steps", "256", "--resume", *common]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["steps"] == 256 and [p["steps"] for p in json.loads((run / "curve.json").read_text())["curve"]] \
+        == [128, 256]
+    assert results["test"]["n"] == 30 and results["test"]["greedy_catch_rate"] == pytest.approx(
+        100.0 - results["test"]["greedy_error"])
+    assert max(p["val_score"] for p in json.loads((run / "curve.json").read_text())["curve"]) == results["val_score"]
+    assert sb3_baselines.main(["--steps", "256", "--resume", *common]) == 2  # finished: refused
+    assert sb3_baselines.main(["--env", "CartPole-v1", "--run-dir", str(tmp_path / "x")]) == 2
+    assert "not a ram/ env id" in capsys.readouterr().err
