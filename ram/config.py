@@ -143,6 +143,9 @@ class Args:
                           "batch (--batch-size counts episodes, so B / K canvases a step), and REINFORCE's baseline "
                           "for each is the mean return of the canvas's other K - 1 (leave-one-out) instead of the "
                           "learned b_t; 1: the learned baseline")
+    glimpse_loss: float = _flag(0.0, "weight of the cross-entropy of the class named at every glimpse before the "
+                                "last (their mean), beside the paper's at the last glimpse; it trains what that one "
+                                "trains (0: off, the paper)")
     baseline_core: bool | None = _default(False, "the baseline's regression also trains the core and glimpse networks "
                                           "(an actor-critic's shared state); off: the baseline alone")
     entropy: float | None = _default(0.0, "weight of a bonus on the entropy of a game's moves (catch), which keeps the "
@@ -195,7 +198,7 @@ def loss_settings(args: Args, spec) -> dict:
     that apply to it. Random locations leave nothing for REINFORCE to train: its weight is 0 then."""
     return {"reinforce_weight": args.reinforce_weight if spec.policy and args.policy == "learned" else 0.0,
             "baseline_weight": args.baseline_weight, "entropy_weight": args.entropy, "gae_lambda": args.gae_lambda,
-            "credit": args.reward, "rollouts": args.rollouts}
+            "credit": args.reward, "rollouts": args.rollouts, "glimpse_loss": args.glimpse_loss}
 
 
 def task_of(args: Args) -> Task:
@@ -280,6 +283,8 @@ def check(args: Args) -> Args:
         raise UsageError("--policy-core routes REINFORCE's gradient: it needs a learned location policy (--model ram)")
     if args.batch_size % args.rollouts:
         raise UsageError(f"--batch-size {args.batch_size} must be a multiple of --rollouts {args.rollouts}")
+    if not args.glimpse_loss >= 0:
+        raise UsageError(f"--glimpse-loss must be >= 0, got {args.glimpse_loss}")
     if not 0 <= args.ema < 1:
         raise UsageError(f"--ema must be in [0, 1), got {args.ema}")
     train_data_of(args.train_data, resolve_device(args.device), task_of(args))  # one-line errors, before any work

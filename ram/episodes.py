@@ -41,6 +41,7 @@ class Episode(NamedTuple):
     log_pi: Tensor  # (B, T - 1) log-densities of the locations chosen; (B, 0) for whole-canvas models
     b: Tensor  # (B, T - 1) baselines at the steps that chose them; (B, 0) likewise
     reward: Tensor  # (B,) what the env paid: 1 for a correct label
+    step_logits: Tensor  # (B, T - 1, n_classes) of the classifier at the glimpses before the last; (B, 0, n) else
 
 
 def data_of(args: Args, task) -> Dataset:
@@ -128,7 +129,7 @@ def image_episode(model, env, *, greedy: bool, index=None, seed=None) -> Episode
     assert terminated.all()
     none = torch.zeros(env.num_envs, 0, device=device)
     return Episode(logits, torch.from_numpy(infos["label"]).to(device), None, none, none,
-                   torch.from_numpy(reward).to(device))
+                   torch.from_numpy(reward).to(device), logits.new_zeros(env.num_envs, 0, logits.shape[-1]))
 
 
 def canvas_episode(spec: ModelSpec, model, source, *, greedy: bool) -> Episode:
@@ -141,14 +142,15 @@ def canvas_episode(spec: ModelSpec, model, source, *, greedy: bool) -> Episode:
     if spec.reads == "glimpses":
         roll = model.rollout(canvases.images, l_0, source.retina, source.task.n_glimpses, greedy=greedy, repeats=K)
         logits, locations, log_pi, b = roll.logits, roll.locations, roll.log_pi, roll.b
+        step_logits = roll.step_logits
     else:
         images = canvases.images.repeat_interleave(K, 0) if K > 1 else canvases.images
         logits = model(images.float() / 255.0).logits  # the env's image observation: pixel / 255
         locations, log_pi = None, logits.new_zeros(len(logits), 0)
-        b = log_pi
+        b, step_logits = log_pi, logits.new_zeros(len(logits), 0, logits.shape[-1])
     # The env's reward for the label sent (the argmax): a count, no path for gradients.
     reward = paid(labels, logits.detach().argmax(-1))
-    return Episode(logits, labels, locations, log_pi, b, reward)
+    return Episode(logits, labels, locations, log_pi, b, reward, step_logits)
 
 
 def classify(spec: ModelSpec, model, env, *, greedy: bool, index=None, seed=None, watch=None) -> Episode:
@@ -159,18 +161,19 @@ def classify(spec: ModelSpec, model, env, *, greedy: bool, index=None, seed=None
     if spec.reads == "glimpses":
         roll, reward, infos = glimpse_rollout(model, env, "label", greedy=greedy, index=index, seed=seed, watch=watch)
         labels = torch.from_numpy(infos["label"]).to(reward.device)
-        return Episode(roll.logits, labels, roll.locations, roll.log_pi, roll.b, reward)
+        return Episode(roll.logits, labels, roll.locations, roll.log_pi, roll.b, reward, roll.step_logits)
     return image_episode(model, env, greedy=greedy, index=index, seed=seed)
 
 
 def classification_loss(ep: Episode, *, reinforce_weight: float, baseline_weight: float, credit: str = "env",
-                        rollouts: int = 1, **_):
+                        rollouts: int = 1, glimpse_loss: float = 0.0, **_):
     """The paper's hybrid loss of a batch of classification episodes (``credit``: the return its REINFORCE sees;
-    ``rollouts``: episodes per canvas; see ``ram.losses.hybrid_loss``). A game's settings (``**_``) do not apply."""
+    ``rollouts``: episodes per canvas; ``glimpse_loss``: the weight of the cross-entropy at the earlier glimpses; see
+    ``ram.losses.hybrid_loss``). A game's settings (``**_``) do not apply."""
     # In float32 even when the episode ran under bf16 autocast (a no-op for float32 tensors).
     return hybrid_loss(ep.logits.float(), ep.labels, ep.log_pi.float(), ep.b.float(), reward=ep.reward,
                        credit=credit, rollouts=rollouts, reinforce_weight=reinforce_weight,
-                       baseline_weight=baseline_weight)
+                       baseline_weight=baseline_weight, step_logits=ep.step_logits.float(), glimpse_loss=glimpse_loss)
 
 
 def batches(n: int, B: int) -> list[tuple[np.ndarray, int]]:

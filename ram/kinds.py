@@ -136,6 +136,8 @@ def _check_classify(args: Args, spec: ModelSpec) -> None:
         raise UsageError("--entropy and --gae-lambda shape the loss of a game's moves: they apply to --task catch only")
     if args.rollouts > 1 and (not spec.policy or args.policy != "learned"):
         raise UsageError(ROLLOUTS)
+    if args.glimpse_loss and spec.reads != "glimpses":
+        raise UsageError(f"--glimpse-loss asks every glimpse for the class: a {args.model} model takes no glimpses")
 
 
 register(TaskKind("classify", action="label", make_env=episodes.make_env, play=episodes.classify,
@@ -150,6 +152,8 @@ def _check_game(args: Args, spec: ModelSpec) -> None:
         raise UsageError("--reward prob and log_prob score a class: a game (catch) is paid for its ball only")
     if args.rollouts > 1:
         raise UsageError(ROLLOUTS)
+    if args.glimpse_loss:
+        raise UsageError("--glimpse-loss asks every glimpse for a class: a game (catch) names none")
     if args.model != "ram" or args.policy != "learned":
         raise UsageError(f"--task {args.task} is played by the RAM agent: --model ram with --policy learned")
     if any(getattr(args, f) is not None for f in ("glimpses", "clutter", "clutter_size", "clutter_spread",

@@ -27,7 +27,7 @@ REWARDS = ("env", "prob", "log_prob")
 
 def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, reward: Tensor | None = None,
                 reinforce_weight: float = 1.0, baseline_weight: float = 1.0, credit: str = "env",
-                rollouts: int = 1) -> Losses:
+                rollouts: int = 1, step_logits: Tensor | None = None, glimpse_loss: float = 0.0) -> Losses:
     """The paper's hybrid loss: supervised cross-entropy + REINFORCE with a learned baseline + its regression.
 
     logits (B, C), labels (B,), log_pi and b (B, T - 1) over the steps that chose a location; reward (B,) as the
@@ -38,6 +38,9 @@ def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, re
     ``rollouts`` K > 1: the batch is B / K canvases, each played by K consecutive episodes, and REINFORCE's baseline
     for each episode is the mean return of its canvas's other K - 1 (leave-one-out, the same at every step) instead
     of b_t; the Baseline's regression still trains it (a diagnostic then, and the state it reads is detached).
+    ``glimpse_loss`` w > 0 adds w times the mean cross-entropy of ``step_logits`` (B, T - 1, C), the classifier at
+    the glimpses before the last: every glimpse is asked to say what it has seen so far (``Losses.classification``
+    stays the last glimpse's).
     """
     if credit not in REWARDS:
         raise ValueError(f"credit must be one of {REWARDS}, got {credit!r}")
@@ -68,6 +71,10 @@ def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, re
     reinforce = -(log_pi * advantage).sum(1).mean()
     baseline = F.mse_loss(b, R[:, None].expand_as(b)) if b.numel() else b.sum()
     total = classification + reinforce_weight * reinforce + baseline_weight * baseline
+    if glimpse_loss and step_logits is not None and step_logits.shape[1]:
+        T1 = step_logits.shape[1]
+        earlier = F.cross_entropy(step_logits.reshape(-1, step_logits.shape[-1]), labels.repeat_interleave(T1))
+        total = total + glimpse_loss * earlier
     return Losses(total, classification, reinforce, baseline, reward, reward.mean())
 
 

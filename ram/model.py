@@ -6,11 +6,13 @@ One step t of the model, written with the paper's names:
     h_t   = CoreNetwork(h_{t-1}, g_t)                     the recurrent state
     l_t   ~ N(mu(h_t), std^2)                             LocationPolicy: where to look next
     b_t   = Baseline(h_t)                                 expected reward, for variance reduction
-    a_T   = Classifier(h_T)                               the class, after the last glimpse
+    a_T   = Classifier(h_T)                               the class, after the last glimpse (and Classifier(h_t)
+                                                          at the glimpses before, for an optional loss there)
     a_t   ~ softmax(Classifier(h_t))                      or, in a game (Catch), an action at every step
 
 Gradient routing (the design; tests pin it, see tests/test_model.py):
-- the cross-entropy of a_T trains Classifier, CoreNetwork and GlimpseNetwork, never the LocationPolicy;
+- the cross-entropy of a_T trains Classifier, CoreNetwork and GlimpseNetwork, never the LocationPolicy; so does
+  the optional cross-entropy of Classifier(h_t) at the glimpses before the last (``Rollout.step_logits``);
 - REINFORCE trains the LocationPolicy only (its input h_t is detached), unless ``policy_core``: then its gradient
   also reaches CoreNetwork and GlimpseNetwork through h_t, back through time (the Torch7 implementation's route);
 - the baseline's regression trains the Baseline only (its input h_t is detached too), unless ``baseline_core``:
@@ -65,6 +67,9 @@ class RAMConfig:
     # REINFORCE's gradient reaches the core and the glimpse network through the location policy's input h_t (as
     # Element-Research/rnn's RecurrentAttention routes it); False: it trains the LocationPolicy alone.
     policy_core: bool = False
+    # The Classifier also names the class at every glimpse before the last (``Rollout.step_logits``), for a loss
+    # there (``--glimpse-loss``); False: only after the last, as the paper (and no compute spent on the others).
+    classify_every_glimpse: bool = False
 
     def __post_init__(self) -> None:
         shape = tuple(self.glimpse_shape)
@@ -196,6 +201,8 @@ class Rollout(NamedTuple):
     log_pi_a: Tensor  # (B, T) log-probabilities of those actions; (B, 0) when classifying
     entropy: Tensor  # (B, T) entropy of each step's action distribution; (B, 0) when classifying
     action: Tensor  # (B,) int64: what the last step sends the env: the class named, or a game's last move
+    # (B, T - 1, n_classes) of the classifier at the glimpses before the last (classify_every_glimpse), else (B, 0, n)
+    step_logits: Tensor
 
 
 class RecurrentAttention(nn.Module):
@@ -271,6 +278,10 @@ class RecurrentAttention(nn.Module):
         logits = self.classifier(state[0])
         # Detached: the class named is an action sent to the env, not a path for gradients.
         action = logits.detach().argmax(-1)
+        # The class as each earlier glimpse would name it: h_t not detached, so a loss on it trains what a_T's does.
+        step_logits = logits.new_zeros(B, 0, logits.shape[-1])
+        if steps and self.config.classify_every_glimpse and not moves:
+            step_logits = self.classifier(torch.stack([s.h_t for s in steps], 1))
         if moves:
             move_logits, actions = (torch.stack(x, 1) for x in zip(*moves))  # (B, T, A), (B, T)
             log_p = move_logits.log_softmax(-1)
@@ -278,7 +289,7 @@ class RecurrentAttention(nn.Module):
             entropy = -(log_p.exp() * log_p).sum(-1)
             b = torch.cat([b, self.value(state[0])[:, None]], 1)  # the last step acts too: its baseline joins
             action = actions[:, -1]  # the last move, drawn already
-        return Rollout(logits, torch.stack(locations, 1), log_pi, b, actions, log_pi_a, entropy, action)
+        return Rollout(logits, torch.stack(locations, 1), log_pi, b, actions, log_pi_a, entropy, action, step_logits)
 
     def rollout(self, images: Tensor, l_0: Tensor, retina: Retina, n_glimpses: int, *, greedy: bool = False,
                 repeats: int = 1) -> Rollout:

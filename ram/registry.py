@@ -106,7 +106,7 @@ def _build_ram(args: Args, task: Task, n_classes: int, channels: int = 1):
                       hg_size=args.glimpse_hidden, hl_size=args.glimpse_hidden, g_size=args.g_size,
                       hidden_size=args.hidden_size, core=args.core, policy=args.policy, loc_hidden=args.loc_hidden,
                       act_every_step=kind_of(task).acts_every_step, baseline_core=args.baseline_core,
-                      policy_core=args.policy_core,
+                      policy_core=args.policy_core, classify_every_glimpse=args.glimpse_loss > 0,
                       # the std the trained agent keeps (the training loop anneals towards it)
                       std=args.std if args.std_final is None else args.std_final)
 

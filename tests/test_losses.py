@@ -107,3 +107,21 @@ def test_lambda_advantage_known_answers():
     torch.testing.assert_close(lambda_advantage(b, reward, 0.0), torch.tensor([[0.2, 0.4, 0.2]]))
     torch.testing.assert_close(lambda_advantage(b, reward, 1.0), reward[:, None] - b)  # REINFORCE's R - b_t
     torch.testing.assert_close(lambda_advantage(b, reward, 0.999999), reward[:, None] - b, atol=1e-5, rtol=0)
+
+
+def test_the_glimpse_loss_adds_the_mean_cross_entropy_of_the_earlier_glimpses():
+    # B=2, T-1=2 earlier glimpses, 2 classes. Their logits give the true class probability 1/2, 3/4, 1/4 and 1/2.
+    logits = torch.tensor([[5.0, 0.0], [0.0, 5.0]])
+    labels = torch.tensor([0, 1])
+    log_pi, b = torch.zeros(2, 2), torch.zeros(2, 2)
+    step_logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]], [[math.log(3.0), 0.0], [0.0, 0.0]]],
+                               requires_grad=True)
+    plain = hybrid_loss(logits, labels, log_pi, b)
+    weighted = hybrid_loss(logits, labels, log_pi, b, step_logits=step_logits, glimpse_loss=0.5)
+    earlier = -(math.log(0.5) + math.log(0.75) + math.log(0.25) + math.log(0.5)) / 4
+    assert weighted.total.item() == pytest.approx(plain.total.item() + 0.5 * earlier)
+    assert weighted.classification.item() == plain.classification.item()  # still the last glimpse's
+    assert hybrid_loss(logits, labels, log_pi, b, step_logits=step_logits).total.item() == plain.total.item()  # off
+    weighted.total.backward()
+    # d/dz of 0.5 * mean CE: 0.5 / 4 * (softmax - onehot); glimpse 1 of sample 0: softmax (1/2, 1/2), label 0.
+    torch.testing.assert_close(step_logits.grad[0, 0], torch.tensor([-0.0625, 0.0625]))

@@ -142,3 +142,22 @@ def test_random_policy_looks_anywhere_even_when_greedy():
     later = out.locations[:, 1:]  # the first location is given; the rest are uniform on [-1, 1]^2
     assert later.min() < -0.99 and later.max() > 0.99 and abs(later.mean().item()) < 0.02
     assert later.std().item() == pytest.approx(1 / math.sqrt(3), rel=0.03)
+
+
+def test_the_earlier_glimpses_classify_through_the_core_and_never_the_policy():
+    assert roll(make())[0].step_logits.shape == (5, 0, 10)  # the paper's model names a class once
+    torch.manual_seed(0)
+    model = RecurrentAttention(RAMConfig(glimpse_shape=(2, 6, 6), hg_size=8, hl_size=8, g_size=16, hidden_size=16,
+                                         classify_every_glimpse=True))
+    out, labels = roll(model, B=5, T=4)
+    assert out.step_logits.shape == (5, 3, 10)
+    # The last glimpse's logits are the classifier of the last state; the earlier ones, of theirs.
+    losses = hybrid_loss(out.logits, labels, out.log_pi, out.b, step_logits=out.step_logits, glimpse_loss=1.0)
+    plain = hybrid_loss(out.logits, labels, out.log_pi, out.b)
+    g = grads(model, losses.total - plain.total)  # the glimpse loss alone
+    assert touched(g, "classifier") and touched(g, "core") and touched(g, "glimpse")
+    assert not touched(g, "location") and not touched(g, "baseline")
+    # A game names no class at the earlier glimpses.
+    game = RecurrentAttention(RAMConfig(glimpse_shape=(2, 6, 6), hg_size=8, hl_size=8, g_size=16, hidden_size=16,
+                                        n_classes=3, act_every_step=True, classify_every_glimpse=True))
+    assert roll(game)[0].step_logits.shape == (5, 0, 3)

@@ -195,8 +195,9 @@ def test_glimpse_episodes_rewards_match_the_loss(mnist):
     env = make_env(spec("ram"), args, task_of(args), "train", 32)
     env.reset(seed=0)
     model = RecurrentAttention(RAMConfig(hidden_size=32, g_size=32, hg_size=16, hl_size=16))
-    logits, labels, locations, log_pi, b, reward = episode(spec("ram"), model, env, greedy=False)
+    logits, labels, locations, log_pi, b, reward, step_logits = episode(spec("ram"), model, env, greedy=False)
     assert locations.shape == (32, 6, 2) and log_pi.shape == (32, 5) and b.shape == (32, 5)
+    assert step_logits.shape == (32, 0, 10)  # the class is named after the last glimpse only
     assert torch.equal(hybrid_loss(logits, labels, log_pi, b).reward, reward)  # the env pays what the loss assumes
 
 
@@ -430,3 +431,10 @@ def test_rollouts_play_each_canvas_k_times_and_train(mnist, tmp_path, train_data
                "--eval-every", "32") == 0
     saved = json.loads((tmp_path / "loo" / "config.json").read_text())["args"]
     assert saved["rollouts"] == 4
+
+
+def test_a_run_with_the_glimpse_loss_trains_evaluates_and_reloads(mnist, tmp_path):
+    assert run(tmp_path, "g", "--samples", "32", "--eval-every", "32", "--glimpse-loss", "0.5") == 0
+    state = checkpoint.load(tmp_path / "g" / "agent.pt")
+    assert state["model_config"]["classify_every_glimpse"] and state["args"]["glimpse_loss"] == 0.5
+    assert train.main(["evaluate", str(tmp_path / "g"), "--mc-samples", "2", "--threads", "1"]) == 0
