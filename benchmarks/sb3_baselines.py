@@ -32,10 +32,9 @@ sys.path.insert(0, str(ROOT))
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from gymnasium.vector import AutoresetMode  # noqa: E402
 
 import envs  # noqa: E402, F401 - registers the ram/ ids
-from envs.wrappers import MODES, FlattenActions, flat_space, unflatten  # noqa: E402
+from envs.wrappers import MODES, FlattenActions  # noqa: E402
 from ram import checkpoint  # noqa: E402
 
 
@@ -56,37 +55,43 @@ HYPER = ("n_steps", "batch_size", "n_epochs", "learning_rate", "ent_coef", "gamm
 
 
 def train_env(opts):
-    """The training envs, vectorised natively (one batch) or by Stable-Baselines3 (one Python env per copy)."""
+    """The training envs, vectorised natively (one batch) or by Stable-Baselines3 (one Python env per copy), with
+    the last ``--frame-stack`` observations stacked if asked."""
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecMonitor
+    from stable_baselines3.common.vec_env import VecFrameStack, VecMonitor
 
     if opts.vec == "native":
         from envs.sb3 import NativeVecEnv
 
-        return VecMonitor(NativeVecEnv(opts.env, opts.n_envs, mode=opts.mode, grid=opts.grid, seed=opts.seed))
-    return make_vec_env(lambda: FlattenActions(gym.make(opts.env), mode=opts.mode, grid=opts.grid),
-                        n_envs=opts.n_envs, seed=opts.seed)
+        venv = VecMonitor(NativeVecEnv(opts.env, opts.n_envs, mode=opts.mode, grid=opts.grid, seed=opts.seed))
+    else:
+        venv = make_vec_env(lambda: FlattenActions(gym.make(opts.env), mode=opts.mode, grid=opts.grid),
+                            n_envs=opts.n_envs, seed=opts.seed)
+    return VecFrameStack(venv, opts.frame_stack) if opts.frame_stack > 1 else venv
 
 
-def play(model, env_id: str, mode: str, grid: int, split: str, n: int) -> float:
+def play(model, opts, split: str, n: int) -> float:
     """The deterministic policy's mean reward (the share of games caught, of canvases labelled right) on the first
-    n episodes of a fixed split, played in batches of a native vector env; every episode of a ram/ env lasts the
-    same number of steps, so a batch starts and ends together."""
+    n episodes of a fixed split, in batches of a native vector env (through the frame stack the policy was trained
+    with). Every episode of a ram/ env lasts the same number of steps, so a batch starts and ends together, and the
+    auto-reset begins the split's next episodes."""
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    from envs.sb3 import NativeVecEnv
+
     batch = max(d for d in range(1, min(n, 1000) + 1) if n % d == 0)
-    venv = gym.make_vec(env_id, num_envs=batch, vectorization_mode="vector_entry_point", split=split,
-                        autoreset_mode=AutoresetMode.DISABLED)
-    key = flat_space(venv.single_action_space, mode=mode, grid=grid)[0]
-    paid = []
-    for i in range(n // batch):
-        obs, _ = venv.reset(seed=0 if i == 0 else None)  # the seed rewinds to the split's first episode
-        state, start, done = None, np.ones(batch, bool), np.zeros(batch, bool)
-        got = np.zeros(batch)
-        while not done.all():  # state, start: a recurrent policy's memory, reset per episode
+    venv = NativeVecEnv(opts.env, batch, mode=opts.mode, grid=opts.grid, seed=0, split=split)  # seed: the start
+    if opts.frame_stack > 1:
+        venv = VecFrameStack(venv, opts.frame_stack)
+    obs, paid = venv.reset(), []
+    for _ in range(n // batch):
+        state, start, got = None, np.ones(batch, bool), np.zeros(batch)
+        while True:  # state, start: a recurrent policy's memory, reset per episode
             action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
-            obs, reward, terminated, truncated, _ = venv.step(unflatten(action, key, mode=mode, grid=grid))
+            obs, reward, start, _ = venv.step(action)
             got += reward
-            done |= terminated | truncated
-            start = np.zeros(batch, bool)
+            if start.all():
+                break
         paid.append(got)
     venv.close()
     return float(np.mean(np.concatenate(paid)))
@@ -120,7 +125,7 @@ def make_callback(opts, run_dir: Path, state: dict):
 
         def evaluate(self) -> None:
             state["train_minutes"] += (time.perf_counter() - self.tic) / 60
-            score = 100.0 * play(self.model, opts.env, opts.mode, opts.grid, "val", opts.val_n)
+            score = 100.0 * play(self.model, opts, "val", opts.val_n)
             state["curve"].append({"steps": self.num_timesteps, "train_minutes": state["train_minutes"],
                                    "val_score": score})
             self.logger.record("val/score", score)
@@ -143,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=int, default=8, help="cells a side of the location grid (--mode grid)")
     parser.add_argument("--steps", type=int, default=300_000, help="environment steps to train")
     parser.add_argument("--n-envs", type=int, default=8, help="copies of the env PPO collects from")
+    parser.add_argument("--frame-stack", type=int, default=1, help="observations stacked (SB3's VecFrameStack): a "
+                        "memory of the last N glimpses for a memoryless policy; 1: none")
     parser.add_argument("--vec", default="native", choices=("native", "sb3"),
                         help="native: one batched ram/ vector env; sb3: Stable-Baselines3's DummyVecEnv")
     for name in HYPER:
@@ -165,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sb3_baselines.py: error: {opts.env!r} is not a ram/ env id; one of {sorted(envs.ENV_IDS)} or "
               f"{envs.CATCH_ID}", file=sys.stderr)
         return 2
-    for name in ("steps", "n_envs", "eval_every", "val_n", "eval_n", "threads"):
+    for name in ("steps", "n_envs", "frame_stack", "eval_every", "val_n", "eval_n", "threads"):
         if getattr(opts, name) < 1:
             print(f"sb3_baselines.py: error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
@@ -192,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 reset_num_timesteps=not opts.resume)
     best = algo.load(run_dir / "best.zip", device="cpu")  # validation's choice, never the test set's
     tic = time.perf_counter()
-    score = 100.0 * play(best, opts.env, opts.mode, opts.grid, "test", opts.eval_n)
+    score = 100.0 * play(best, opts, "test", opts.eval_n)
     test = {"greedy_error": 100.0 - score, "n": opts.eval_n}
     if opts.env == envs.CATCH_ID:  # the game's own figure, as RAM's results.json gives it
         test["greedy_catch_rate"] = score
