@@ -1,3 +1,7 @@
+import json
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -46,9 +50,6 @@ def test_matrix_figure():
 
 
 def test_recipe_curves_figure_has_a_panel_per_task_with_the_paper_drawn(tmp_path, capsys):
-    import json
-    import sys
-    from pathlib import Path
 
     from ram.plots import recipe_curves_figure
 
@@ -69,3 +70,26 @@ def test_recipe_curves_figure_has_a_panel_per_task_with_the_paper_drawn(tmp_path
     (run / "test_curve.json").write_text(json.dumps({"points": points}))
     assert recipe_curves.main(["--results", str(tmp_path), "--out", str(tmp_path / "f.png")]) == 0
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_sb3_curves_script_draws_ram_beside_the_baselines(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import sb3_curves
+
+    ram, ppo = tmp_path / "ram", tmp_path / "ppo"
+    ram.mkdir()
+    ppo.mkdir()
+    (ram / "results.json").write_text(json.dumps({"task": {"n_glimpses": 23}, "history": [
+        {"samples": 100, "minutes": 1.0, "val_error": 90.0}, {"samples": 200, "minutes": 2.0, "val_error": 20.0}]}))
+    (ppo / "config.json").write_text(json.dumps({"algo": "PPO", "args": {"mode": "grid", "frame_stack": 1}}))
+    (ppo / "curve.json").write_text(json.dumps({"curve": [{"steps": 1000, "train_minutes": 0.5, "val_score": 9.0}]}))
+    label, points = sb3_curves.ram_points(ram)
+    assert points[1] == {"steps": 4600, "train_minutes": 2.0, "val_score": 80.0}  # 200 games of 23 steps
+    fig = sb3_curves.curves_figure({label: points, "PPO, grid": sb3_curves.sb3_points(ppo)[1]}, score="catch rate",
+                                   chance=8.0)
+    assert [len(ax.get_lines()) for ax in fig.axes] == [3, 3]  # two runs and the random player, in each panel
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [2300, 4600]
+    out = tmp_path / "c.png"
+    assert sb3_curves.main(["--ram", str(ram), "--runs", str(ppo), "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert sb3_curves.main(["--runs", str(tmp_path / "none"), "--out", str(out)]) == 2
