@@ -154,3 +154,16 @@ def test_the_baselines_script_trains_validates_resumes_and_tests(tmp_path, capsy
     assert sb3_baselines.main(["--steps", "256", "--resume", *common]) == 2  # finished: refused
     assert sb3_baselines.main(["--env", "CartPole-v1", "--run-dir", str(tmp_path / "x")]) == 2
     assert "not a ram/ env id" in capsys.readouterr().err
+
+
+def test_recurrent_ppo_remembers_through_the_script(tmp_path):
+    pytest.importorskip("sb3_contrib")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import sb3_baselines
+
+    run = tmp_path / "rppo"
+    assert sb3_baselines.main(["--algo", "recurrent-ppo", "--steps", "64", "--n-envs", "2", "--n-steps", "32",
+                               "--batch-size", "32", "--n-epochs", "1", "--eval-every", "64", "--val-n", "4",
+                               "--eval-n", "4", "--frame-stack", "2", "--run-dir", str(run)]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["algo"] == "RecurrentPPO" and results["steps"] == 64 and results["test"]["n"] == 4
