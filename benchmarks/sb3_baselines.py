@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in HYPER:
         kind = int if name in ("n_steps", "batch_size", "n_epochs") else float
         parser.add_argument("--" + name.replace("_", "-"), type=kind, help="the algorithm's, default its own")
+    parser.add_argument("--lstm-hidden", type=int, help="recurrent-ppo: the LSTM's units (default the library's, 256)")
+    parser.add_argument("--shared-lstm", action="store_true", help="recurrent-ppo: one LSTM for the actor and the "
+                        "critic (default: one each)")
     parser.add_argument("--eval-every", type=int, default=100_000, help="steps between validations")
     parser.add_argument("--val-n", type=int, default=1000, help="fixed validation episodes per validation")
     parser.add_argument("--eval-n", type=int, default=10_000, help="fixed test episodes played at the end")
@@ -191,12 +194,22 @@ def main(argv: list[str] | None = None) -> int:
         model = algo.load(run_dir / "checkpoint.zip", env=venv, device="cpu")
     else:
         hyper = {k: getattr(opts, k) for k in HYPER if getattr(opts, k) is not None}
+        lstm = {"lstm_hidden_size": opts.lstm_hidden} if opts.lstm_hidden else {}
+        if opts.shared_lstm:
+            lstm.update(shared_lstm=True, enable_critic_lstm=False)
+        if lstm and opts.algo != "recurrent-ppo":
+            print("sb3_baselines.py: error: --lstm-hidden and --shared-lstm shape RecurrentPPO's policy: add --algo "
+                  "recurrent-ppo", file=sys.stderr)
+            return 2
+        if lstm:
+            hyper["policy_kwargs"] = lstm
         model = algo(policy, venv, seed=opts.seed, device="cpu", tensorboard_log=str(run_dir / "tb"), **hyper)
         checkpoint.write_text(json.dumps({"args": vars(opts), "algo": algo.__name__, "policy": policy}, indent=2),
                               run_dir / "config.json")
         state = {"curve": [], "best": -math.inf, "best_steps": 0, "train_minutes": 0.0}
-    model.learn(opts.steps - model.num_timesteps, callback=make_callback(opts, run_dir, state),
-                reset_num_timesteps=not opts.resume)
+    if model.num_timesteps < opts.steps:  # a resumed run stopped short of it (--steps may also end it where it is)
+        model.learn(opts.steps - model.num_timesteps, callback=make_callback(opts, run_dir, state),
+                    reset_num_timesteps=not opts.resume)
     best = algo.load(run_dir / "best.zip", device="cpu")  # validation's choice, never the test set's
     tic = time.perf_counter()
     score = 100.0 * play(best, opts, "test", opts.eval_n)

@@ -144,6 +144,9 @@ def test_the_baselines_script_trains_validates_resumes_and_tests(tmp_path, capsy
     (run / "results.json").unlink()  # as if it had stopped before testing
     assert sb3_baselines.main(["--steps", "256", *common]) == 2  # a run is there: --resume is asked for
     assert "--resume" in capsys.readouterr().err
+    assert sb3_baselines.main(["--steps", "64", "--resume", *common]) == 0  # already past it: tested where it is
+    assert json.loads((run / "results.json").read_text())["steps"] == 128
+    (run / "results.json").unlink()
     assert sb3_baselines.main(["--steps", "256", "--resume", *common]) == 0
     results = json.loads((run / "results.json").read_text())
     assert results["steps"] == 256 and [p["steps"] for p in json.loads((run / "curve.json").read_text())["curve"]] \
@@ -154,6 +157,8 @@ def test_the_baselines_script_trains_validates_resumes_and_tests(tmp_path, capsy
     assert sb3_baselines.main(["--steps", "256", "--resume", *common]) == 2  # finished: refused
     assert sb3_baselines.main(["--env", "CartPole-v1", "--run-dir", str(tmp_path / "x")]) == 2
     assert "not a ram/ env id" in capsys.readouterr().err
+    assert sb3_baselines.main(["--lstm-hidden", "8", "--run-dir", str(tmp_path / "y")]) == 2
+    assert "add --algo recurrent-ppo" in capsys.readouterr().err
 
 
 def test_recurrent_ppo_remembers_through_the_script(tmp_path):
@@ -164,6 +169,7 @@ def test_recurrent_ppo_remembers_through_the_script(tmp_path):
     run = tmp_path / "rppo"
     assert sb3_baselines.main(["--algo", "recurrent-ppo", "--steps", "64", "--n-envs", "2", "--n-steps", "32",
                                "--batch-size", "32", "--n-epochs", "1", "--eval-every", "64", "--val-n", "4",
-                               "--eval-n", "4", "--frame-stack", "2", "--run-dir", str(run)]) == 0
+                               "--eval-n", "4", "--frame-stack", "2", "--lstm-hidden", "8", "--shared-lstm",
+                               "--run-dir", str(run)]) == 0
     results = json.loads((run / "results.json").read_text())
     assert results["algo"] == "RecurrentPPO" and results["steps"] == 64 and results["test"]["n"] == 4
