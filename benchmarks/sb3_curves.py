@@ -34,9 +34,12 @@ def ram_points(run: Path) -> tuple[str, list[dict]]:
 
 def sb3_points(run: Path) -> tuple[str, list[dict]]:
     config = json.loads((run / "config.json").read_text())
-    label = f"{config['algo']}, {config['args']['mode']}"
-    if config["args"].get("frame_stack", 1) > 1:
-        label += f", {config['args']['frame_stack']} stacked"
+    args = config["args"]
+    label = f"{config['algo']}, {args['mode']}"
+    if args["mode"] == "grid":
+        label += " (the centre)" if args["grid"] == 1 else f" {args['grid']}x{args['grid']}"
+    if args.get("frame_stack", 1) > 1:
+        label += f", {args['frame_stack']} stacked"
     return label, json.loads((run / "curve.json").read_text())["curve"]
 
 
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, KeyError, ValueError) as e:
             print(f"sb3_curves.py: error: {folder} is not a finished run with its curve ({e})", file=sys.stderr)
             return 2
-        curves[label] = points
+        curves[label if label not in curves else f"{label} ({Path(folder).name})"] = points
     checkpoint.write_figure(curves_figure(curves, score=opts.score, chance=opts.chance), opts.out)
     print(f"wrote {opts.out}")
     return 0

@@ -81,8 +81,9 @@ def test_the_sb3_curves_script_draws_ram_beside_the_baselines(tmp_path):
     ppo.mkdir()
     (ram / "results.json").write_text(json.dumps({"task": {"n_glimpses": 23}, "history": [
         {"samples": 100, "minutes": 1.0, "val_error": 90.0}, {"samples": 200, "minutes": 2.0, "val_error": 20.0}]}))
-    (ppo / "config.json").write_text(json.dumps({"algo": "PPO", "args": {"mode": "grid", "frame_stack": 1}}))
+    (ppo / "config.json").write_text(json.dumps({"algo": "PPO", "args": {"mode": "grid", "grid": 1, "frame_stack": 4}}))
     (ppo / "curve.json").write_text(json.dumps({"curve": [{"steps": 1000, "train_minutes": 0.5, "val_score": 9.0}]}))
+    assert sb3_curves.sb3_points(ppo)[0] == "PPO, grid (the centre), 4 stacked"
     label, points = sb3_curves.ram_points(ram)
     assert points[1] == {"steps": 4600, "train_minutes": 2.0, "val_score": 80.0}  # 200 games of 23 steps
     fig = sb3_curves.curves_figure({label: points, "PPO, grid": sb3_curves.sb3_points(ppo)[1]}, score="catch rate",
