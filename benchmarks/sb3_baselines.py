@@ -79,12 +79,12 @@ def play(model, opts, split: str, n: int) -> float:
 
     from envs.sb3 import NativeVecEnv
 
-    batch = max(d for d in range(1, min(n, 1000) + 1) if n % d == 0)
+    batch = min(n, 1000)  # the last batch may run past n (the split wraps around): only the first n count
     venv = NativeVecEnv(opts.env, batch, mode=opts.mode, grid=opts.grid, seed=0, split=split)  # seed: the start
     if opts.frame_stack > 1:
         venv = VecFrameStack(venv, opts.frame_stack)
     obs, paid = venv.reset(), []
-    for _ in range(n // batch):
+    for _ in range(-(-n // batch)):
         state, start, got = None, np.ones(batch, bool), np.zeros(batch)
         while True:  # state, start: a recurrent policy's memory, reset per episode
             action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
@@ -94,7 +94,7 @@ def play(model, opts, split: str, n: int) -> float:
                 break
         paid.append(got)
     venv.close()
-    return float(np.mean(np.concatenate(paid)))
+    return float(np.mean(np.concatenate(paid)[:n]))
 
 
 def saved(model) -> bytes:
@@ -179,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(opts, name) < 1:
             print(f"sb3_baselines.py: error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
+    if (opts.lstm_hidden or opts.shared_lstm) and opts.algo != "recurrent-ppo":
+        print("sb3_baselines.py: error: --lstm-hidden and --shared-lstm shape RecurrentPPO's policy: add --algo "
+              "recurrent-ppo", file=sys.stderr)
+        return 2
     run_dir = Path(opts.run_dir)
     if (run_dir / "results.json").exists():
         print(f"sb3_baselines.py: error: {run_dir} already holds a finished run", file=sys.stderr)
@@ -197,10 +201,6 @@ def main(argv: list[str] | None = None) -> int:
         lstm = {"lstm_hidden_size": opts.lstm_hidden} if opts.lstm_hidden else {}
         if opts.shared_lstm:
             lstm.update(shared_lstm=True, enable_critic_lstm=False)
-        if lstm and opts.algo != "recurrent-ppo":
-            print("sb3_baselines.py: error: --lstm-hidden and --shared-lstm shape RecurrentPPO's policy: add --algo "
-                  "recurrent-ppo", file=sys.stderr)
-            return 2
         if lstm:
             hyper["policy_kwargs"] = lstm
         model = algo(policy, venv, seed=opts.seed, device="cpu", tensorboard_log=str(run_dir / "tb"), **hyper)

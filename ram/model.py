@@ -272,7 +272,7 @@ class RecurrentAttention(nn.Module):
             rho, l = look(step.l_t, a_t)
             locations.append(l)
         B = rho.shape[0]
-        log_pi, b = self.stacked_terms(steps, B, rho.device)
+        h, log_pi, b = self.stacked_terms(steps, B, rho.device)
         none = rho.new_zeros(B, 0)
         actions, log_pi_a, entropy = none.long(), none, none
         logits = self.classifier(state[0])
@@ -281,7 +281,7 @@ class RecurrentAttention(nn.Module):
         # The class as each earlier glimpse would name it: h_t not detached, so a loss on it trains what a_T's does.
         step_logits = logits.new_zeros(B, 0, logits.shape[-1])
         if steps and self.config.classify_every_glimpse and not moves:
-            step_logits = self.classifier(torch.stack([s.h_t for s in steps], 1))
+            step_logits = self.classifier(h)
         if moves:
             move_logits, actions = (torch.stack(x, 1) for x in zip(*moves))  # (B, T, A), (B, T)
             log_p = move_logits.log_softmax(-1)
@@ -310,10 +310,11 @@ class RecurrentAttention(nn.Module):
 
         return self.episode(*look(l_0), look, n_glimpses, greedy=greedy)
 
-    def stacked_terms(self, steps: list[Step], batch_size: int, device=None) -> tuple[Tensor, Tensor]:
-        """``reinforce_terms`` of the steps that chose a location ((B, 0) each when there are none)."""
+    def stacked_terms(self, steps: list[Step], batch_size: int, device=None) -> tuple[Tensor, Tensor, Tensor]:
+        """(h, log_pi, b) of the steps that chose a location: their states stacked (B, T - 1, hidden) and their
+        ``reinforce_terms`` ((B, 0, hidden) and (B, 0) each when there are none)."""
         if not steps:
             empty = torch.zeros(batch_size, 0, device=device)
-            return empty, empty
+            return empty[..., None].expand(-1, -1, self.config.hidden_size), empty, empty
         h, mu, l = (torch.stack(x, 1) for x in zip(*[(s.h_t, s.mu, s.l_t) for s in steps]))
-        return self.reinforce_terms(h, mu, l)
+        return h, *self.reinforce_terms(h, mu, l)
