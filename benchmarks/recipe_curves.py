@@ -24,8 +24,8 @@ from ram.plots import recipe_curves_figure  # noqa: E402
 
 # Panel title -> ((task, glimpses) of the paper's number, {label: run folder under results/ with a test_curve.json}).
 PANELS = {
-    "cluttered60, 6 glimpses": (("cluttered60", 6), {"recipe, seed 0": "cluttered60-6g-s0",
-                                                     "recipe, seed 1": "cluttered60-6g-s1",
+    "cluttered60, 6 glimpses": (("cluttered60", 6), {"10M images, seed 0": "cluttered60-6g-s0",
+                                                     "10M images, seed 1": "cluttered60-6g-s1",
                                                      "--no-policy-core, seed 0": "archive/cluttered60-6g-recipe-s0",
                                                      "--no-policy-core, seed 1": "archive/cluttered60-6g-recipe-s1"}),
     "cluttered100, 8 glimpses": (("cluttered100", 8), {

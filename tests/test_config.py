@@ -19,8 +19,13 @@ def test_the_catch_recipe_fills_what_the_command_line_leaves_unset():
 
 def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_plain_defaults():
     c60 = RECIPES[("cluttered60", None)]  # every glimpse count
-    assert all(getattr(resolve(Args()), k) == v for k, v in c60.items())  # cluttered60 has 6 glimpses by default
     assert all(getattr(resolve(Args(glimpses=4)), k) == v for k, v in c60.items())
+    assert resolve(Args(glimpses=4)).rollouts == 1 and resolve(Args(glimpses=8)).samples == 10_000_000
+    # cluttered60 has 6 glimpses by default, and with 6 its recipe plays each canvas twice on half the images.
+    c60_6 = resolve(Args())
+    assert all(getattr(c60_6, k) == v for k, v in c60.items() if k != "samples")
+    assert (c60_6.samples, c60_6.rollouts) == (5_000_000, 2) and resolve(Args(glimpses=6)).rollouts == 2
+    assert parse_args(["--rollouts", "1"]).rollouts == 1  # a given flag wins here too
     plain = resolve(Args(recipe=False))
     assert (plain.core, plain.batch_size, plain.lr, plain.loc_hidden, plain.std_final, plain.lr_warmup,
             plain.start, plain.samples, plain.reward) == ("rnn", 128, 1e-3, 0, None, 0, "random", 3_000_000, "env")
@@ -40,7 +45,14 @@ def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_pl
     # Random locations keep the rest of the recipe but have no policy for REINFORCE's gradient to route through.
     assert c60["policy_core"] and not plain.policy_core
     random = parse_args(["--policy", "random"])
-    assert not random.policy_core and random.core == "lstm"
+    assert not random.policy_core and random.rollouts == 1 and random.core == "lstm"
+
+
+def test_every_value_a_recipe_sets_is_one_it_can_set():
+    # Only fields left None on the command line are filled by resolve: a recipe's key on a field with a plain
+    # default would be ignored silently.
+    settable = {f.name for f in dataclasses.fields(Args) if "default" in f.metadata}
+    assert all(set(recipe) <= settable for recipe in RECIPES.values())
 
 
 def test_the_default_learning_rate_depends_on_the_model_and_a_given_one_wins():
