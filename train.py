@@ -77,7 +77,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     evaluated = model if average is None else average
     # What plays the training episodes: with several ranks, DDP around them, which averages the gradients in backward.
     trainer = parallel.wrap(model, lambda m, e: kind.play(s, m, e, greedy=False), ranks, device,
-                            every_parameter=task.n_glimpses > 1)
+                            every_parameter=task.steps > 1)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast == "bf16")
 
     writer = open_log(run_dir, args, config, main=ranks.main, resumed=resumed is not None, start_samples=start_samples,

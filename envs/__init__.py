@@ -5,6 +5,8 @@
 - ``ram/ClutteredMNIST-v0``: any task, chosen with ``task=`` (default ``cluttered60``) and overrides, filled with
   ``dataset=`` (default ``mnist``; ``fashion-mnist``, an image folder or an ``.npz``: ``envs.datasets``);
 - one id per preset: ``ram/MNIST28-v0``, ``ram/Translated60-v0``, ``ram/Cluttered60-v0``, ``ram/Cluttered100-v0``;
+  with two digits on a canvas (Ba et al. 2015): ``ram/Pairs100-v0`` (read both, in reading order) and
+  ``ram/Addition100-v0`` (name their sum);
 - ``ram/Catch-v0``: the paper's game of Catch through the retina (``envs.catch``; needs no MNIST).
 
 Every id has a native vector env: ``gymnasium.make_vec(id, num_envs=B)``.
@@ -27,6 +29,8 @@ ENV_IDS = {
     "ram/Translated60-v0": "translated60",
     "ram/Cluttered60-v0": "cluttered60",
     "ram/Cluttered100-v0": "cluttered100",
+    "ram/Pairs100-v0": "pairs100",
+    "ram/Addition100-v0": "addition100",
 }
 CATCH_ID = "ram/Catch-v0"
 

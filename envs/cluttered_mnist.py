@@ -140,10 +140,16 @@ class _Episodes:
         C = task.canvas_size
         self.images = np.zeros((n, C, C, *data.train_images.shape[3:]), np.uint8)  # a channel axis for RGB
         self.S = integral_image(torch.from_numpy(self.images))
-        self.labels = np.zeros(n, np.int64)
+        self.labels = np.zeros((n, task.n_objects), np.int64)  # the objects' classes, in reading order
+        self.targets = np.zeros((n, len(task.label_steps)), np.int64)  # what the labels must name (Task.targets)
+        self.right = np.zeros(n, np.int64)  # labels named correctly so far in the episode
+        # Step t (1-based) scores target scoring[t]; -1: no label counts at that step.
+        self.scoring = np.full(task.steps + 2, -1, np.int64)
+        self.scoring[list(task.label_steps)] = np.arange(len(task.label_steps))
+        self.n_classes = task.n_classes(data.n_classes)
         self.index = np.full(n, -1, np.int64)  # canvas index in a fixed split, -1 for train
         self.location = np.zeros((n, 2), np.float32)
-        self.path = np.zeros((n, task.n_glimpses, 2), np.float32)  # locations glimpsed so far
+        self.path = np.zeros((n, task.steps, 2), np.float32)  # locations glimpsed so far
         self.t = np.zeros(n, np.int64)  # glimpses taken in the current episode
         self.cursor = 0
         self._blocks: dict[int, Canvases] = {}
@@ -165,14 +171,15 @@ class _Episodes:
             obs = spaces.Dict({"image": spaces.Box(0.0, 1.0, self.images.shape[1:], np.float32)})
         act = spaces.Dict({
             "location": spaces.Box(-1.0, 1.0, (2,), np.float32),
-            "label": spaces.Discrete(self.data.n_classes),
+            "label": spaces.Discrete(self.n_classes),
         })
         return obs, act
 
     def fixed(self, index: np.ndarray) -> Canvases:
         """Canvases ``index`` of the fixed split, generated a block at a time (at most two blocks kept)."""
-        out = Canvases(np.empty((len(index), *self.images.shape[1:]), np.uint8), np.empty(len(index), np.int64),
-                       np.empty((len(index), 2), np.int64))
+        K = (self.task.n_objects,) if self.task.n_objects > 1 else ()
+        out = Canvases(np.empty((len(index), *self.images.shape[1:]), np.uint8), np.empty((len(index), *K), np.int64),
+                       np.empty((len(index), *K, 2), np.int64))
         blocks = index // BLOCK
         for block in np.unique(blocks):
             block = int(block)
@@ -226,7 +233,9 @@ class _Episodes:
         if self.repeats > 1:  # each canvas is the episode of `repeats` consecutive sub-envs
             canvases = Canvases(*(np.repeat(x, self.repeats, 0) for x in canvases))
         self.images[rows] = canvases.images
-        self.labels[rows] = canvases.labels
+        self.labels[rows] = canvases.labels.reshape(len(rows), self.task.n_objects)
+        self.targets[rows] = self.task.targets(canvases.labels)
+        self.right[rows] = 0
         if self.start == "random":
             self.location[rows] = uniform_locations(bitgen, len(rows))
         else:
@@ -242,14 +251,28 @@ class _Episodes:
         return {"glimpse": glimpse, "location": self.location.copy()}
 
     def act(self, rows: np.ndarray, location: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Apply actions to ``rows``: move there; at the last glimpse score the label. Returns (reward, terminated)."""
-        terminated = self.t[rows] >= self.task.n_glimpses
-        reward = np.where(terminated, paid(self.labels[rows], label), 0.0).astype(np.float32)
+        """Apply actions to ``rows``: move there; at a label step (the last glimpse of an object, or of the episode)
+        score the label. Returns (reward, terminated)."""
+        t = self.t[rows]
+        terminated = t >= self.task.steps
+        which = self.scoring[t]
+        scored = which >= 0
+        reward = np.where(scored, paid(self.targets[rows, np.maximum(which, 0)], label), 0.0).astype(np.float32)
+        self.right[rows] += reward.astype(np.int64)
         going = rows[~terminated]
         self.location[going] = location[~terminated]  # an ended episode takes no further glimpse
         self.path[going, self.t[going]] = location[~terminated]
         self.t[rows] += 1
         return reward, terminated
+
+
+def _ended(episodes: _Episodes, rows: np.ndarray, reward: np.ndarray) -> dict[str, np.ndarray]:
+    """The infos of ended episodes ``rows`` (one row each): ``label``, the true class (or sum), and ``correct``
+    (a bool) for one label; ``labels``, the K objects' classes in reading order, and ``correct``, every label right,
+    for a sequence."""
+    if episodes.targets.shape[1] == 1:
+        return {"label": episodes.targets[rows, 0], "correct": reward[: len(rows)] > 0}
+    return {"labels": episodes.targets[rows], "correct": episodes.right[rows] == episodes.targets.shape[1]}
 
 
 def paid(labels, named):
@@ -291,12 +314,17 @@ class ClutteredMNISTEnv(gym.Env):
     ## Description
     Classify the object (an MNIST digit, or an image of ``dataset``) on a (possibly cluttered) canvas by looking at it
     through T glimpses of a multi-resolution retina (Mnih et al. 2014). One episode is one canvas and T glimpses.
+    A task of several objects (kind ``sequence``: ``pairs100``; ``sum``: ``addition100``; Ba et al. 2015) shows K
+    objects that never overlap, read left to right (then top to bottom): its episode has T glimpses per object, and
+    names each object's class after that object's T glimpses (``sequence``) or their sum after the last
+    (``sum``).
 
     ## Action Space
     ``Dict(location=Box(-1, 1, (2,), float32), label=Discrete(n))``, n the dataset's classes (10 for MNIST): where
     to take the next glimpse
     ((x, y), (-1, -1) top-left, see ``envs.retina``) and the predicted class. Locations outside [-1, 1] are
-    clipped; NaN or a wrong shape raises ValueError. The label counts only at the last step.
+    clipped; NaN or a wrong shape raises ValueError. The label counts only at the last step (of each object's
+    glimpses, for a sequence); a sum's n is K (classes - 1) + 1 (19 for two digits).
 
     ## Observation Space
     ``observation="glimpse"`` (default): ``Dict(glimpse=Box(0, 1, (k, g, g), float32), location=Box(-1, 1, (2,)))``,
@@ -305,25 +333,28 @@ class ClutteredMNISTEnv(gym.Env):
     glimpses ``(k, 3, g, g)`` (each channel pooled as a grey image), the image ``(C, C, 3)``.
 
     ## Rewards
-    1 at the last step if ``label`` is the object's class, else 0; 0 at every other step.
+    1 at the last step if ``label`` is the object's class, else 0; 0 at every other step. A sequence: 1 at the
+    last step of object k's glimpses if ``label`` is object k's class (so up to K per episode); a sum: 1 at the
+    last step for the right sum.
 
     ## Starting State
     A new canvas (fresh for ``split="train"``, the next one of the fixed set for ``val``/``test``) and the first
     glimpse at a uniformly random location (``start="random"``, the paper) or the centre (``start="center"``).
 
     ## Episode End
-    ``terminated`` at the T-th step: the agent has seen T glimpses (the first from ``reset``, T - 1 from its
-    location actions) and its T-th action's label is scored. ``info["label"]`` (true class) and
-    ``info["correct"]`` are set at that step. Never truncated.
+    ``terminated`` at the T-th step (K T-th, for K objects): the agent has seen T glimpses (the first from
+    ``reset``, T - 1 from its location actions) and its T-th action's label is scored. ``info["label"]`` (true
+    class, or sum) and ``info["correct"]`` are set at that step; a sequence sets ``info["labels"]`` (the K classes
+    in reading order) and ``info["correct"]`` (every label right). Never truncated.
 
     ## Arguments
-    ``task`` (a name from ``envs.TASKS`` or a ``Task``), overrides ``canvas_size``, ``n_clutter``,
-    ``clutter_size``, ``glimpse_size``, ``n_scales``, ``scale``, ``n_glimpses``; ``split`` ("train", "val",
-    "test"); ``start``; ``observation``; ``dataset`` (``mnist``, ``fashion-mnist``, a folder or ``.npz`` path, or an
-    ``envs.datasets.Dataset``; ``envs.datasets`` says how its splits are made) with ``data_dir`` (its cache), or
-    ``mnist`` (MNIST's arrays); ``render_mode``
-    ("rgb_array"). ``reset(options={"index": i})`` shows canvas i of a fixed split; ``reset(seed=...)`` on a fixed
-    split also rewinds it to canvas 0.
+    ``task`` (a name from ``envs.PRESETS`` or a ``Task``), overrides ``canvas_size``, ``n_clutter``,
+    ``clutter_size``, ``glimpse_size``, ``n_scales``, ``scale``, ``n_glimpses`` (per object), ``n_objects``;
+    ``split`` ("train", "val", "test"); ``start``; ``observation``; ``dataset`` (``mnist``, ``fashion-mnist``, a
+    folder or ``.npz`` path, or an ``envs.datasets.Dataset``; ``envs.datasets`` says how its splits are made) with
+    ``data_dir`` (its cache), or ``mnist`` (MNIST's arrays); ``render_mode`` ("rgb_array").
+    ``reset(options={"index": i})`` shows canvas i of a fixed split; ``reset(seed=...)`` on a fixed split also
+    rewinds it to canvas 0.
 
     ## Version History
     * v0: initial version.
@@ -336,14 +367,14 @@ class ClutteredMNISTEnv(gym.Env):
                  mnist: MNIST | None = None, render_mode: str | None = None, canvas_size: int | None = None,
                  n_clutter: int | None = None, clutter_size: int | None = None, glimpse_size: int | None = None,
                  n_scales: int | None = None, scale: int | None = None, n_glimpses: int | None = None,
-                 object_size: int | None = None):
+                 object_size: int | None = None, n_objects: int | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
         self._episodes = _make_episodes(task, split, dataset, mnist, data_dir, start, observation, 1, False,
                                         canvas_size=canvas_size, n_clutter=n_clutter, clutter_size=clutter_size,
                                         glimpse_size=glimpse_size, n_scales=n_scales, scale=scale,
-                                        n_glimpses=n_glimpses, object_size=object_size)
+                                        n_glimpses=n_glimpses, object_size=object_size, n_objects=n_objects)
         self.dataset = self._episodes.data
         self.task = self._episodes.task
         self.split_size = self._episodes.split_size  # canvases in the fixed split (None for train)
@@ -365,21 +396,22 @@ class ClutteredMNISTEnv(gym.Env):
     def step(self, action: dict):
         if self._episodes.t[0] == 0:
             raise RuntimeError("call reset() before step()")
-        if self._episodes.t[0] > self.task.n_glimpses:
+        if self._episodes.t[0] > self.task.steps:
             raise RuntimeError("the episode has ended: call reset()")
         location = check_location(action["location"], 1)
-        label = check_label(action["label"], 1, self.dataset.n_classes)
+        label = check_label(action["label"], 1, self._episodes.n_classes)
         reward, terminated = self._episodes.act(self._rows, location, label)
         info = {}
         if terminated[0]:
-            info = {"label": int(self._episodes.labels[0]), "correct": bool(reward[0] > 0)}
+            info = _ended(self._episodes, self._rows, reward)
+            info = {k: v[0].item() if v[0].size == 1 else v[0] for k, v in info.items()}
         return self._obs(), float(reward[0]), bool(terminated[0]), False, info
 
     def render(self):
         if self.render_mode != "rgb_array":
             return None
         e = self._episodes
-        steps = int(min(e.t[0], self.task.n_glimpses))
+        steps = int(min(e.t[0], self.task.steps))
         from envs.render import draw_glimpses
 
         return draw_glimpses(e.images[0], e.path[0, :steps], self.retina)
@@ -405,12 +437,13 @@ class ClutteredMNISTVectorEnv(BatchedVectorEnv):
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, canvas_size: int | None = None,
                  n_clutter: int | None = None, clutter_size: int | None = None, glimpse_size: int | None = None,
                  n_scales: int | None = None, scale: int | None = None, n_glimpses: int | None = None,
-                 object_size: int | None = None, repeats: int = 1):
+                 object_size: int | None = None, n_objects: int | None = None, repeats: int = 1):
         num_envs = self.check_num_envs(num_envs)
         self._episodes = _make_episodes(task, split, dataset, mnist, data_dir, start, observation, num_envs, True,
                                         repeats, canvas_size=canvas_size, n_clutter=n_clutter,
                                         clutter_size=clutter_size, glimpse_size=glimpse_size, n_scales=n_scales,
-                                        scale=scale, n_glimpses=n_glimpses, object_size=object_size)
+                                        scale=scale, n_glimpses=n_glimpses, object_size=object_size,
+                                        n_objects=n_objects)
         self.dataset = self._episodes.data
         self._setup(self._episodes, num_envs, render_mode, autoreset_mode)
 
@@ -419,11 +452,15 @@ class ClutteredMNISTVectorEnv(BatchedVectorEnv):
 
     def _actions(self, actions: dict) -> tuple[np.ndarray, ...]:
         return (check_location(actions["location"], self.num_envs),
-                check_label(actions["label"], self.num_envs, self.dataset.n_classes))
+                check_label(actions["label"], self.num_envs, self._episodes.n_classes))
 
     def _infos(self, terminated: np.ndarray, reward: np.ndarray) -> dict:
-        return {"label": np.where(terminated, self._episodes.labels, 0), "_label": terminated.copy(),
-                "correct": np.where(terminated, reward > 0, False), "_correct": terminated.copy()}
+        info = _ended(self._episodes, self._all, reward)
+        out = {}
+        for key, value in info.items():
+            mask = terminated.reshape(-1, *[1] * (value.ndim - 1))
+            out[key], out[f"_{key}"] = np.where(mask, value, np.zeros_like(value)), terminated.copy()
+        return out
 
     def get_rng_state(self) -> dict:
         """The random state of the env (its ``np_random`` and the stream of fresh canvases, which is made a batch
@@ -457,5 +494,5 @@ class ClutteredMNISTVectorEnv(BatchedVectorEnv):
         from envs.render import draw_glimpses
 
         e = self._episodes
-        steps = int(min(e.t.max(), self.task.n_glimpses))
+        steps = int(min(e.t.max(), self.task.steps))
         return [draw_glimpses(e.images[i], e.path[i, :steps], self.retina) for i in range(self.num_envs)]

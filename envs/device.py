@@ -45,7 +45,7 @@ class DeviceCanvases:
         self.task, self.num_envs, self.start, self.repeats = task, int(num_envs), start, repeats
         self.retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
         # The env's action for the label, so that the model is sized as for the env (the agent reads its size).
-        self.single_action_space = spaces.Dict({"label": spaces.Discrete(data.n_classes)})
+        self.single_action_space = spaces.Dict({"label": spaces.Discrete(task.n_classes(data.n_classes))})
         self.split_size = None  # endless, as the env's train split
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(0)

@@ -44,11 +44,20 @@ class KindRules(NamedTuple):
     # the number of glimpses is the agent's choice.
     length: Callable[[int], int] | None = None
     smallest: int = 1  # the smallest canvas side (a dataset's objects must fit it too: ``fit``)
+    # How many objects its canvas may hold: the fewest and the most (None: any).
+    objects: tuple[int, int | None] = (1, 1)
+    # What its episode names: "each" object's class in reading order, one label after each object's glimpses
+    # (one object: the paper's classification); "sum": the sum of the objects' classes, after the last glimpse.
+    names: str = "each"
 
 
 KIND_RULES: dict[str, KindRules] = {
     "classify": KindRules(),
     "catch": KindRules(canvases=False, length=lambda size: size - 1, smallest=CATCH_MIN),
+    # Several objects (Ba et al. 2015): read them in reading order, a label per object ...
+    "sequence": KindRules(objects=(1, None)),
+    # ... or name the sum of their classes (two digits: 0..18).
+    "sum": KindRules(objects=(2, None), names="sum"),
 }
 
 
@@ -56,6 +65,11 @@ def rules_of(kind: str) -> KindRules:
     if kind not in KIND_RULES:
         raise ValueError(f"kind must be one of {tuple(KIND_RULES)}, got {kind!r}")
     return KIND_RULES[kind]
+
+
+def _count(objects: tuple[int, int | None]) -> str:
+    low, high = objects
+    return str(low) if low == high else f"{low} or more" if high is None else f"{low} to {high}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,9 @@ class Task:
     # Training canvases draw their number of clutter pieces uniformly from n_clutter - spread .. n_clutter + spread
     # (at least 0), a lever for robustness to clutter; the fixed validation and test sets keep n_clutter.
     clutter_spread: int = 0
+    # Objects per canvas (the kinds "sequence" and "sum"), never overlapping, read left to right (then top to
+    # bottom); n_glimpses is then the glimpses per object, so an episode lasts n_objects * n_glimpses steps.
+    n_objects: int = 1
 
     def __post_init__(self) -> None:
         rules = rules_of(self.kind)
@@ -97,6 +114,8 @@ class Task:
             (self.n_scales >= 1, f"n_scales must be >= 1, got {self.n_scales}"),
             (self.scale >= 1, f"scale must be >= 1, got {self.scale}"),
             (self.n_glimpses >= 1, f"n_glimpses must be >= 1, got {self.n_glimpses}"),
+            (rules.objects[0] <= self.n_objects <= (rules.objects[1] or self.n_objects),
+             f"a {self.kind} task holds {_count(rules.objects)} object(s) per canvas, got n_objects={self.n_objects}"),
             (digits or self.n_clutter == self.clutter_spread == 0, f"{self.kind} has no clutter"),
             (rules.length is None or self.n_glimpses == rules.length(self.canvas_size),
              f"a game of {self.kind} on a {self.canvas_size}-pixel screen lasts "
@@ -106,6 +125,32 @@ class Task:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    @property
+    def steps(self) -> int:
+        """The length of an episode: its glimpses, ``n_glimpses`` per object."""
+        return self.n_glimpses * self.n_objects
+
+    @property
+    def label_steps(self) -> tuple[int, ...]:
+        """The steps (1-based) whose label is scored: the last of each object's glimpses, or the last step alone."""
+        if rules_of(self.kind).names == "sum":
+            return (self.steps,)
+        return tuple(self.n_glimpses * (k + 1) for k in range(self.n_objects))
+
+    def n_classes(self, dataset_classes: int) -> int:
+        """The values a label takes: the dataset's classes, or for a sum every sum of n_objects classes."""
+        if rules_of(self.kind).names == "sum":
+            return self.n_objects * (dataset_classes - 1) + 1
+        return dataset_classes
+
+    def targets(self, labels):
+        """What the episode must name, (N, len(label_steps)), from the objects' classes in reading order (N, K)
+        (or (N,) for one object): the classes themselves, or their sum."""
+        labels = labels.reshape(len(labels), self.n_objects)
+        if rules_of(self.kind).names == "sum":
+            return labels.sum(1, keepdims=True) if isinstance(labels, np.ndarray) else labels.sum(1, keepdim=True)
+        return labels
 
     def with_(self, **changes) -> Task:
         """A copy with some fields changed (validated again)."""
@@ -118,9 +163,18 @@ TASKS = {
     "cluttered60": Task("cluttered60", canvas_size=60, n_clutter=4, glimpse_size=12, n_scales=3),
     "cluttered100": Task("cluttered100", canvas_size=100, n_clutter=8, glimpse_size=12, n_scales=4, n_glimpses=8),
 }
+# Several objects on one canvas, after Ba, Mnih and Kavukcuoglu (2015), section 5.1 (their text leaves the clutter,
+# the sensor and the glimpses open: ours are cluttered100's, with 4 glimpses per object): two digits on a 100 x 100
+# canvas with 8 pieces of clutter, read in reading order (pairs100), or summed (addition100, 19 classes).
+SEVERAL = {
+    "pairs100": Task("pairs100", canvas_size=100, n_clutter=8, glimpse_size=12, n_scales=4, n_glimpses=4,
+                     kind="sequence", n_objects=2),
+    "addition100": Task("addition100", canvas_size=100, n_clutter=8, glimpse_size=12, n_scales=4, n_glimpses=4,
+                        kind="sum", n_objects=2),
+}
 # The paper's game (section 4.2, envs.catch): a 24 x 24 screen seen through 3 scales of 6 x 6.
 GAMES = {"catch": Task("catch", canvas_size=24, glimpse_size=6, n_scales=3, n_glimpses=23, kind="catch")}
-PRESETS = {**TASKS, **GAMES}  # every name --task takes
+PRESETS = {**TASKS, **SEVERAL, **GAMES}  # every name --task takes
 
 
 # Test errors (%) of Mnih et al. (2014), Tables 1-2, for a preset's sensor with T glimpses: (task name, T) -> error.
@@ -152,6 +206,9 @@ def fit(task: Task, dataset: Dataset) -> None:
     if side > task.canvas_size:
         raise ValueError(f"the objects of {dataset.name} ({side} pixels) do not fit the {task.canvas_size}-pixel "
                          "canvas: pass a larger --canvas-size or a smaller --object-size")
+    if (task.canvas_size // side) ** 2 < task.n_objects:
+        raise ValueError(f"{task.n_objects} objects of {side} pixels do not fit side by side on the "
+                         f"{task.canvas_size}-pixel canvas: pass a larger --canvas-size or a smaller --object-size")
     if (task.n_clutter or task.clutter_spread) and task.clutter_size > dataset.side:
         raise ValueError(f"clutter pieces of {task.clutter_size} pixels cannot be cut from the {dataset.side}-pixel "
                          f"images of {dataset.name}: pass a smaller --clutter-size")
@@ -209,8 +266,8 @@ def integers(bitgen: np.random.BitGenerator | torch.Generator, high: int, size: 
 
 class Canvases(NamedTuple):
     images: np.ndarray  # (N, C, C) uint8, or (N, C, C, 3) for an RGB dataset
-    labels: np.ndarray  # (N,) int64
-    positions: np.ndarray  # (N, 2) int64: (x, y) of the object's top-left pixel
+    labels: np.ndarray  # (N,) int64; (N, K) in reading order for K objects per canvas
+    positions: np.ndarray  # (N, 2) int64: (x, y) of the object's top-left pixel; (N, K, 2) for K objects
 
 
 def _square(image, xy, w: int, side: int):
@@ -233,11 +290,15 @@ def compose(
     """Canvases of ``task`` for the objects ``digits[index]`` ((N, S, S) or (N, S, S, channels) uint8), with clutter
     cut from other objects of ``digits``.
 
-    Draws, in this order: object positions (x then y), then (with ``spread``, for training canvases of a task with a
-    ``clutter_spread``) each canvas's number of pieces, then per clutter piece its source object, crop corner (x, y)
-    and canvas position (x, y). numpy arrays and a numpy bit generator make the canvases of every fixed set and of
-    CPU training; torch tensors and a ``torch.Generator`` on their device make them there (``envs.device``, for
-    training on a GPU): the same rules, another random stream.
+    With K = ``task.n_objects`` > 1, ``digits[index]`` is each canvas's first object and K - 1 others are drawn
+    (never the same image as the first), placed without overlap (``place``) and put in reading order; labels and
+    positions are then (N, K) and (N, K, 2).
+
+    Draws, in this order: (K > 1: the other objects,) object positions (x then y), then (with ``spread``, for
+    training canvases of a task with a ``clutter_spread``) each canvas's number of pieces, then per clutter piece
+    its source object, crop corner (x, y) and canvas position (x, y). numpy arrays and a numpy bit generator make
+    the canvases of every fixed set and of CPU training; torch tensors and a ``torch.Generator`` on their device
+    make them there (``envs.device``, for training on a GPU): the same rules, another random stream.
     """
     n, C, c = len(index), task.canvas_size, task.clutter_size
     S = digits.shape[1]
@@ -251,7 +312,14 @@ def compose(
     # One row per pixel, its channels along it: the flat indices below pick pixels, every channel at once.
     channels = 1 if digits.ndim == 3 else digits.shape[3]
     flat, flat_digits = canvas.reshape(-1, channels), digits.reshape(-1, channels)
-    pos = integers(bitgen, C - D + 1, (n, 2))
+    K = task.n_objects
+    if K == 1:
+        objects, pos = index[:, None], integers(bitgen, C - D + 1, (n, 2))[:, None]
+    else:
+        # Shifted by 1..N-1 from the first object, as the clutter below: never the first object's image again.
+        others = (index[:, None] + 1 + integers(bitgen, max(len(digits) - 1, 1), (n, K - 1))) % len(digits)
+        joined = torch.cat if isinstance(others, torch.Tensor) else np.concatenate
+        objects, pos = reading_order(joined([index[:, None], others], 1), place(bitgen, n, K, C, D))
     pieces, counts = task.n_clutter, None
     if spread and task.clutter_spread:
         low = task.n_clutter - task.clutter_spread
@@ -269,9 +337,35 @@ def compose(
             piece, where = piece[keep], where[keep]
         flat[where] = maximum(flat[where], piece)
 
-    where = _square(images, pos, D, C)
-    flat[where] = maximum(flat[where], resized(digits[index], D).reshape(n, D * D, channels))
-    return Canvases(canvas, labels[index].astype(np.int64) if isinstance(labels, np.ndarray) else labels[index], pos)
+    for k in range(K):
+        where = _square(images, pos[:, k], D, C)
+        flat[where] = maximum(flat[where], resized(digits[objects[:, k]], D).reshape(n, D * D, channels))
+    named = labels[objects].astype(np.int64) if isinstance(labels, np.ndarray) else labels[objects]
+    return Canvases(canvas, named[:, 0], pos[:, 0]) if K == 1 else Canvases(canvas, named, pos)
+
+
+def place(bitgen: np.random.BitGenerator | torch.Generator, n: int, K: int, C: int, D: int, tries: int = 1000):
+    """Top-left corners (n, K, 2) of K non-overlapping D x D squares on each of n C x C canvases: every canvas's K
+    corners are drawn uniformly (x then y, object by object) and drawn again, all K, while two squares overlap
+    (rejection: uniform over the placements without overlap). ValueError if a canvas fails ``tries`` times."""
+    pos = integers(bitgen, C - D + 1, (n, K, 2))
+    step = torch.arange(K, device=pos.device) if isinstance(pos, torch.Tensor) else np.arange(K)
+    pair = step[:, None] < step[None, :]  # each pair once
+    for _ in range(tries):
+        apart = abs(pos[:, :, None] - pos[:, None, :]) >= D  # (n, K, K, 2): apart along x, along y
+        clash = ((~(apart[..., 0] | apart[..., 1])) & pair).reshape(n, -1).any(1)
+        if not clash.any():
+            return pos
+        pos[clash] = integers(bitgen, C - D + 1, (int(clash.sum()), K, 2))
+    raise ValueError(f"could not place {K} objects of {D} pixels without overlap on a {C}-pixel canvas in {tries} "
+                     "tries: pass a larger --canvas-size or a smaller --object-size")
+
+
+def reading_order(objects, pos):
+    """``objects`` (n, K) and their corners ``pos`` (n, K, 2) sorted left to right by x, then top to bottom by y."""
+    order = (pos[..., 0] * (int(pos.max()) + 1) + pos[..., 1]).argsort(1)
+    rows = torch.arange(len(pos), device=pos.device) if isinstance(pos, torch.Tensor) else np.arange(len(pos))
+    return objects[rows[:, None], order], pos[rows[:, None], order]
 
 
 def resized(digits, side: int | None):
@@ -311,6 +405,7 @@ def _block_seed(task: Task, split: str, block: int) -> np.random.SeedSequence:
     # object makes another set (the sets of MNIST-sized digits keep their seeds, so their checksums stand).
     geometry = f"{split}:{task.canvas_size}:{task.n_clutter}:{task.clutter_size}"
     geometry += f":{task.object_size}" if task.object_size not in (None, DIGIT) else ""
+    geometry += f":objects{task.n_objects}" if task.n_objects > 1 else ""  # a sum and a sequence share their sets
     return np.random.SeedSequence([PUBLISHED_SEED, zlib.crc32(geometry.encode()), block])
 
 
@@ -330,7 +425,7 @@ def fixed(data: Dataset, task: Task, split: str, start: int = 0, stop: int | Non
         a, b = max(start, lo) - lo, min(stop, hi) - lo
         parts.append(Canvases(*(x[a:b] for x in part)))
     if not parts:
-        C = task.canvas_size
-        return Canvases(np.zeros((0, C, C, *digits.shape[3:]), np.uint8), np.zeros(0, np.int64),
-                        np.zeros((0, 2), np.int64))
+        C, K = task.canvas_size, (task.n_objects,) if task.n_objects > 1 else ()
+        return Canvases(np.zeros((0, C, C, *digits.shape[3:]), np.uint8), np.zeros((0, *K), np.int64),
+                        np.zeros((0, *K, 2), np.int64))
     return Canvases(*(np.concatenate(x) for x in zip(*parts)))

@@ -22,7 +22,7 @@ def autoreset_mode_of(mode: AutoresetMode | str) -> AutoresetMode:
 
 
 class BatchedVectorEnv(VectorEnv):
-    """A vector env over one batched state of ``num_envs`` episodes that all last ``task.n_glimpses`` steps.
+    """A vector env over one batched state of ``num_envs`` episodes that all last ``task.steps`` steps.
 
     The state (``self._state``, set by ``_setup``) has ``t`` (glimpses taken per episode, 0 before the first reset),
     ``task``, ``retina``, ``split_size``, ``spaces()``, ``new(rows, bitgen, index)``, ``act(rows, *actions) ->
@@ -88,7 +88,7 @@ class BatchedVectorEnv(VectorEnv):
         reward = np.zeros(n, np.float32)
         terminated = np.zeros(n, bool)
         restart, going = self._all[self._autoreset], self._all[~self._autoreset]
-        if self.autoreset_mode == AutoresetMode.DISABLED and (state.t[going] > self.task.n_glimpses).any():
+        if self.autoreset_mode == AutoresetMode.DISABLED and (state.t[going] > self.task.steps).any():
             raise RuntimeError("an episode has ended and autoreset is disabled: call reset()")
         if len(restart):
             state.new(restart, self.np_random.bit_generator)

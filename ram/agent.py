@@ -4,6 +4,9 @@
     agent = Agent.from_checkpoint("results/cluttered60-6g-s0")   # a folder or a .pt file
     pred = agent.predict(images)          # images: (N, 60, 60) uint8, or float in [0, 1]
     pred.labels, pred.locations, pred.probs   # (N,), (N, T, 2) in [-1, 1], (N, 10)
+
+An agent of a task of several objects read in order (pairs100) names one label per object: labels (N, K) and probs
+(N, K, 10), after T glimpses per object.
 """
 
 from __future__ import annotations
@@ -17,21 +20,27 @@ import torch
 from envs.retina import Retina
 from envs.tasks import Task, task_from
 from ram import checkpoint
+from ram.dram import DeepRecurrentAttention, DRAMConfig
 from ram.model import RAMConfig, RecurrentAttention
+
+# The models an Agent can hold (those that read glimpses), by their --model name: their class and config class.
+GLIMPSE_MODELS = {"ram": (RecurrentAttention, RAMConfig), "dram": (DeepRecurrentAttention, DRAMConfig)}
 
 
 class Prediction(NamedTuple):
-    labels: np.ndarray  # (N,) int64
+    labels: np.ndarray  # (N,) int64; (N, K) for K objects read in order
     locations: np.ndarray  # (N, T, 2) float32: where each glimpse was taken, (x, y) in [-1, 1]
-    probs: np.ndarray  # (N, n_classes) float32 (averaged over rollouts for samples > 1)
+    probs: np.ndarray  # (N, n_classes) float32 (averaged over rollouts for samples > 1); (N, K, n_classes)
 
 
 class Agent:
-    """A RecurrentAttention model with the sensor and episode length it was trained with."""
+    """A glimpse model (RAM, or DRAM) with the sensor and episode length it was trained with."""
 
-    def __init__(self, model: RecurrentAttention, *, canvas_size: int, retina: Retina, n_glimpses: int, start: str):
+    def __init__(self, model: RecurrentAttention, *, canvas_size: int, retina: Retina, n_glimpses: int, start: str,
+                 label_steps: tuple[int, ...] = ()):
         self.model = model.eval()
         self.canvas_size, self.retina, self.n_glimpses, self.start = canvas_size, retina, n_glimpses, start
+        self.label_steps = label_steps  # the steps that name a label (1-based), if more than the last
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu") -> Agent:
@@ -42,8 +51,9 @@ class Agent:
     @classmethod
     def from_state(cls, state: dict, *, device: str | torch.device = "cpu") -> Agent:
         """An agent from the contents of a checkpoint (training checkpoint or agent.pt), on ``device``."""
-        config = RAMConfig(**{**state["model_config"], "glimpse_shape": tuple(state["model_config"]["glimpse_shape"])})
-        model = RecurrentAttention(config)
+        model_cls, config_cls = GLIMPSE_MODELS[state["args"].get("model", "ram")]
+        model = model_cls(config_cls(**{**state["model_config"],
+                                        "glimpse_shape": tuple(state["model_config"]["glimpse_shape"])}))
         model.load_state_dict(state["model"])
         return cls.on_task(model.to(device), task_from(state["task"]), start=state["args"]["start"])
 
@@ -51,7 +61,8 @@ class Agent:
     def on_task(cls, model: RecurrentAttention, task: Task, *, start: str) -> Agent:
         """A model with the sensor, canvas and number of glimpses of ``task``, its first glimpse at ``start``."""
         retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
-        return cls(model, canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses, start=start)
+        return cls(model, canvas_size=task.canvas_size, retina=retina, n_glimpses=task.steps, start=start,
+                   label_steps=task.label_steps)
 
     @property
     def canvas_shape(self) -> tuple[int, ...]:
@@ -66,7 +77,7 @@ class Agent:
         ``samples=1``: the greedy policy (mean locations); ``samples=M > 1``: M sampled rollouts, probabilities
         averaged (locations are those of the first). The first glimpse is where the agent was trained to start: the
         centre, or a random location drawn from ``seed``."""
-        if self.model.config.act_every_step:
+        if getattr(self.model.config, "act_every_step", False):
             raise ValueError("this agent plays catch, it does not classify: play it in envs.CatchEnv (docs/catch.md)")
         images = np.asarray(images)
         shape = self.canvas_shape
@@ -93,8 +104,10 @@ class Agent:
                 # its policy noise there, and validation draws pictures through here).
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                     torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-                    roll = self.model.rollout(x, l_0, self.retina, self.n_glimpses, greedy=samples == 1)
-                p = p + roll.logits.softmax(-1)
+                    roll = self.model.rollout(x, l_0, self.retina, self.n_glimpses, greedy=samples == 1,
+                                              label_steps=self.label_steps)
+                logits = roll.label_logits if len(self.label_steps) > 1 else roll.logits
+                p = p + logits.softmax(-1)
                 where = roll.locations if m == 0 else where
             p = p / samples
             labels.append(p.argmax(-1).cpu().numpy())

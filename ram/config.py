@@ -26,7 +26,7 @@ BOOKKEEPING = ("resume", "run_dir", "progress", "data_dir", "dataset", "threads"
 # Flags that override a field of the task preset (envs.tasks.Task): flag field -> Task field.
 TASK_FLAGS = {"glimpses": "n_glimpses", "glimpse_size": "glimpse_size", "scales": "n_scales",
               "canvas_size": "canvas_size", "clutter": "n_clutter", "clutter_size": "clutter_size", "scale": "scale",
-              "object_size": "object_size", "clutter_spread": "clutter_spread"}
+              "object_size": "object_size", "clutter_spread": "clutter_spread", "objects": "n_objects"}
 
 
 def _flag(default, help: str, **kw):
@@ -61,6 +61,10 @@ RECIPES: dict[tuple[str, int | None], dict] = {
     # The same agent on the larger canvas: 10M images in about 95 minutes on 2 cores (about 1,750 a second with the
     # task's 8 glimpses, the count measured).
     ("cluttered100", None): {**_ATTEND, "samples": 10_000_000},
+    # Two digits on the cluttered 100 x 100 canvas (Ba et al. 2015), read in order or summed: the same agent, each
+    # canvas played twice, on 5M images (docs/several-objects.md has its runs).
+    ("pairs100", None): {**_ATTEND, "samples": 5_000_000, "rollouts": 2},
+    ("addition100", None): {**_ATTEND, "samples": 5_000_000, "rollouts": 2},
     # The same agent on the uncluttered 60 x 60 canvas: 8M images, about 33 minutes on 2 cores.
     ("translated60", None): {**_ATTEND, "samples": 8_000_000},
     # One 8 x 8 scale on 28 pixels: the paper's RNN agent with a random first glimpse at batch 128 (the cluttered
@@ -104,6 +108,8 @@ class Args:
     clutter_spread: int | None = _flag(None, "training canvases draw their number of clutter pieces uniformly from "
                                        "--clutter minus to plus this (at least 0); validation and test keep --clutter "
                                        "(default: 0)")
+    objects: int | None = _flag(None, "objects per canvas of a task of several (--task pairs100, addition100; "
+                                "default: the task's, 2); --glimpses then counts each object's glimpses")
     start: str | None = _default("random", "first glimpse: at a random location (the paper) or the centre",
                        choices=("random", "center"))
     core: str | None = _default("rnn", "core network: the paper's ReLU RNN, or an LSTM", choices=("rnn", "lstm"))
@@ -139,6 +145,8 @@ class Args:
                                   choices=REWARDS)
     reinforce_weight: float = _flag(1.0, "weight of the REINFORCE term in the hybrid loss")
     baseline_weight: float = _flag(1.0, "weight of the baseline's regression term in the hybrid loss")
+    context: bool = _flag(True, "--model dram: the upper layer starts from a coarse view of the whole canvas (the "
+                          "first observation's widest scale); --no-context: the paper's 'DRAM w/o context'")
     policy_core: bool | None = _default(False, "REINFORCE's gradient also trains the core and glimpse networks, "
                                         "through the location policy's input h_t (the Torch7 implementation's route); "
                                         "off: the location policy alone")
@@ -187,7 +195,8 @@ def resolve(args: Args) -> Args:
     """``args`` with the fields left unset (None) filled: from the task's recipe (for the RAM agent, unless
     ``recipe`` is off), else the model's defaults (``ram.registry``), else their own. The one place defaults are
     applied: the command line, a resumed run and a loaded checkpoint all come through here."""
-    recipe = recipe_of(args.task, args.glimpses) if args.model == "ram" and args.recipe else {}
+    # RAM's recipes serve DRAM too (the fields it has no use for, such as --core, it ignores).
+    recipe = recipe_of(args.task, args.glimpses) if args.model in ("ram", "dram") and args.recipe else {}
     if args.policy != "learned":
         recipe.pop("policy_core", None)  # random locations have no policy for REINFORCE to route through
         recipe.pop("rollouts", None)  # nor a REINFORCE for the rollouts' baseline to serve
@@ -255,11 +264,13 @@ def add_fields(parser: argparse.ArgumentParser) -> None:
 
 POSITIVE = ("heads", "patch_size", "d_model", "layers", "glimpses", "glimpse_size", "scales", "canvas_size",
             "clutter_size", "scale", "object_size", "batch_size", "samples", "eval_every", "eval_batch", "mc_samples",
-            "threads", "hidden_size", "glimpse_hidden", "g_size", "stop_after", "rollouts")
+            "threads", "hidden_size", "glimpse_hidden", "g_size", "stop_after", "rollouts", "objects")
 
 
 def check(args: Args) -> Args:
     """The checks argparse cannot make, each a one-line UsageError (those of the task's kind: ``ram.kinds``)."""
+    if not args.context and args.model != "dram":
+        raise UsageError(f"--no-context removes DRAM's context network: it applies to --model dram, not {args.model}")
     for name in POSITIVE:
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -110,7 +110,7 @@ def glimpse_rollout(model, env, action: str, *, greedy: bool, index=None, seed=N
         watch()
         return tensors(obs)
 
-    roll = model.episode(*tensors(obs), look, env.task.n_glimpses, greedy=greedy)
+    roll = model.episode(*tensors(obs), look, env.task.steps, greedy=greedy, label_steps=env.task.label_steps)
     _, reward, terminated, _, infos = env.step({"location": np.zeros((env.num_envs, 2), np.float32),
                                                 action: roll.action.cpu().numpy()})
     watch()
@@ -119,13 +119,15 @@ def glimpse_rollout(model, env, action: str, *, greedy: bool, index=None, seed=N
 
 
 def image_episode(model, env, *, greedy: bool, index=None, seed=None) -> Episode:
-    """One batch of one-step episodes for a whole-canvas model (deterministic: ``greedy`` changes nothing)."""
+    """One batch of episodes for a whole-canvas model, one step per object (one for one object; the label counts at
+    the last: a sum of several), deterministic (``greedy`` changes nothing)."""
     obs, _ = env.reset(seed=seed, options=None if index is None else {"index": index})
     device = device_of(model)
     logits = model(torch.from_numpy(obs["image"]).to(device)).logits
     # Detached: the label sent to the env is an action, not a path for gradients.
-    _, reward, terminated, _, infos = env.step({"location": np.zeros((env.num_envs, 2), np.float32),
-                                                "label": logits.detach().argmax(-1).cpu().numpy()})
+    action = {"location": np.zeros((env.num_envs, 2), np.float32), "label": logits.detach().argmax(-1).cpu().numpy()}
+    for _ in range(env.task.steps):
+        _, reward, terminated, _, infos = env.step(action)
     assert terminated.all()
     none = torch.zeros(env.num_envs, 0, device=device)
     return Episode(logits, torch.from_numpy(infos["label"]).to(device), None, none, none,
@@ -138,9 +140,10 @@ def canvas_episode(spec: ModelSpec, model, source, *, greedy: bool) -> Episode:
     chose; the reward is 1 for the right class after the last glimpse), played by ``model.rollout`` there."""
     canvases, l_0 = source.take()  # each canvas for K = source.repeats consecutive episodes
     K = source.repeats
-    labels = canvases.labels.repeat_interleave(K) if K > 1 else canvases.labels
+    labels = source.task.targets(canvases.labels)[:, 0]  # the class, or a sum of several objects' classes
+    labels = labels.repeat_interleave(K) if K > 1 else labels
     if spec.reads == "glimpses":
-        roll = model.rollout(canvases.images, l_0, source.retina, source.task.n_glimpses, greedy=greedy, repeats=K)
+        roll = model.rollout(canvases.images, l_0, source.retina, source.task.steps, greedy=greedy, repeats=K)
         logits, locations, log_pi, b = roll.logits, roll.locations, roll.log_pi, roll.b
         step_logits = roll.step_logits
     else:

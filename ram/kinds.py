@@ -1,7 +1,9 @@
 """The task-kind registry: everything training, evaluation and the reports need to know about a kind of task.
 
 A task (``envs.tasks.Task``) is of one kind: today ``classify`` (name the object on a canvas after the last glimpse:
-the paper's digits) and ``catch`` (the paper's game: a move at every step). Adding a kind is adding one ``TaskKind``
+the paper's digits), ``catch`` (the paper's game: a move at every step), and two of several objects per canvas (Ba
+et al. 2015): ``sequence`` (name each object, in reading order, after its glimpses) and ``sum`` (name the sum of
+their classes after the last glimpse). Adding a kind is adding one ``TaskKind``
 with ``register``, as a model is one entry of ``ram.registry``: how to make its envs, the action its model chooses,
 its episodes and loss, how to evaluate it and the players it is measured against, how to draw it, what its curve
 shows, and the flags that do not apply to it. The world's side of a kind (what its canvas must hold) is
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ram import episodes, games
+from ram import episodes, games, sequences
 from ram.errors import UsageError
 from ram.pictures import Picture, draw_canvases
 
@@ -157,10 +159,10 @@ def _check_game(args: Args, spec: ModelSpec) -> None:
     if args.model != "ram" or args.policy != "learned":
         raise UsageError(f"--task {args.task} is played by the RAM agent: --model ram with --policy learned")
     if any(getattr(args, f) is not None for f in ("glimpses", "clutter", "clutter_size", "clutter_spread",
-                                                   "object_size")) or args.dataset != "mnist":
+                                                   "object_size", "objects")) or args.dataset != "mnist":
         raise UsageError(f"--task {args.task} takes no --glimpses, --clutter, --clutter-size, --clutter-spread, "
-                         "--object-size or --dataset: a game lasts as long as the ball falls (--canvas-size - 1 steps) "
-                         "and its screen has no clutter and no images")
+                         "--object-size, --objects or --dataset: a game lasts as long as the ball falls "
+                         "(--canvas-size - 1 steps) and its screen has no clutter and no images")
 
 
 register(TaskKind("catch", action="paddle", make_env=games.make_env, play=games.play, loss=games.loss,
@@ -169,3 +171,23 @@ register(TaskKind("catch", action="paddle", make_env=games.make_env, play=games.
                   # a game's length is its screen's, not a choice: TASK-sSEED
                   run_name=lambda args, task, spec: f"{args.task}-s{args.seed}",
                   acts_every_step=True, comparable=False, device_canvases=False))
+
+
+# -- several objects on a canvas (Ba et al. 2015): read them in order, or sum them.
+
+def _check_sequence(args: Args, spec: ModelSpec) -> None:
+    if spec.reads != "glimpses":
+        raise UsageError(f"--task {args.task} names a label per object after its glimpses: it is read by a glimpse "
+                         f"model (--model ram), not by {args.model} (which sees the whole canvas at once)")
+    if args.glimpse_loss:
+        raise UsageError(f"--glimpse-loss applies to one object per canvas, not to --task {args.task}")
+    _check_classify(args, spec)
+
+
+register(TaskKind("sequence", action="label", make_env=episodes.make_env, play=sequences.play, loss=sequences.loss,
+                  evaluate=sequences.evaluate, draw=sequences.draw, check=_check_sequence, data=episodes.data_of,
+                  comparable=False, device_canvases=False))
+# The sum is one label after every object's glimpses: a classification of K (classes - 1) + 1 values.
+register(TaskKind("sum", action="label", make_env=episodes.make_env, play=episodes.classify,
+                  loss=episodes.classification_loss, evaluate=episodes.evaluate, draw=draw_canvases,
+                  check=_check_classify, data=episodes.data_of))

@@ -78,6 +78,53 @@ def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, re
     return Losses(total, classification, reinforce, baseline, reward, reward.mean())
 
 
+def sequence_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, label_steps: tuple[int, ...], *,
+                  reinforce_weight: float = 1.0, baseline_weight: float = 1.0, credit: str = "env",
+                  rollouts: int = 1) -> Losses:
+    """The loss of a sequence of L labels (several objects read in order, Ba et al. 2015): the cross-entropy of each
+    label, REINFORCE for the locations paid 1 per right label (``credit`` "prob": p(y_k), "log_prob": log p(y_k)),
+    with a learned baseline (or, ``rollouts`` K > 1, the leave-one-out mean of the canvas's other rollouts), and the
+    paper's rule: the episode counts **up to the first wrong label**. A label after a wrong one adds no
+    cross-entropy and pays nothing; a location chosen after a wrong label gets no REINFORCE gradient and its
+    baseline no regression.
+
+    logits (B, L, C) and labels (B, L) at the label steps ``label_steps`` (L, 1-based, increasing); log_pi and b
+    (B, T - 1) of the locations chosen at steps 1..T-1. The location chosen at step s is paid the labels named after
+    it, at steps > s (its return to go). ``Losses.reward`` is 1 where the whole sequence is right.
+    """
+    if credit not in REWARDS:
+        raise ValueError(f"credit must be one of {REWARDS}, got {credit!r}")
+    B, L = labels.shape
+    if rollouts < 1 or B % rollouts:
+        raise ValueError(f"rollouts must be a positive divisor of the batch {B}, got {rollouts}")
+    if len(label_steps) != L:
+        raise ValueError(f"{len(label_steps)} label steps for {L} labels")
+    log_p = logits.float().log_softmax(-1).gather(-1, labels[..., None]).squeeze(-1)  # (B, L): log p(y_k)
+    # A count, not a function of any parameter: no gradient through the argmax.
+    correct = (logits.detach().argmax(-1) == labels).float()
+    # Label k counts while labels 1..k-1 were right: the first wrong one counts (its mistake is what to learn).
+    counted = torch.cat([correct.new_ones(B, 1), correct.cumprod(1)[:, :-1]], 1)
+    classification = -(counted * log_p).sum(1).mean()
+    # Detached: the return scores the locations; it must not train the classifier through REINFORCE's weight.
+    paid = {"env": correct, "prob": log_p.detach().exp(), "log_prob": log_p.detach()}[credit] * counted
+    at = torch.as_tensor(label_steps, device=labels.device)
+    s = torch.arange(1, log_pi.shape[1] + 1, device=labels.device)  # the steps that chose a location
+    G = paid @ (at[None, :] > s[:, None]).float().T  # (B, T - 1): the labels named after step s
+    # A location chosen once a label named at or before its step was wrong leads to nothing paid: no gradient.
+    live = ((1 - correct) @ (at[None, :] <= s[:, None]).float().T == 0).float()
+    if rollouts > 1:
+        # Leave-one-out, step by step: the other rollouts of the canvas score its difficulty (G is detached).
+        group = G.view(-1, rollouts, G.shape[1])
+        advantage = (group - (group.sum(1, keepdim=True) - group) / (rollouts - 1)).reshape_as(G)
+    else:
+        advantage = G - b.detach()  # detached: REINFORCE must not train the Baseline (its regression does)
+    reinforce = -(live * log_pi * advantage).sum(1).mean()
+    baseline = ((b - G) ** 2 * live).sum() / live.sum().clamp(min=1)
+    total = classification + reinforce_weight * reinforce + baseline_weight * baseline
+    reward = correct.prod(1)
+    return Losses(total, classification, reinforce, baseline, reward, reward.mean())
+
+
 def lambda_advantage(b: Tensor, reward: Tensor, gae_lambda: float = 1.0) -> Tensor:
     """Advantages (B, T) of the T steps of an episode paid ``reward`` (B,) at its end, from the baselines b (B, T) of
     its steps: sum_k lambda^k delta_{t+k}, delta_t = b_{t+1} - b_t and delta_T = R - b_T (Schulman et al.'s GAE

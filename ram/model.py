@@ -7,7 +7,8 @@ One step t of the model, written with the paper's names:
     l_t   ~ N(mu(h_t), std^2)                             LocationPolicy: where to look next
     b_t   = Baseline(h_t)                                 expected reward, for variance reduction
     a_T   = Classifier(h_T)                               the class, after the last glimpse (and Classifier(h_t)
-                                                          at the glimpses before, for an optional loss there)
+                                                          at the glimpses before, for an optional loss there; with
+                                                          several objects, after each object's glimpses)
     a_t   ~ softmax(Classifier(h_t))                      or, in a game (Catch), an action at every step
 
 Gradient routing (the design; tests pin it, see tests/test_model.py):
@@ -203,6 +204,30 @@ class Rollout(NamedTuple):
     action: Tensor  # (B,) int64: what the last step sends the env: the class named, or a game's last move
     # (B, T - 1, n_classes) of the classifier at the glimpses before the last (classify_every_glimpse), else (B, 0, n)
     step_logits: Tensor
+    # (B, L, n_classes) of the classifier at the L label steps (a task of several objects names one after each
+    # object's glimpses: ``label_steps``); (B, 1, n) of the last step's, logits, when classifying one object
+    label_logits: Tensor
+
+
+def retina_rollout(model, images: Tensor, l_0: Tensor, retina: Retina, n_glimpses: int, *, greedy: bool = False,
+                   repeats: int = 1, label_steps: tuple[int, ...] = ()) -> Rollout:
+    """T glimpses of raw (B, H, W) images (or (B, H, W, C) colour ones, whose retina reads every channel) starting
+    at l_0 (B * repeats, 2), outside any environment; ``repeats`` K: each image is played by K consecutive episodes,
+    which share its integral image (made once, then repeated).
+
+    Sees exactly what the environments would: same retina, same clipping. A method of every glimpse model
+    (``RecurrentAttention``, ``ram.dram.DeepRecurrentAttention``), over its own ``episode``."""
+    if len(l_0) != len(images) * repeats:
+        raise ValueError(f"l_0 has {len(l_0)} rows for {len(images)} images played {repeats} times each")
+    S = integral_image(images)
+    if repeats > 1:
+        S = S.repeat_interleave(repeats, 0)
+
+    def look(l: Tensor, a_t: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        l = clip_location(l)
+        return retina.read(S, l).to(l.dtype), l
+
+    return model.episode(*look(l_0), look, n_glimpses, greedy=greedy, label_steps=label_steps)
 
 
 class RecurrentAttention(nn.Module):
@@ -251,14 +276,14 @@ class RecurrentAttention(nn.Module):
         return logits, a_t
 
     def episode(self, rho: Tensor, l: Tensor, look: Callable[[Tensor, Tensor | None], tuple[Tensor, Tensor]],
-                n_glimpses: int, *, greedy: bool = False) -> Rollout:
+                n_glimpses: int, *, greedy: bool = False, label_steps: tuple[int, ...] = ()) -> Rollout:
         """The one glimpse loop: T glimpses, the first rho (B, *glimpse_shape) taken at l (B, 2); ``look(l_t, a_t)``
-        takes the next one where the policy chose (a_t: the game action of the step, None when classifying), returning
-        (rho, the location it was taken at, clipped). Behind the gymnasium envs ``look`` is ``env.step``; on raw
-        images it is the retina (``rollout``). The caller sends the last step's action (the class, or the game's
-        last move)."""
+        takes the next one where the policy chose (a_t: the game action of the step, or the class named at one of
+        ``label_steps`` before the last (1-based: a sequence's objects), else None), returning (rho, the location it
+        was taken at, clipped). Behind the gymnasium envs ``look`` is ``env.step``; on raw images it is the retina
+        (``rollout``). The caller sends the last step's action (the class, or the game's last move)."""
         state = None  # h_0 = c_0 = 0
-        locations, steps, moves = [l], [], []
+        locations, steps, moves, named = [l], [], [], []
         for t in range(n_glimpses):
             step = self.step(rho, l, state, greedy=greedy)
             state = step.state
@@ -266,6 +291,10 @@ class RecurrentAttention(nn.Module):
             if self.config.act_every_step:
                 moves.append(self.act(step.h_t, greedy=greedy))
                 a_t = moves[-1][1]
+            elif t + 1 in label_steps and t < n_glimpses - 1:
+                # An earlier object's class: h_t not detached, so its cross-entropy trains what a_T's does.
+                named.append(self.classifier(step.h_t))
+                a_t = named[-1].detach().argmax(-1)  # an action sent to the env, not a path for gradients
             if t == n_glimpses - 1:
                 break
             steps.append(step)
@@ -289,26 +318,11 @@ class RecurrentAttention(nn.Module):
             entropy = -(log_p.exp() * log_p).sum(-1)
             b = torch.cat([b, self.value(state[0])[:, None]], 1)  # the last step acts too: its baseline joins
             action = actions[:, -1]  # the last move, drawn already
-        return Rollout(logits, torch.stack(locations, 1), log_pi, b, actions, log_pi_a, entropy, action, step_logits)
+        label_logits = torch.stack([*named, logits], 1)
+        return Rollout(logits, torch.stack(locations, 1), log_pi, b, actions, log_pi_a, entropy, action, step_logits,
+                       label_logits)
 
-    def rollout(self, images: Tensor, l_0: Tensor, retina: Retina, n_glimpses: int, *, greedy: bool = False,
-                repeats: int = 1) -> Rollout:
-        """T glimpses of raw (B, H, W) images (or (B, H, W, C) colour ones, whose retina reads every channel) starting
-        at l_0 (B * repeats, 2), outside any environment; ``repeats`` K: each image is played by K consecutive episodes,
-        which share its integral image (made once, then repeated).
-
-        Sees exactly what the environments would: same retina, same clipping."""
-        if len(l_0) != len(images) * repeats:
-            raise ValueError(f"l_0 has {len(l_0)} rows for {len(images)} images played {repeats} times each")
-        S = integral_image(images)
-        if repeats > 1:
-            S = S.repeat_interleave(repeats, 0)
-
-        def look(l: Tensor, a_t: Tensor | None = None) -> tuple[Tensor, Tensor]:
-            l = clip_location(l)
-            return retina.read(S, l).to(l.dtype), l
-
-        return self.episode(*look(l_0), look, n_glimpses, greedy=greedy)
+    rollout = retina_rollout  # (images, l_0, retina, T, ...) -> Rollout, outside any environment
 
     def stacked_terms(self, steps: list[Step], batch_size: int, device=None) -> tuple[Tensor, Tensor, Tensor]:
         """(h, log_pi, b) of the steps that chose a location: their states stacked (B, T - 1, hidden) and their

@@ -53,7 +53,7 @@ def draw_canvases(spec: ModelSpec, model, args: Args, task, split: str, first: i
     data = data_of(args, task)
     check_range(first, n, split_size(data, split))
     canvases = fixed(data, task, split, first, first + n)
-    drawing = spec.draw(model, args, task, canvases.images, canvases.labels)
+    drawing = spec.draw(model, args, task, canvases.images, task.targets(canvases.labels)[:, 0])
     model.train()  # the entry drew in eval mode
     return Picture(drawing.name, lambda steps: figure_to_array(drawing.figure(steps)), drawing.n_steps,
                    drawing.extras, figure=lambda: drawing.figure(drawing.n_steps))

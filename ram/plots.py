@@ -14,6 +14,7 @@ from matplotlib.patches import Rectangle
 from envs.retina import Retina
 
 CMAP = matplotlib.colormaps["plasma"]
+OBJECTS = matplotlib.colormaps["tab10"]  # one colour per object being read, when a canvas holds several
 
 
 def show_canvas(ax, image: np.ndarray, **kwargs) -> None:
@@ -27,12 +28,13 @@ def show_canvas(ax, image: np.ndarray, **kwargs) -> None:
 
 def trajectory_figure(images: np.ndarray, locations: np.ndarray, predictions: np.ndarray, labels: np.ndarray,
                       retina: Retina | None, *, sides: np.ndarray | None = None, steps: int | None = None,
-                      columns: int = 4, panel: float = 2.2) -> Figure:
+                      columns: int = 4, panel: float = 2.2, per_object: int | None = None) -> Figure:
     """A grid of canvases (N, C, C) or (N, C, C, 3) with glimpses (N, T, 2): a box per scale for every glimpse,
     coloured from the first (dark) to the last (bright), numbered in order and joined by the path; the title gives
     prediction and label (red when wrong). The boxes are the retina's patches, or squares of ``sides`` (N, T, k)
     pixels centred on the locations (a soft glimpse's read, whose extent varies). ``steps`` draws only the first
-    steps glimpses (frames of an animation)."""
+    steps glimpses (frames of an animation). ``per_object`` T: the canvases hold several objects read T glimpses
+    each, and each object's glimpses take one colour (tab10's first, second, ...)."""
     N, T = locations.shape[:2]
     steps = T if steps is None else steps
     C = images.shape[2]
@@ -50,7 +52,7 @@ def trajectory_figure(images: np.ndarray, locations: np.ndarray, predictions: np
         centres = (boxes[i, :steps, 0, :2] + boxes[i, :steps, 0, 2:]) / 2
         ax.plot(centres[:, 0], centres[:, 1], "-", color="white", lw=0.8, alpha=0.7)
         for t in range(steps):
-            colour = CMAP(0.15 + 0.8 * t / max(T - 1, 1))
+            colour = CMAP(0.15 + 0.8 * t / max(T - 1, 1)) if per_object is None else OBJECTS(t // per_object)
             last = t == steps - 1
             for x0, y0, x1, y1 in boxes[i, t]:
                 # Earlier glimpses faint, the latest one bold: every scale of every glimpse stays visible.

@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 from envs.retina import Retina
+from envs.tasks import rules_of
 from ram import soft
 from ram.agent import Agent
+from ram.dram import DeepRecurrentAttention, DRAMConfig
 from ram.episodes import data_of
 from ram.errors import UsageError
 from ram.kinds import kind_of
@@ -113,6 +115,8 @@ def _build_ram(args: Args, task: Task, n_classes: int, channels: int = 1):
 
 def named(args: Args, task: Task, *labels: np.ndarray) -> list[np.ndarray]:
     """Class indices as the dataset names them (MNIST's "0".."9", Fashion-MNIST's "Dress", a folder's), for titles."""
+    if rules_of(task.kind).names == "sum":  # a sum of several objects' classes: its number itself
+        return [np.asarray(x).astype(str) for x in labels]
     classes = np.array(data_of(args, task).classes)
     return [classes[np.asarray(x)] for x in labels]
 
@@ -125,10 +129,23 @@ def _draw_glimpses(model, args: Args, task: Task, images: np.ndarray, labels: np
     pred = agent.predict(images)
     locations, (predictions, labels) = pred.locations, named(args, task, pred.labels, labels)
     return Drawing("glimpses", lambda steps: trajectory_figure(images, locations, predictions, labels, agent.retina,
-                                                               steps=steps), task.n_glimpses)
+                                                               steps=steps), task.steps)
 
 
 register(ModelSpec("ram", _build_ram, reads="glimpses", policy=True, steps=True, draw=_draw_glimpses))
+
+
+# -- DRAM (Ba et al. 2015): two recurrent layers, the lower one names the objects, the upper one looks (ram.dram).
+
+def _build_dram(args: Args, task: Task, n_classes: int, channels: int = 1):
+    shape = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale).glimpse_shape(channels)
+    return configured(DeepRecurrentAttention, DRAMConfig, glimpse_shape=shape, n_classes=n_classes,
+                      g_size=args.g_size, hidden_size=args.hidden_size, loc_hidden=args.loc_hidden,
+                      policy=args.policy, policy_core=args.policy_core, baseline_core=args.baseline_core,
+                      context=args.context, std=args.std if args.std_final is None else args.std_final)
+
+
+register(ModelSpec("dram", _build_dram, reads="glimpses", policy=True, steps=True, draw=_draw_glimpses))
 
 
 # -- The models that see the whole canvas, trained by backpropagation (ram.soft).

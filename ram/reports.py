@@ -37,7 +37,7 @@ def cost_row(s: ModelSpec, model, args: Args, task: Task, images: torch.Tensor, 
     """Parameters, MACs, latency at batch 1 and 256, values read and pixels covered of a trained model on test
     canvases ``images`` (256, C, C) uint8."""
     retina = _retina(s, task)
-    fn = compare.forward_fn(model, retina=retina, n_glimpses=task.n_glimpses)
+    fn = compare.forward_fn(model, retina=retina, n_glimpses=task.steps)
     if retina is not None:  # the union of its glimpses on these test canvases (greedy paths)
         agent = Agent.on_task(model, task, start=args.start)
         pixels = compare.pixels_covered(torch.from_numpy(agent.predict(images.cpu().numpy()).locations), retina,
@@ -47,7 +47,7 @@ def cost_row(s: ModelSpec, model, args: Args, task: Task, images: torch.Tensor, 
     return {"params": sum(p.numel() for p in model.parameters()), "macs": compare.count_macs(fn, images[:1]),
             "latency_1": compare.latency(fn, images[:1], repeats=repeats) * 1e3,
             "latency_256": compare.latency(fn, images, repeats=repeats) * 1e3 / len(images),
-            "values": compare.values_read(canvas_size=task.canvas_size, retina=retina, n_glimpses=task.n_glimpses,
+            "values": compare.values_read(canvas_size=task.canvas_size, retina=retina, n_glimpses=task.steps,
                                           channels=channels_of(args, task)),
             "pixels": pixels}
 
@@ -63,7 +63,7 @@ def scaling_rows(s: ModelSpec, model, task: Task, data, name: str, canvases: lis
         device = next(model.parameters()).device
         x = torch.from_numpy(fixed(data, bigger, "test", 0, 1).images).to(device)
         sized = model if s.resize is None else s.resize(model, C).to(device)
-        fn = compare.forward_fn(sized, retina=_retina(s, task), n_glimpses=task.n_glimpses)
+        fn = compare.forward_fn(sized, retina=_retina(s, task), n_glimpses=task.steps)
         rows.append({"name": name, "canvas": C, "macs": compare.count_macs(fn, x),
                      "latency_ms": compare.latency(fn, x, repeats=repeats) * 1e3})
     return rows

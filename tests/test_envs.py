@@ -62,7 +62,7 @@ def test_episode_structure_reward_and_info(tiny_mnist):
     env = ClutteredMNISTEnv("translated60", mnist=tiny_mnist, n_glimpses=4, start="center")
     obs, info = env.reset(seed=0)
     assert info == {} and np.array_equal(obs["location"], [0, 0])
-    label = int(env.unwrapped._episodes.labels[0])
+    label = int(env.unwrapped._episodes.labels[0, 0])
     for _ in range(3):  # wrong labels before the last step do not count
         obs, reward, terminated, truncated, info = env.step({"location": np.array([0.5, -0.5], np.float32),
                                                              "label": (label + 1) % 10})
@@ -145,7 +145,7 @@ def test_vector_env_autoreset(tiny_mnist, mode):
     vec = ClutteredMNISTVectorEnv(4, "cluttered60", mnist=tiny_mnist, n_glimpses=T, autoreset_mode=mode)
     assert vec.metadata["autoreset_mode"] == AutoresetMode[mode]
     vec.reset(seed=0)
-    labels_1 = vec._episodes.labels.copy()
+    labels_1 = vec._episodes.labels[:, 0].copy()  # (n, objects): one object here
     actions = vec.action_space.sample()
     for _ in range(T - 1):
         _, _, terminated, _, _ = vec.step(actions)

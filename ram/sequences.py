@@ -1,0 +1,109 @@
+"""A task of several objects read in order (kind ``sequence``: ``pairs100``, after Ba, Mnih and Kavukcuoglu 2015):
+its episode names one label after each object's glimpses, in reading order. Its episodes, its loss (the paper's:
+a 0/1 reward per right label, counted up to the first wrong one: ``ram.losses.sequence_loss``), its evaluation (the
+sequence error, any label wrong, and the per-object error, greedy and Monte-Carlo) and its pictures (each object's
+glimpses in a colour of their own). The sum of several objects (kind ``sum``) names one label: it is played as a
+classification (``ram.episodes``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from envs.tasks import fixed, split_size
+from ram.agent import Agent
+from ram.episodes import batches, data_of, forked_rng, glimpse_rollout
+from ram.losses import sequence_loss
+from ram.pictures import Picture, check_range
+
+if TYPE_CHECKING:
+    from ram.config import Args
+    from ram.registry import ModelSpec
+
+
+class Sequence(NamedTuple):
+    """A batch of episodes that name L labels each."""
+
+    logits: Tensor  # (B, L, n_classes) of the classifier at the label steps
+    labels: Tensor  # (B, L) the objects' classes in reading order, as the env reports them
+    locations: Tensor  # (B, T, 2) where each glimpse was taken
+    log_pi: Tensor  # (B, T - 1) log-densities of the locations chosen
+    b: Tensor  # (B, T - 1) baselines at the steps that chose them
+    label_steps: tuple[int, ...]  # the steps (1-based) that named the labels
+
+
+def play(spec: ModelSpec, model, env, *, greedy: bool, index=None, seed=None, watch=None) -> Sequence:
+    """One batch of episodes of a glimpse model: a label named after each object's glimpses (the env scores it)."""
+    roll, reward, infos = glimpse_rollout(model, env, "label", greedy=greedy, index=index, seed=seed, watch=watch)
+    labels = torch.from_numpy(infos["labels"]).to(reward.device)
+    return Sequence(roll.label_logits, labels, roll.locations, roll.log_pi, roll.b, env.task.label_steps)
+
+
+def loss(ep: Sequence, *, reinforce_weight: float, baseline_weight: float, credit: str = "env", rollouts: int = 1,
+         **_):
+    """``ram.losses.sequence_loss`` of a batch (in float32 even when it ran under bf16 autocast)."""
+    return sequence_loss(ep.logits.float(), ep.labels, ep.log_pi.float(), ep.b.float(), ep.label_steps,
+                         reinforce_weight=reinforce_weight, baseline_weight=baseline_weight, credit=credit,
+                         rollouts=rollouts)
+
+
+@torch.no_grad()
+def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[str, float]:
+    """Errors (%) on the first n canvases of env's fixed split: ``greedy_error`` (= ``sequence_error``: any label
+    wrong; what validation selects on) and ``object_error`` (wrong labels among all), with the policy's mean
+    locations; ``mc_error`` and ``mc_object_error`` with each label's probabilities averaged over mc_samples sampled
+    rollouts."""
+    model.eval()
+    wrong = {"greedy": [0, 0], "mc": [0, 0]}  # sequences, labels
+    split = batches(n, env.num_envs)
+
+    def count(key: str, predicted: Tensor, labels: Tensor, k: int) -> None:
+        miss = (predicted != labels)[:k]
+        wrong[key][0] += miss.any(1).sum().item()
+        wrong[key][1] += miss.sum().item()
+
+    # Seeded and forked as ram.episodes.evaluate: reproducible, and training's RNG stream untouched.
+    with forked_rng(model):
+        torch.manual_seed(seed)
+        env.reset(seed=seed)
+        for index, k in split:
+            ep = play(spec, model, env, greedy=True, index=index)
+            count("greedy", ep.logits.argmax(-1), ep.labels, k)
+    with forked_rng(model):
+        torch.manual_seed(seed + 1)
+        env.reset(seed=seed + 1)
+        for index, k in split if mc_samples else []:
+            runs = [play(spec, model, env, greedy=False, index=index) for _ in range(mc_samples)]
+            count("mc", sum(r.logits.softmax(-1) for r in runs).argmax(-1), runs[0].labels, k)
+    model.train()
+    L = len(env.task.label_steps)
+    out = {"greedy_error": 100.0 * wrong["greedy"][0] / n, "sequence_error": 100.0 * wrong["greedy"][0] / n,
+           "object_error": 100.0 * wrong["greedy"][1] / (n * L)}
+    if mc_samples:
+        out.update(mc_error=100.0 * wrong["mc"][0] / n, mc_object_error=100.0 * wrong["mc"][1] / (n * L))
+    return out
+
+
+def draw(spec: ModelSpec, model, args: Args, task, split: str, first: int, n: int) -> Picture:
+    """The glimpses of a glimpse model on the fixed canvases first..first+n of ``split``, each object's in its own
+    colour; titles give the labels named and the true ones in reading order."""
+    from ram.plots import figure_to_array, trajectory_figure  # matplotlib, loaded when a picture is drawn
+
+    data = data_of(args, task)
+    check_range(first, n, split_size(data, split))
+    canvases = fixed(data, task, split, first, first + n)
+    pred = Agent.on_task(model, task, start=args.start).predict(canvases.images)
+    model.train()  # the agent predicted in eval mode
+    classes = np.array(data.classes)
+    predicted, labels = (np.array([" ".join(row) for row in classes[x]]) for x in (pred.labels, canvases.labels))
+
+    def figure(steps: int):
+        return trajectory_figure(canvases.images, pred.locations, predicted, labels, Agent.on_task(
+            model, task, start=args.start).retina, steps=steps, per_object=task.n_glimpses)
+
+    return Picture("glimpses", lambda steps: figure_to_array(figure(steps)), task.steps,
+                   figure=lambda: figure(task.steps))
