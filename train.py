@@ -63,7 +63,7 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     env.reset(seed=seed)
     val_env = kind.make_env(s, args, task, "val", args.eval_batch) if ranks.main else None
 
-    model, config = s.build(args, task, n_actions(env), channels_of(args, task))
+    model, config = s.build(args, task, n_actions(env, s), channels_of(args, task))
     model.to(device)
     batch = args.batch_size * ranks.world  # the global batch: every rank's episodes make one step
     total_steps = math.ceil(args.samples / batch)

@@ -69,6 +69,9 @@ class TaskKind:
     # (args, task) -> the dataset that fills its canvases (``envs.datasets.Dataset``: checked to fit the task, a
     # UsageError otherwise), or None: its env draws its own screens.
     data: Callable[..., Any] = lambda args, task: None
+    # (spec, task, n) -> the size of the model's output for a label of n values: n; or, for a model that sees the
+    # whole canvas at once and names several labels, n per label (one head each).
+    outputs: Callable[..., int] = lambda spec, task, n: n
 
 
 def glimpse_run_name(args: Args, task: Task, spec: ModelSpec) -> str:
@@ -117,9 +120,11 @@ def channels_of(args: Args, task: Task) -> int:
     return 1 if data is None else data.channels
 
 
-def n_actions(env) -> int:
-    """The size of the action network's output: the number of values of the kind's action (classes, or moves)."""
-    return int(env.single_action_space[kind_of(env.task).action].n)
+def n_actions(env, spec: ModelSpec | None = None) -> int:
+    """The number of values of the kind's action (classes, or moves); with ``spec``, the size of that model's
+    output (``TaskKind.outputs``)."""
+    n = int(env.single_action_space[kind_of(env.task).action].n)
+    return n if spec is None else kind_of(env.task).outputs(spec, env.task, n)
 
 
 def play(spec: ModelSpec, model, env, **kw):
@@ -176,9 +181,6 @@ register(TaskKind("catch", action="paddle", make_env=games.make_env, play=games.
 # -- several objects on a canvas (Ba et al. 2015): read them in order, or sum them.
 
 def _check_sequence(args: Args, spec: ModelSpec) -> None:
-    if spec.reads != "glimpses":
-        raise UsageError(f"--task {args.task} names a label per object after its glimpses: it is read by a glimpse "
-                         f"model (--model ram), not by {args.model} (which sees the whole canvas at once)")
     if args.glimpse_loss:
         raise UsageError(f"--glimpse-loss applies to one object per canvas, not to --task {args.task}")
     _check_classify(args, spec)
@@ -186,7 +188,9 @@ def _check_sequence(args: Args, spec: ModelSpec) -> None:
 
 register(TaskKind("sequence", action="label", make_env=episodes.make_env, play=sequences.play, loss=sequences.loss,
                   evaluate=sequences.evaluate, draw=sequences.draw, check=_check_sequence, data=episodes.data_of,
-                  comparable=False, device_canvases=False))
+                  comparable=False, device_canvases=False,
+                  # a whole-canvas model names the K labels at once: one head of n classes per object
+                  outputs=lambda spec, task, n: n if spec.reads == "glimpses" else n * len(task.label_steps)))
 # The sum is one label after every object's glimpses: a classification of K (classes - 1) + 1 values.
 register(TaskKind("sum", action="label", make_env=episodes.make_env, play=episodes.classify,
                   loss=episodes.classification_loss, evaluate=episodes.evaluate, draw=draw_canvases,

@@ -80,7 +80,7 @@ def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, re
 
 def sequence_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, label_steps: tuple[int, ...], *,
                   reinforce_weight: float = 1.0, baseline_weight: float = 1.0, credit: str = "env",
-                  rollouts: int = 1) -> Losses:
+                  rollouts: int = 1, first_wrong: bool = True) -> Losses:
     """The loss of a sequence of L labels (several objects read in order, Ba et al. 2015): the cross-entropy of each
     label, REINFORCE for the locations paid 1 per right label (``credit`` "prob": p(y_k), "log_prob": log p(y_k)),
     with a learned baseline (or, ``rollouts`` K > 1, the leave-one-out mean of the canvas's other rollouts), and the
@@ -90,7 +90,9 @@ def sequence_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, lab
 
     logits (B, L, C) and labels (B, L) at the label steps ``label_steps`` (L, 1-based, increasing); log_pi and b
     (B, T - 1) of the locations chosen at steps 1..T-1. The location chosen at step s is paid the labels named after
-    it, at steps > s (its return to go). ``Losses.reward`` is 1 where the whole sequence is right.
+    it, at steps > s (its return to go). ``Losses.reward`` is 1 where the whole sequence is right. ``first_wrong``
+    False: every label's cross-entropy counts (a model that sees the whole canvas names all labels at once, and has
+    no locations: log_pi and b (B, 0)).
     """
     if credit not in REWARDS:
         raise ValueError(f"credit must be one of {REWARDS}, got {credit!r}")
@@ -104,6 +106,8 @@ def sequence_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, lab
     correct = (logits.detach().argmax(-1) == labels).float()
     # Label k counts while labels 1..k-1 were right: the first wrong one counts (its mistake is what to learn).
     counted = torch.cat([correct.new_ones(B, 1), correct.cumprod(1)[:, :-1]], 1)
+    if not first_wrong:
+        counted = torch.ones_like(correct)
     classification = -(counted * log_p).sum(1).mean()
     # Detached: the return scores the locations; it must not train the classifier through REINFORCE's weight.
     paid = {"env": correct, "prob": log_p.detach().exp(), "log_prob": log_p.detach()}[credit] * counted

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from envs.tasks import fixed, split_size
 from ram.agent import Agent
-from ram.episodes import batches, data_of, forked_rng, glimpse_rollout
+from ram.episodes import batches, data_of, device_of, forked_rng, glimpse_rollout
 from ram.losses import sequence_loss
 from ram.pictures import Picture, check_range
 
@@ -30,25 +30,47 @@ class Sequence(NamedTuple):
 
     logits: Tensor  # (B, L, n_classes) of the classifier at the label steps
     labels: Tensor  # (B, L) the objects' classes in reading order, as the env reports them
-    locations: Tensor  # (B, T, 2) where each glimpse was taken
-    log_pi: Tensor  # (B, T - 1) log-densities of the locations chosen
-    b: Tensor  # (B, T - 1) baselines at the steps that chose them
+    locations: Tensor | None  # (B, T, 2) where each glimpse was taken; None for a whole-canvas model
+    log_pi: Tensor  # (B, T - 1) log-densities of the locations chosen; (B, 0) for a whole-canvas model
+    b: Tensor  # (B, T - 1) baselines at the steps that chose them; (B, 0) likewise
     label_steps: tuple[int, ...]  # the steps (1-based) that named the labels
 
 
 def play(spec: ModelSpec, model, env, *, greedy: bool, index=None, seed=None, watch=None) -> Sequence:
-    """One batch of episodes of a glimpse model: a label named after each object's glimpses (the env scores it)."""
+    """One batch of episodes: a glimpse model names a label after each object's glimpses; a whole-canvas model
+    names them all from one look (``image_play``). The env scores each label."""
+    if spec.reads != "glimpses":
+        return image_play(model, env, index=index, seed=seed)
     roll, reward, infos = glimpse_rollout(model, env, "label", greedy=greedy, index=index, seed=seed, watch=watch)
     labels = torch.from_numpy(infos["labels"]).to(reward.device)
     return Sequence(roll.label_logits, labels, roll.locations, roll.log_pi, roll.b, env.task.label_steps)
 
 
+def image_play(model, env, *, index=None, seed=None) -> Sequence:
+    """A whole-canvas model's batch: its output (B, L n) is L heads of n classes, one per object in reading order;
+    its env episode (one step per object) takes label k at step k."""
+    obs, _ = env.reset(seed=seed, options=None if index is None else {"index": index})
+    logits = model(torch.from_numpy(obs["image"]).to(device_of(model))).logits
+    B, L = len(logits), len(env.task.label_steps)
+    logits = logits.view(B, L, -1)
+    # Detached: the labels sent to the env are actions, not a path for gradients.
+    named = logits.detach().argmax(-1).cpu().numpy()
+    zeros = np.zeros((B, 2), np.float32)
+    for k in range(env.task.steps):  # one glimpse per object: step k names object k
+        _, _, terminated, _, infos = env.step({"location": zeros, "label": named[:, k]})
+    assert terminated.all()
+    none = logits.new_zeros(B, 0)
+    return Sequence(logits, torch.from_numpy(infos["labels"]).to(logits.device), None, none, none,
+                    env.task.label_steps)
+
+
 def loss(ep: Sequence, *, reinforce_weight: float, baseline_weight: float, credit: str = "env", rollouts: int = 1,
          **_):
-    """``ram.losses.sequence_loss`` of a batch (in float32 even when it ran under bf16 autocast)."""
+    """``ram.losses.sequence_loss`` of a batch (in float32 even when it ran under bf16 autocast): up to the first
+    wrong label for a model that reads in order; every label for one that sees the whole canvas."""
     return sequence_loss(ep.logits.float(), ep.labels, ep.log_pi.float(), ep.b.float(), ep.label_steps,
                          reinforce_weight=reinforce_weight, baseline_weight=baseline_weight, credit=credit,
-                         rollouts=rollouts)
+                         rollouts=rollouts, first_wrong=ep.locations is not None)
 
 
 @torch.no_grad()
@@ -56,7 +78,8 @@ def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: 
     """Errors (%) on the first n canvases of env's fixed split: ``greedy_error`` (= ``sequence_error``: any label
     wrong; what validation selects on) and ``object_error`` (wrong labels among all), with the policy's mean
     locations; ``mc_error`` and ``mc_object_error`` with each label's probabilities averaged over mc_samples sampled
-    rollouts."""
+    rollouts (models with a location policy)."""
+    mc_samples = mc_samples if spec.policy else 0
     model.eval()
     wrong = {"greedy": [0, 0], "mc": [0, 0]}  # sequences, labels
     split = batches(n, env.num_envs)
@@ -88,9 +111,12 @@ def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: 
     return out
 
 
-def draw(spec: ModelSpec, model, args: Args, task, split: str, first: int, n: int) -> Picture:
+def draw(spec: ModelSpec, model, args: Args, task, split: str, first: int, n: int) -> Picture | None:
     """The glimpses of a glimpse model on the fixed canvases first..first+n of ``split``, each object's in its own
-    colour; titles give the labels named and the true ones in reading order."""
+    colour; titles give the labels named and the true ones in reading order. None for a whole-canvas model (its
+    pictures read one label)."""
+    if spec.reads != "glimpses":
+        return None
     from ram.plots import figure_to_array, trajectory_figure  # matplotlib, loaded when a picture is drawn
 
     data = data_of(args, task)

@@ -12,6 +12,8 @@ from torch.nn import functional as F
 
 import envs  # noqa: F401 - registers the ram/ environments
 import train
+from ram import checkpoint
+from ram.config import Args, task_of
 from envs.cluttered_mnist import ClutteredMNISTEnv, ClutteredMNISTVectorEnv
 from envs.datasets import as_dataset
 from envs.tasks import PRESETS, SEVERAL, Task, fit, fixed, get_task, place, reading_order, sample
@@ -172,6 +174,11 @@ def test_the_sequence_loss_counts_up_to_the_first_wrong_label():
     G1 = p[0, 0, 0] + p[0, 1, 1]
     expected = -(-1 * G1 - 2 * p[0, 1, 1] - 3 * p[0, 1, 1] - 4 * p[1, 0, 1]) / 2
     assert prob.reinforce.item() == pytest.approx(expected.item())
+    # A whole-canvas model names both labels at once: every label's cross-entropy counts.
+    every = sequence_loss(logits, labels, log_pi[:, :0], b[:, :0], (1, 2), first_wrong=False)
+    assert every.classification.item() == pytest.approx(-(log_p[0, :, :].gather(1, labels[0, :, None]).sum()
+                                                          + log_p[1].gather(1, labels[1, :, None]).sum()).item() / 2)
+    assert every.reinforce.item() == every.baseline.item() == 0
     with pytest.raises(ValueError, match="label steps"):
         sequence_loss(logits, labels, log_pi, b, (4,))
 
@@ -215,6 +222,21 @@ def test_a_tiny_pairs_run_trains_evaluates_and_draws_each_object_s_glimpses(mnis
     assert pred.labels.shape == (3, 2) and pred.locations.shape == (3, 4, 2) and pred.probs.shape == (3, 2, 10)
 
 
+def test_a_whole_canvas_model_reads_pairs_with_a_head_per_digit(mnist, tmp_path):
+    folder = tmp_path / "cnn"
+    assert train.main(["--task", "pairs100", "--model", "cnn", *TINY, "--run-dir", str(folder)]) == 0
+    results = json.loads((folder / "results.json").read_text())
+    assert 0 <= results["test"]["object_error"] <= results["test"]["sequence_error"] <= 100
+    assert "mc_error" not in results["test"]  # nothing stochastic to average
+    from ram.runs import load_model
+
+    state = checkpoint.load(folder / "best.pt")
+    assert state["model_config"]["n_classes"] == 20  # two heads of 10
+    args = Args(**{**state["args"]})
+    model = load_model(state, args, task_of(args))
+    assert model(torch.zeros(1, 100, 100)).logits.shape == (1, 20)
+
+
 @pytest.mark.parametrize("model", ["ram", "cnn"])
 def test_a_tiny_addition_run_names_sums(mnist, tmp_path, model):
     folder = tmp_path / model
@@ -225,7 +247,7 @@ def test_a_tiny_addition_run_names_sums(mnist, tmp_path, model):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--task", "pairs100", "--model", "vit"], "is read by a glimpse model"),
+    (["--task", "pairs100", "--glimpse-loss", "1"], "applies to one object per canvas"),
     (["--task", "catch", "--objects", "2"], "takes no --glimpses"),
     (["--task", "cluttered60", "--objects", "2"], "classify task holds 1 object"),
     (["--task", "pairs100", "--objects", "0"], "--objects must be"),
