@@ -12,11 +12,11 @@ from torch.nn import functional as F
 
 import envs  # noqa: F401 - registers the ram/ environments
 import train
-from ram import checkpoint
-from ram.config import Args, task_of
 from envs.cluttered_mnist import ClutteredMNISTEnv, ClutteredMNISTVectorEnv
 from envs.datasets import as_dataset
 from envs.tasks import PRESETS, SEVERAL, Task, fit, fixed, get_task, place, reading_order, sample
+from ram import checkpoint
+from ram.config import Args, task_of
 from ram.losses import sequence_loss
 from ram.model import RAMConfig, RecurrentAttention
 
