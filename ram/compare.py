@@ -16,15 +16,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from envs.retina import Retina
 
 
-def forward_fn(model: torch.nn.Module, *, retina: Retina | None = None, n_glimpses: int = 0) -> Callable:
+def forward_fn(model: torch.nn.Module, *, retina: Retina | None = None, n_glimpses: int = 0,
+               label_steps: tuple[int, ...] = ()) -> Callable:
     """images (B, C, C) uint8 -> logits, the whole inference of either kind of model: with a retina, a glimpse
-    model's (RAM: greedy, from the centre, integral image and retina included); without, a whole-canvas model's."""
+    model's (RAM: greedy, from the centre, integral image and retina included; a label at each of ``label_steps``,
+    for several objects); without, a whole-canvas model's."""
     if retina is not None:
         if n_glimpses < 1:
             raise ValueError("a glimpse model needs its number of glimpses")
         return lambda images: model.rollout(images, images.new_zeros(images.shape[0], 2, dtype=torch.float32),
-                                            retina, n_glimpses,
-                                            greedy=True).logits
+                                            retina, n_glimpses, greedy=True, label_steps=label_steps).label_logits
     return lambda images: model(images.float() / 255.0).logits
 
 

@@ -188,7 +188,7 @@ def _check_sequence(args: Args, spec: ModelSpec) -> None:
 
 register(TaskKind("sequence", action="label", make_env=episodes.make_env, play=sequences.play, loss=sequences.loss,
                   evaluate=sequences.evaluate, draw=sequences.draw, check=_check_sequence, data=episodes.data_of,
-                  comparable=False, device_canvases=False,
+                  device_canvases=False,
                   # a whole-canvas model names the K labels at once: one head of n classes per object
                   outputs=lambda spec, task, n: n if spec.reads == "glimpses" else n * len(task.label_steps)))
 # The sum is one label after every object's glimpses: a classification of K (classes - 1) + 1 values.

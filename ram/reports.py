@@ -37,7 +37,7 @@ def cost_row(s: ModelSpec, model, args: Args, task: Task, images: torch.Tensor, 
     """Parameters, MACs, latency at batch 1 and 256, values read and pixels covered of a trained model on test
     canvases ``images`` (256, C, C) uint8."""
     retina = _retina(s, task)
-    fn = compare.forward_fn(model, retina=retina, n_glimpses=task.steps)
+    fn = compare.forward_fn(model, retina=retina, n_glimpses=task.steps, label_steps=task.label_steps)
     if retina is not None:  # the union of its glimpses on these test canvases (greedy paths)
         agent = Agent.on_task(model, task, start=args.start)
         pixels = compare.pixels_covered(torch.from_numpy(agent.predict(images.cpu().numpy()).locations), retina,
@@ -63,7 +63,8 @@ def scaling_rows(s: ModelSpec, model, task: Task, data, name: str, canvases: lis
         device = next(model.parameters()).device
         x = torch.from_numpy(fixed(data, bigger, "test", 0, 1).images).to(device)
         sized = model if s.resize is None else s.resize(model, C).to(device)
-        fn = compare.forward_fn(sized, retina=_retina(s, task), n_glimpses=task.steps)
+        fn = compare.forward_fn(sized, retina=_retina(s, task), n_glimpses=task.steps,
+                                label_steps=task.label_steps)
         rows.append({"name": name, "canvas": C, "macs": compare.count_macs(fn, x),
                      "latency_ms": compare.latency(fn, x, repeats=repeats) * 1e3})
     return rows
@@ -125,9 +126,15 @@ def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: i
         costs = cost_row(s, model, args, task, images, repeats=repeats)
         rows.append({"name": name, "greedy": results["test"]["greedy_error"], "mc": results["test"].get("mc_error"),
                      "params": costs.pop("params"), "minutes": minutes, **costs})
+        if "object_error" in results["test"]:  # several objects: greedy and MC are sequence errors
+            rows[-1]["object"] = results["test"]["object_error"]
         scaling += scaling_rows(s, model, task, data, name, canvases, repeats=repeats)
         if shift_n:
             robust.append(robustness_row(s, model, args, task, name, results, n=shift_n, mc_samples=mc_samples))
+    if any("object" in r for r in rows):
+        notes.append("- Several objects per canvas: the test errors are sequence errors (any label wrong); the "
+                     "greedy per-object errors are " + ", ".join(f"{r['name']} {r['object']:.2f}%" for r in rows
+                                                               if "object" in r) + ".")
     report = comparison_markdown(rows, scaling, notes, threads=threads, repeats=repeats, device=str(device))
     figures = {"scaling.png": scaling_figure(scaling), "curves.png": curves_figure(curves)}
     if robust:

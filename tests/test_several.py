@@ -256,3 +256,18 @@ def test_bad_flags_for_several_objects_are_one_line_errors(argv, message, capsys
     assert train.main([*argv, "--samples", "16"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_compare_measures_runs_of_pairs_side_by_side(mnist, tmp_path, capsys):
+    for model in ("ram", "cnn"):
+        assert train.main(["--task", "pairs100", "--glimpses", "1", "--model", model, *TINY,
+                           "--run-dir", str(tmp_path / model)]) == 0
+    out = tmp_path / "report"
+    assert train.main(["compare", str(tmp_path / "ram"), str(tmp_path / "cnn"), "--out", str(out), "--canvases",
+                       "100,200", "--repeats", "1", "--shifts", "50", "--threads", "1"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    ram, cnn = report["models"]
+    assert (ram["name"], cnn["name"]) == ("ram pairs100 T=1", "cnn pairs100")
+    assert ram["macs"] < cnn["macs"] and ram["values"] == 2 * 4 * 144  # 2 glimpses of 4 scales of 12 x 12
+    assert 0 <= ram["object"] <= ram["greedy"] and set(report["robustness"][0]["shifts"]) >= {"clutter x2"}
+    assert "sequence errors" in (out / "report.md").read_text()
