@@ -55,7 +55,7 @@ KIND_RULES: dict[str, KindRules] = {
     "classify": KindRules(),
     "catch": KindRules(canvases=False, length=lambda size: size - 1, smallest=CATCH_MIN),
     # Several objects (Ba et al. 2015): read them in reading order, a label per object ...
-    "sequence": KindRules(objects=(1, None)),
+    "sequence": KindRules(objects=(2, None)),
     # ... or name the sum of their classes (two digits: 0..18).
     "sum": KindRules(objects=(2, None), names="sum"),
 }
@@ -209,6 +209,8 @@ def fit(task: Task, dataset: Dataset) -> None:
     if (task.canvas_size // side) ** 2 < task.n_objects:
         raise ValueError(f"{task.n_objects} objects of {side} pixels do not fit side by side on the "
                          f"{task.canvas_size}-pixel canvas: pass a larger --canvas-size or a smaller --object-size")
+    if task.n_objects > 1:  # room in principle, but too little for random placement to find it: one line now
+        place(np.random.PCG64(0), 256, task.n_objects, task.canvas_size, side)
     if (task.n_clutter or task.clutter_spread) and task.clutter_size > dataset.side:
         raise ValueError(f"clutter pieces of {task.clutter_size} pixels cannot be cut from the {dataset.side}-pixel "
                          f"images of {dataset.name}: pass a smaller --clutter-size")

@@ -271,6 +271,15 @@ def check(args: Args) -> Args:
     """The checks argparse cannot make, each a one-line UsageError (those of the task's kind: ``ram.kinds``)."""
     if not args.context and args.model != "dram":
         raise UsageError(f"--no-context removes DRAM's context network: it applies to --model dram, not {args.model}")
+    if args.model == "dram":
+        if args.policy != "learned":
+            raise UsageError("DRAM's locations are learned: --policy random applies to --model ram")
+        if args.context and args.start != "center":
+            raise UsageError("DRAM's context is the view from the canvas's centre: pass --start center, or "
+                             "--no-context")
+        if args.context and task_of(args).n_glimpses < 2:
+            raise UsageError("with its context DRAM's first step is the coarse view, so it needs --glimpses 2 or "
+                             "more per object (or --no-context)")
     for name in POSITIVE:
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -295,7 +304,8 @@ def check(args: Args) -> Args:
     if args.baseline_core and not spec(args.model).policy:
         raise UsageError(f"--baseline-core routes the baseline's gradient: a {args.model} model has no baseline")
     if args.policy_core and (not spec(args.model).policy or args.policy != "learned"):
-        raise UsageError("--policy-core routes REINFORCE's gradient: it needs a learned location policy (--model ram)")
+        raise UsageError("--policy-core routes REINFORCE's gradient: it needs a learned location policy (--model ram "
+                         "or dram)")
     if args.batch_size % args.rollouts:
         raise UsageError(f"--batch-size {args.batch_size} must be a multiple of --rollouts {args.rollouts}")
     if not args.glimpse_loss >= 0:

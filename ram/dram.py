@@ -52,7 +52,8 @@ class DRAMConfig:
     loc_hidden: int = 128  # a ReLU hidden layer in the EmissionNetwork (0: linear)
     context: bool = True  # the upper layer starts from the ContextNetwork's reading of the first observation
     policy_core: bool = True  # REINFORCE reaches LSTM_1 and the GlimpseNetwork through r1_t
-    baseline_core: bool = False  # the baseline's regression trains LSTM_2 (and below) too
+    baseline_core: bool = False  # the baseline's regression trains LSTM_2 and the context too (and, with
+    # policy_core, what lies below)
     policy: str = "learned"  # only learned: the paper's model chooses where it looks
 
     def __post_init__(self) -> None:
@@ -152,8 +153,10 @@ class DeepRecurrentAttention(nn.Module):
             log_pi, b = self.location.log_prob(l_t, mu), torch.stack(values, 1)
         else:
             log_pi, b = none, none
-        return Rollout(logits, torch.stack(locations, 1), log_pi, b, none.long(), none, none,
-                       logits.detach().argmax(-1), logits.new_zeros(B, 0, logits.shape[-1]),
+        # Detached: the class named is an action sent to the env, not a path for gradients.
+        action = logits.detach().argmax(-1)
+        return Rollout(logits, torch.stack(locations, 1), log_pi, b, none.long(), none, none, action,
+                       logits.new_zeros(B, 0, logits.shape[-1]),
                        torch.stack([*named, logits], 1))
 
     rollout = retina_rollout

@@ -75,14 +75,17 @@ class TaskKind:
 
 
 def glimpse_run_name(args: Args, task: Task, spec: ModelSpec) -> str:
-    """TASK-Tg-sSEED for a glimpse model (TASK-Tg-random-sSEED with random glimpses), TASK-MODEL-sSEED for the
-    others; -spreadS before the seed for training clutter drawn from a range (--clutter-spread S); DATA- in front for
-    a dataset other than MNIST (its name, or its folder's or file's name: fashion-mnist-cluttered60-6g-s0)."""
+    """TASK-Tg-sSEED for RAM (TASK-Tg-random-sSEED with random glimpses; TASK-Tg-dram-sSEED and
+    -dram-nocontext- for DRAM), TASK-MODEL-sSEED for the others; -spreadS before the seed for training clutter
+    drawn from a range (--clutter-spread S); DATA- in front for a dataset other than MNIST (its name, or its
+    folder's or file's name: fashion-mnist-cluttered60-6g-s0)."""
     spread = f"-spread{task.clutter_spread}" if task.clutter_spread else ""
     data = "" if args.dataset == "mnist" else f"{Path(args.dataset).stem}-"
     if spec.reads != "glimpses":
         return f"{data}{args.task}-{args.model}{spread}-s{args.seed}"
-    return f"{data}{args.task}-{task.n_glimpses}g{'-random' if args.policy == 'random' else ''}{spread}-s{args.seed}"
+    model = "" if args.model == "ram" else f"-{args.model}{'' if args.context else '-nocontext'}"
+    return (f"{data}{args.task}-{task.n_glimpses}g{model}{'-random' if args.policy == 'random' else ''}{spread}"
+            f"-s{args.seed}")
 
 
 KINDS: dict[str, TaskKind] = {}
@@ -132,8 +135,8 @@ def play(spec: ModelSpec, model, env, **kw):
     return kind_of(env.task).play(spec, model, env, **kw)
 
 
-ROLLOUTS = ("--rollouts is a baseline for REINFORCE's locations: it needs --model ram with a learned policy on a "
-            "classification task")
+ROLLOUTS = ("--rollouts is a baseline for REINFORCE's locations: it needs a glimpse model (--model ram or dram) with "
+            "a learned policy on a classification task")
 
 
 # -- classify: name the object on a canvas after the last glimpse (the paper's digits).
@@ -143,8 +146,9 @@ def _check_classify(args: Args, spec: ModelSpec) -> None:
         raise UsageError("--entropy and --gae-lambda shape the loss of a game's moves: they apply to --task catch only")
     if args.rollouts > 1 and (not spec.policy or args.policy != "learned"):
         raise UsageError(ROLLOUTS)
-    if args.glimpse_loss and spec.reads != "glimpses":
-        raise UsageError(f"--glimpse-loss asks every glimpse for the class: a {args.model} model takes no glimpses")
+    if args.glimpse_loss and args.model != "ram":
+        raise UsageError(f"--glimpse-loss asks RAM's classifier at every glimpse: it applies to --model ram, not "
+                         f"{args.model}")
 
 
 register(TaskKind("classify", action="label", make_env=episodes.make_env, play=episodes.classify,
@@ -183,6 +187,9 @@ register(TaskKind("catch", action="paddle", make_env=games.make_env, play=games.
 def _check_sequence(args: Args, spec: ModelSpec) -> None:
     if args.glimpse_loss:
         raise UsageError(f"--glimpse-loss applies to one object per canvas, not to --task {args.task}")
+    if args.reward == "log_prob":
+        raise UsageError("--reward log_prob pays every label a negative amount, which the sequence's cut at its first "
+                         "wrong label would turn into a reward for mistakes: use prob or env")
     _check_classify(args, spec)
 
 

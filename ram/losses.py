@@ -96,6 +96,9 @@ def sequence_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, lab
     """
     if credit not in REWARDS:
         raise ValueError(f"credit must be one of {REWARDS}, got {credit!r}")
+    if credit == "log_prob" and first_wrong:
+        # log p <= 0: cutting the return at the first wrong label would pay a mistake more than later right labels.
+        raise ValueError("credit log_prob pays every label a negative amount: it cannot be cut at the first wrong one")
     B, L = labels.shape
     if rollouts < 1 or B % rollouts:
         raise ValueError(f"rollouts must be a positive divisor of the batch {B}, got {rollouts}")

@@ -151,7 +151,7 @@ register(ModelSpec("dram", _build_dram, reads="glimpses", policy=True, steps=Tru
 # -- The models that see the whole canvas, trained by backpropagation (ram.soft).
 
 def _sizes(args: Args, task: Task, n_classes: int, channels: int) -> dict:
-    return {"n_classes": n_classes, "in_channels": channels, "n_steps": task.n_glimpses, "score": args.score,
+    return {"n_classes": n_classes, "in_channels": channels, "n_steps": task.steps, "score": args.score,
             "heads": args.heads,
             "hidden_size": args.hidden_size, "canvas_size": task.canvas_size, "glimpse_size": task.glimpse_size,
             "n_scales": task.n_scales, "scale": task.scale, "hg_size": args.glimpse_hidden,

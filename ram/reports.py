@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from envs.retina import Retina
-from envs.tasks import Task, fixed, paper_error, shifts, split_size
+from envs.tasks import Task, fit, fixed, paper_error, shifts, split_size
 from ram import compare
 from ram.agent import Agent
 from ram.checkpoint import load
@@ -57,9 +57,11 @@ def scaling_rows(s: ModelSpec, model, task: Task, data, name: str, canvases: lis
     weights carry over (or ``s.resize`` makes a model of the right size)."""
     rows = []
     for C in canvases:
-        if (task.object_size or data.side) > C:
+        try:
+            bigger = task.with_(canvas_size=C, n_clutter=round(task.n_clutter * C * C / task.canvas_size**2))
+            fit(bigger, data)
+        except ValueError:
             continue  # its objects do not fit such a canvas
-        bigger = task.with_(canvas_size=C, n_clutter=round(task.n_clutter * C * C / task.canvas_size**2))
         device = next(model.parameters()).device
         x = torch.from_numpy(fixed(data, bigger, "test", 0, 1).images).to(device)
         sized = model if s.resize is None else s.resize(model, C).to(device)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from envs.retina import Retina
 from envs.tasks import fixed, split_size
 from ram.agent import Agent
 from ram.episodes import batches, data_of, device_of, forked_rng, glimpse_rollout
@@ -127,9 +128,11 @@ def draw(spec: ModelSpec, model, args: Args, task, split: str, first: int, n: in
     classes = np.array(data.classes)
     predicted, labels = (np.array([" ".join(row) for row in classes[x]]) for x in (pred.labels, canvases.labels))
 
+    retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
+
     def figure(steps: int):
-        return trajectory_figure(canvases.images, pred.locations, predicted, labels, Agent.on_task(
-            model, task, start=args.start).retina, steps=steps, per_object=task.n_glimpses)
+        return trajectory_figure(canvases.images, pred.locations, predicted, labels, retina, steps=steps,
+                                 per_object=task.n_glimpses)
 
     return Picture("glimpses", lambda steps: figure_to_array(figure(steps)), task.steps,
                    figure=lambda: figure(task.steps))

@@ -67,13 +67,13 @@ def test_the_reward_flag_offers_exactly_the_returns_the_loss_knows():
     assert reward.metadata["choices"] == REWARDS
 
 
-def test_the_glimpse_loss_is_for_glimpse_models_on_a_classification_and_not_negative():
+def test_the_glimpse_loss_is_for_ram_on_a_classification_and_not_negative():
     import pytest
 
     from ram.errors import UsageError
 
     assert parse_args(["--glimpse-loss", "0.5"]).glimpse_loss == 0.5
     for argv, message in ((["--glimpse-loss", "-1"], "must be >= 0"), (["--model", "cnn", "--glimpse-loss", "1"],
-                          "takes no glimpses"), (["--task", "catch", "--glimpse-loss", "1"], "names none")):
+                          "applies to --model ram"), (["--task", "catch", "--glimpse-loss", "1"], "names none")):
         with pytest.raises(UsageError, match=message):
             parse_args(argv)

@@ -90,7 +90,7 @@ def test_tasks_of_several_objects_say_what_their_episode_names():
 @pytest.mark.parametrize("changes, match", [
     ({"kind": "classify", "n_objects": 2}, "classify task holds 1 object"),
     ({"kind": "sum", "n_objects": 1}, "sum task holds 2 or more"),
-    ({"n_objects": 0}, "sequence task holds 1 or more"),
+    ({"n_objects": 1}, "sequence task holds 2 or more"),
 ])
 def test_bad_object_counts_are_refused(changes, match):
     with pytest.raises(ValueError, match=match):
@@ -243,7 +243,9 @@ def test_a_tiny_addition_run_names_sums(mnist, tmp_path, model):
     assert train.main(["--task", "addition100", "--glimpses", "2", "--model", model, *TINY,
                        "--run-dir", str(folder)]) == 0
     results = json.loads((folder / "results.json").read_text())
-    assert results["task"]["kind"] == "sum" and 0 <= results["test"]["greedy_error"] <= 100
+    assert (results["task"]["kind"], results["task"]["n_objects"]) == ("sum", 2)
+    assert 0 <= results["test"]["greedy_error"] <= 100 and "object_error" not in results["test"]
+    assert checkpoint.load(folder / "best.pt")["model_config"]["n_classes"] == 19  # the sums 0..18
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -251,11 +253,36 @@ def test_a_tiny_addition_run_names_sums(mnist, tmp_path, model):
     (["--task", "catch", "--objects", "2"], "takes no --glimpses"),
     (["--task", "cluttered60", "--objects", "2"], "classify task holds 1 object"),
     (["--task", "pairs100", "--objects", "0"], "--objects must be"),
+    (["--task", "pairs100", "--model", "dram", "--policy", "random"], "DRAM's locations are learned"),
+    (["--task", "pairs100", "--model", "dram", "--start", "random"], "pass --start center"),
+    (["--task", "pairs100", "--model", "dram", "--glimpses", "1"], "--glimpses 2 or more"),
+    (["--task", "pairs100", "--reward", "log_prob"], "--reward log_prob pays every label"),
+    (["--model", "dram", "--glimpse-loss", "1"], "applies to --model ram"),
+    (["--task", "pairs100", "--train-data", "device"], "pairs100 is played in its env"),
 ])
 def test_bad_flags_for_several_objects_are_one_line_errors(argv, message, capsys):
     assert train.main([*argv, "--samples", "16"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_objects_that_random_placement_cannot_fit_are_a_one_line_error(mnist, tmp_path, capsys):
+    # 3 x 28 fits a 60-pixel canvas only in rare exact arrangements: refused before any training, in one line.
+    argv = ["--task", "pairs100", "--objects", "3", "--canvas-size", "60", "--run-dir", str(tmp_path / "r")]
+    assert train.main([*argv, "--samples", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "could not place 3 objects of 28 pixels" in err and len(err.strip().splitlines()) == 1
+
+
+def test_each_glimpse_model_gets_its_own_default_run_folder():
+    from ram.config import parse_args, task_of
+    from ram.runs import default_run_dir
+
+    names = [default_run_dir(a, task_of(a)) for a in (parse_args(["--task", "pairs100"]),
+                                                       parse_args(["--task", "pairs100", "--model", "dram"]),
+                                                       parse_args(["--task", "pairs100", "--model", "dram",
+                                                                   "--no-context"]))]
+    assert names == ["runs/pairs100-4g-s0", "runs/pairs100-4g-dram-s0", "runs/pairs100-4g-dram-nocontext-s0"]
 
 
 def test_compare_measures_runs_of_pairs_side_by_side(mnist, tmp_path, capsys):
