@@ -74,21 +74,28 @@ def loss(ep: Sequence, *, reinforce_weight: float, baseline_weight: float, credi
                          rollouts=rollouts, first_wrong=ep.locations is not None)
 
 
+def miscounts(predicted: Tensor, labels: Tensor) -> tuple[int, int, int]:
+    """Of predicted and true labels (N, L): the sequences with a label wrong, the labels wrong, and the sequences
+    wrong as multisets, in any order (Ba et al.'s pairs task: 55 unordered classes for two digits)."""
+    miss = predicted != labels
+    unordered = predicted.sort(1).values != labels.sort(1).values
+    return int(miss.any(1).sum()), int(miss.sum()), int(unordered.any(1).sum())
+
+
 @torch.no_grad()
 def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[str, float]:
     """Errors (%) on the first n canvases of env's fixed split: ``greedy_error`` (= ``sequence_error``: any label
     wrong; what validation selects on) and ``object_error`` (wrong labels among all), with the policy's mean
-    locations; ``mc_error`` and ``mc_object_error`` with each label's probabilities averaged over mc_samples sampled
+    locations; ``unordered_error``, the labels right as a set in any order (the paper's pairs task); ``mc_error``,
+    ``mc_object_error`` and ``mc_unordered_error`` with each label's probabilities averaged over mc_samples sampled
     rollouts (models with a location policy)."""
     mc_samples = mc_samples if spec.policy else 0
     model.eval()
-    wrong = {"greedy": [0, 0], "mc": [0, 0]}  # sequences, labels
+    wrong = {"greedy": [0, 0, 0], "mc": [0, 0, 0]}  # sequences, labels, unordered sets
     split = batches(n, env.num_envs)
 
     def count(key: str, predicted: Tensor, labels: Tensor, k: int) -> None:
-        miss = (predicted != labels)[:k]
-        wrong[key][0] += miss.any(1).sum().item()
-        wrong[key][1] += miss.sum().item()
+        wrong[key] = [a + b for a, b in zip(wrong[key], miscounts(predicted[:k], labels[:k]))]
 
     # Seeded and forked as ram.episodes.evaluate: reproducible, and training's RNG stream untouched.
     with forked_rng(model):
@@ -106,9 +113,10 @@ def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: 
     model.train()
     L = len(env.task.label_steps)
     out = {"greedy_error": 100.0 * wrong["greedy"][0] / n, "sequence_error": 100.0 * wrong["greedy"][0] / n,
-           "object_error": 100.0 * wrong["greedy"][1] / (n * L)}
+           "object_error": 100.0 * wrong["greedy"][1] / (n * L), "unordered_error": 100.0 * wrong["greedy"][2] / n}
     if mc_samples:
-        out.update(mc_error=100.0 * wrong["mc"][0] / n, mc_object_error=100.0 * wrong["mc"][1] / (n * L))
+        out.update(mc_error=100.0 * wrong["mc"][0] / n, mc_object_error=100.0 * wrong["mc"][1] / (n * L),
+                   mc_unordered_error=100.0 * wrong["mc"][2] / n)
     return out
 
 

@@ -183,6 +183,15 @@ def test_the_sequence_loss_counts_up_to_the_first_wrong_label():
         sequence_loss(logits, labels, log_pi, b, (4,))
 
 
+def test_sequence_object_and_unordered_errors_count_what_they_say():
+    from ram.sequences import miscounts
+
+    predicted = torch.tensor([[1, 2], [2, 1], [3, 3], [5, 5]])
+    labels = torch.tensor([[1, 2], [1, 2], [3, 4], [5, 5]])
+    # wrong sequences: rows 1 and 2; wrong labels: 2 + 1; wrong as sets: row 2 only (row 1 is the right pair swapped).
+    assert miscounts(predicted, labels) == (2, 3, 1)
+
+
 def test_an_earlier_object_s_label_trains_the_classifier_core_and_glimpses_never_the_policy():
     torch.manual_seed(0)
     model = RecurrentAttention(RAMConfig(glimpse_shape=(2, 8, 8), hidden_size=16, g_size=16, hg_size=8, hl_size=8,
@@ -211,6 +220,7 @@ def test_a_tiny_pairs_run_trains_evaluates_and_draws_each_object_s_glimpses(mnis
     test = results["test"]
     assert test["greedy_error"] == test["sequence_error"] and 0 <= test["object_error"] <= test["sequence_error"]
     assert 0 <= test["mc_object_error"] <= test["mc_error"] <= 100 and test["n"] == 10000
+    assert test["unordered_error"] <= test["sequence_error"] and test["mc_unordered_error"] <= test["mc_error"]
     assert {"glimpses.png", "glimpses.gif", "agent.pt"} <= {p.name for p in folder.iterdir()}
     capsys.readouterr()
     assert train.main(["evaluate", str(folder), "--split", "val", "--mc-samples", "0", "--threads", "1"]) == 0
