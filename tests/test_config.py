@@ -21,6 +21,7 @@ def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_pl
     c60 = RECIPES[("cluttered60", None)]  # every glimpse count
     assert all(getattr(resolve(Args(glimpses=4)), k) == v for k, v in c60.items())
     assert resolve(Args(glimpses=4)).rollouts == 1 and resolve(Args(glimpses=8)).samples == 10_000_000
+    assert resolve(Args(glimpses=8)).rollouts == 2
     # cluttered60 has 6 glimpses by default, and with 6 its recipe plays each canvas twice on half the images.
     c60_6 = resolve(Args())
     assert all(getattr(c60_6, k) == v for k, v in c60.items() if k != "samples")
