@@ -295,6 +295,7 @@ def test_each_glimpse_model_gets_its_own_default_run_folder():
     assert names == ["runs/pairs100-4g-s0", "runs/pairs100-4g-dram-s0", "runs/pairs100-4g-dram-nocontext-s0"]
 
 
+@pytest.mark.slow
 def test_compare_measures_runs_of_pairs_side_by_side(mnist, tmp_path, capsys):
     for model in ("ram", "cnn"):
         assert train.main(["--task", "pairs100", "--glimpses", "1", "--model", model, *TINY,
