@@ -64,7 +64,8 @@ RECIPES: dict[tuple[str, int | None], dict] = {
     # task's 8 glimpses, the count measured).
     ("cluttered100", None): {**_ATTEND, "samples": 10_000_000},
     # Two digits on the cluttered 100 x 100 canvas (Ba et al. 2015), read in order or summed: the same agent, each
-    # canvas played twice, on 5M images (docs/several-objects.md has its runs).
+    # canvas played twice, on 5M images (docs/several-objects.md has its runs: on pairs100 it reads both digits; on
+    # addition100 it had learned nothing after 2.5M images, a first choice to be replaced).
     ("pairs100", None): {**_ATTEND, "samples": 5_000_000, "rollouts": 2},
     ("addition100", None): {**_ATTEND, "samples": 5_000_000, "rollouts": 2},
     # The same agent on the uncluttered 60 x 60 canvas: 8M images, about 33 minutes on 2 cores.
