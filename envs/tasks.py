@@ -272,11 +272,15 @@ class Canvases(NamedTuple):
     positions: np.ndarray  # (N, 2) int64: (x, y) of the object's top-left pixel; (N, K, 2) for K objects
 
 
+def _arange(like, n: int):
+    """0..n-1 as ``like`` is: a torch tensor on its device, or a numpy array."""
+    return torch.arange(n, device=like.device) if isinstance(like, torch.Tensor) else np.arange(n)
+
+
 def _square(image, xy, w: int, side: int):
     """Flat indices (n, w * w) of the w x w squares at top-left (x, y) = xy (n, 2) of images ``image`` (n,) in a
     flattened (N, side, side) array. One flat index is faster than three broadcast index arrays."""
-    arange = (lambda n: torch.arange(n, device=xy.device)) if isinstance(xy, torch.Tensor) else np.arange
-    offsets = (arange(w)[:, None] * side + arange(w)).reshape(-1)
+    offsets = (_arange(xy, w)[:, None] * side + _arange(xy, w)).reshape(-1)
     return (image * side * side + xy[:, 1] * side + xy[:, 0])[:, None] + offsets
 
 
@@ -351,7 +355,7 @@ def place(bitgen: np.random.BitGenerator | torch.Generator, n: int, K: int, C: i
     corners are drawn uniformly (x then y, object by object) and drawn again, all K, while two squares overlap
     (rejection: uniform over the placements without overlap). ValueError if a canvas fails ``tries`` times."""
     pos = integers(bitgen, C - D + 1, (n, K, 2))
-    step = torch.arange(K, device=pos.device) if isinstance(pos, torch.Tensor) else np.arange(K)
+    step = _arange(pos, K)
     pair = step[:, None] < step[None, :]  # each pair once
     for _ in range(tries):
         apart = abs(pos[:, :, None] - pos[:, None, :]) >= D  # (n, K, K, 2): apart along x, along y
@@ -366,7 +370,7 @@ def place(bitgen: np.random.BitGenerator | torch.Generator, n: int, K: int, C: i
 def reading_order(objects, pos):
     """``objects`` (n, K) and their corners ``pos`` (n, K, 2) sorted left to right by x, then top to bottom by y."""
     order = (pos[..., 0] * (int(pos.max()) + 1) + pos[..., 1]).argsort(1)
-    rows = torch.arange(len(pos), device=pos.device) if isinstance(pos, torch.Tensor) else np.arange(len(pos))
+    rows = _arange(pos, len(pos))
     return objects[rows[:, None], order], pos[rows[:, None], order]
 
 

@@ -184,13 +184,21 @@ def batches(n: int, B: int) -> list[tuple[np.ndarray, int]]:
     return [((start + np.arange(B)) % n, min(B, n - start)) for start in range(0, n, B)]
 
 
+def miscounts(predicted: Tensor, labels: Tensor) -> tuple[int, int, int]:
+    """Of predicted and true labels (N, L): the episodes with a label wrong, the labels wrong, and the episodes
+    wrong as multisets, in any order (Ba et al.'s pairs task: 55 unordered classes for two digits)."""
+    miss = predicted != labels
+    unordered = predicted.sort(1).values != labels.sort(1).values
+    return int(miss.any(1).sum()), int(miss.sum()), int(unordered.any(1).sum())
+
+
 @torch.no_grad()
-def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[str, float]:
-    """Error on the first n canvases of env's fixed split: greedy (mean locations, one pass) and, if mc_samples
-    (stochastic models only), Monte-Carlo (class probabilities averaged over mc_samples sampled rollouts)."""
-    mc_samples = mc_samples if spec.policy else 0
+def error_passes(model, env, n: int, play, *, mc_samples: int, seed: int) -> tuple[list[int], list[int]]:
+    """The ``miscounts`` on the first n episodes of env's fixed split, summed: greedy (mean locations, one pass) and,
+    if mc_samples, Monte-Carlo (each label's probabilities averaged over mc_samples sampled rollouts). ``play(greedy,
+    index)`` plays one batch and returns its logits (B, L, C) and labels (B, L)."""
     model.eval()
-    greedy_errors = mc_errors = 0
+    greedy, mc = [0, 0, 0], [0, 0, 0]
     split = batches(n, env.num_envs)
     # Each pass draws from a forked, seeded torch RNG, so its error is reproducible and training's RNG stream is
     # untouched: the greedy pass draws nothing unless the locations are random (the paper's ablation, whose greedy
@@ -199,18 +207,31 @@ def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: 
         torch.manual_seed(seed)
         env.reset(seed=seed)  # rewinds the fixed split and seeds the random first glimpses
         for index, count in split:
-            out = classify(spec, model, env, greedy=True, index=index)
-            greedy_errors += (out.logits.argmax(-1) != out.labels)[:count].sum().item()
+            logits, labels = play(True, index)
+            greedy = [a + b for a, b in zip(greedy, miscounts(logits.argmax(-1)[:count], labels[:count]))]
     # After the greedy pass, so the greedy error does not depend on mc_samples.
     with forked_rng(model):
         torch.manual_seed(seed + 1)
         env.reset(seed=seed + 1)
         for index, count in split if mc_samples else []:
-            rollouts = [classify(spec, model, env, greedy=False, index=index) for _ in range(mc_samples)]
-            probs = sum(r.logits.softmax(-1) for r in rollouts)
-            mc_errors += (probs.argmax(-1) != rollouts[0].labels)[:count].sum().item()
+            rollouts = [play(False, index) for _ in range(mc_samples)]
+            probs = sum(logits.softmax(-1) for logits, _ in rollouts)
+            mc = [a + b for a, b in zip(mc, miscounts(probs.argmax(-1)[:count], rollouts[0][1][:count]))]
     model.train()
-    out = {"greedy_error": 100.0 * greedy_errors / n}
+    return greedy, mc
+
+
+def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[str, float]:
+    """Error on the first n canvases of env's fixed split: greedy (mean locations, one pass) and, if mc_samples
+    (stochastic models only), Monte-Carlo (class probabilities averaged over mc_samples sampled rollouts)."""
+    mc_samples = mc_samples if spec.policy else 0
+
+    def play(greedy: bool, index) -> tuple[Tensor, Tensor]:
+        ep = classify(spec, model, env, greedy=greedy, index=index)
+        return ep.logits[:, None], ep.labels[:, None]  # one label per episode
+
+    greedy, mc = error_passes(model, env, n, play, mc_samples=mc_samples, seed=seed)
+    out = {"greedy_error": 100.0 * greedy[0] / n}
     if mc_samples:
-        out["mc_error"] = 100.0 * mc_errors / n
+        out["mc_error"] = 100.0 * mc[0] / n
     return out

@@ -17,7 +17,7 @@ from torch import Tensor
 from envs.retina import Retina
 from envs.tasks import fixed, split_size
 from ram.agent import Agent
-from ram.episodes import batches, data_of, device_of, forked_rng, glimpse_rollout
+from ram.episodes import data_of, device_of, error_passes, glimpse_rollout
 from ram.losses import sequence_loss
 from ram.pictures import Picture, check_range
 
@@ -74,49 +74,25 @@ def loss(ep: Sequence, *, reinforce_weight: float, baseline_weight: float, credi
                          rollouts=rollouts, first_wrong=ep.locations is not None)
 
 
-def miscounts(predicted: Tensor, labels: Tensor) -> tuple[int, int, int]:
-    """Of predicted and true labels (N, L): the sequences with a label wrong, the labels wrong, and the sequences
-    wrong as multisets, in any order (Ba et al.'s pairs task: 55 unordered classes for two digits)."""
-    miss = predicted != labels
-    unordered = predicted.sort(1).values != labels.sort(1).values
-    return int(miss.any(1).sum()), int(miss.sum()), int(unordered.any(1).sum())
-
-
-@torch.no_grad()
 def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: int = 0) -> dict[str, float]:
-    """Errors (%) on the first n canvases of env's fixed split: ``greedy_error`` (= ``sequence_error``: any label
-    wrong; what validation selects on) and ``object_error`` (wrong labels among all), with the policy's mean
-    locations; ``unordered_error``, the labels right as a set in any order (the paper's pairs task); ``mc_error``,
-    ``mc_object_error`` and ``mc_unordered_error`` with each label's probabilities averaged over mc_samples sampled
-    rollouts (models with a location policy)."""
+    """Errors (%) on the first n canvases of env's fixed split (``ram.episodes.error_passes``): ``greedy_error``
+    (= ``sequence_error``: any label wrong; what validation selects on) and ``object_error`` (wrong labels among
+    all), with the policy's mean locations; ``unordered_error``, the labels right as a set in any order (the paper's
+    pairs task); ``mc_error``, ``mc_object_error`` and ``mc_unordered_error`` with each label's probabilities
+    averaged over mc_samples sampled rollouts (models with a location policy)."""
     mc_samples = mc_samples if spec.policy else 0
-    model.eval()
-    wrong = {"greedy": [0, 0, 0], "mc": [0, 0, 0]}  # sequences, labels, unordered sets
-    split = batches(n, env.num_envs)
 
-    def count(key: str, predicted: Tensor, labels: Tensor, k: int) -> None:
-        wrong[key] = [a + b for a, b in zip(wrong[key], miscounts(predicted[:k], labels[:k]))]
+    def play_batch(greedy: bool, index) -> tuple[Tensor, Tensor]:
+        ep = play(spec, model, env, greedy=greedy, index=index)
+        return ep.logits, ep.labels
 
-    # Seeded and forked as ram.episodes.evaluate: reproducible, and training's RNG stream untouched.
-    with forked_rng(model):
-        torch.manual_seed(seed)
-        env.reset(seed=seed)
-        for index, k in split:
-            ep = play(spec, model, env, greedy=True, index=index)
-            count("greedy", ep.logits.argmax(-1), ep.labels, k)
-    with forked_rng(model):
-        torch.manual_seed(seed + 1)
-        env.reset(seed=seed + 1)
-        for index, k in split if mc_samples else []:
-            runs = [play(spec, model, env, greedy=False, index=index) for _ in range(mc_samples)]
-            count("mc", sum(r.logits.softmax(-1) for r in runs).argmax(-1), runs[0].labels, k)
-    model.train()
+    greedy, mc = error_passes(model, env, n, play_batch, mc_samples=mc_samples, seed=seed)
     L = len(env.task.label_steps)
-    out = {"greedy_error": 100.0 * wrong["greedy"][0] / n, "sequence_error": 100.0 * wrong["greedy"][0] / n,
-           "object_error": 100.0 * wrong["greedy"][1] / (n * L), "unordered_error": 100.0 * wrong["greedy"][2] / n}
+    out = {"greedy_error": 100.0 * greedy[0] / n, "sequence_error": 100.0 * greedy[0] / n,
+           "object_error": 100.0 * greedy[1] / (n * L), "unordered_error": 100.0 * greedy[2] / n}
     if mc_samples:
-        out.update(mc_error=100.0 * wrong["mc"][0] / n, mc_object_error=100.0 * wrong["mc"][1] / (n * L),
-                   mc_unordered_error=100.0 * wrong["mc"][2] / n)
+        out.update(mc_error=100.0 * mc[0] / n, mc_object_error=100.0 * mc[1] / (n * L),
+                   mc_unordered_error=100.0 * mc[2] / n)
     return out
 
 

@@ -184,7 +184,7 @@ def test_the_sequence_loss_counts_up_to_the_first_wrong_label():
 
 
 def test_sequence_object_and_unordered_errors_count_what_they_say():
-    from ram.sequences import miscounts
+    from ram.episodes import miscounts
 
     predicted = torch.tensor([[1, 2], [2, 1], [3, 3], [5, 5]])
     labels = torch.tensor([[1, 2], [1, 2], [3, 4], [5, 5]])
