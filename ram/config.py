@@ -134,7 +134,8 @@ class Args:
                                        "(cosine, like the learning rate); Monte-Carlo tests use it (default: --std "
                                        "throughout; under a recipe that anneals, give --std-final equal to --std)")
     init: str | None = _flag(None, "start from the weights of this checkpoint (a run folder, best.pt or agent.pt) "
-                             "of the same architecture, e.g. to fine-tune a trained agent with a smaller --std")
+                             "of the same architecture, e.g. to fine-tune a trained agent with a smaller --std; its "
+                             "output layer starts fresh where the classes differ (addition100 from a pairs100 agent)")
     batch_size: int | None = _default(128, "episodes per training step")
     samples: int | None = _default(3_000_000, "training budget in images (episodes) seen")
     lr: float | None = _default(1e-3, "Adam learning rate, decayed to lr * lr_final by a cosine schedule (the "

@@ -190,7 +190,9 @@ def load_model(state: dict, args: Args, task: Task):
 def load_init(model, config, args: Args) -> int:
     """Load --init's weights into ``model``; returns the samples they were trained on. The architecture must match
     (the policy's std may differ: that is what fine-tuning usually changes; so may the gradient routes
-    ``baseline_core`` and ``policy_core``)."""
+    ``baseline_core`` and ``policy_core``), except for the classifier's width ``n_classes``: a checkpoint of another
+    task's labels (pairs100's digits for addition100's sums, another dataset's classes) starts this run with every
+    layer but its output layer, which starts fresh (printed)."""
     path = checkpoint.find(args.init)
     if not path.exists():
         raise UsageError(f"--init {args.init}: no such checkpoint")
@@ -202,10 +204,20 @@ def load_init(model, config, args: Args) -> int:
         theirs.pop(routing, None), ours.pop(routing, None)
     if state["args"]["model"] != args.model:
         raise UsageError(f"--init {path} is a {state['args']['model']} model; this run's is {args.model}")
+    classes = theirs.pop("n_classes", None), ours.pop("n_classes", None)
     if theirs != ours:
         diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         raise UsageError(f"--init {path} is a different architecture ({', '.join(diff)} differ from this run's)")
-    model.load_state_dict(state["model"])
+    weights = state["model"]
+    if classes[0] == classes[1]:
+        model.load_state_dict(weights)
+    else:  # every tensor but those sized by the classes: the output layer (and nothing else, checked)
+        own = model.state_dict()
+        fresh = sorted(k for k in own if k not in weights or weights[k].shape != own[k].shape)
+        missing, unexpected = model.load_state_dict({k: v for k, v in weights.items() if k not in fresh}, strict=False)
+        if unexpected or sorted(missing) != fresh:
+            raise UsageError(f"--init {path}: its weights do not fit this model ({', '.join(unexpected or missing)})")
+        print(f"--init {path}: {classes[0]} classes there, {classes[1]} here; {', '.join(fresh)} start fresh")
     return int(state["samples"]) + int(state.get("init_samples", 0))
 
 

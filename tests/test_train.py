@@ -438,3 +438,29 @@ def test_a_run_with_the_glimpse_loss_trains_evaluates_and_reloads(mnist, tmp_pat
     state = checkpoint.load(tmp_path / "g" / "agent.pt")
     assert state["model_config"]["classify_every_glimpse"] and state["args"]["glimpse_loss"] == 0.5
     assert train.main(["evaluate", str(tmp_path / "g"), "--mc-samples", "2", "--threads", "1"]) == 0
+
+
+@pytest.mark.parametrize("model_name", ["ram", "dram", "cnn", "vit"])
+def test_init_from_another_tasks_labels_keeps_all_but_the_output_layer(tmp_path, capsys, model_name):
+    """addition100's 19 sums started from a pairs100 agent's 10 digits: every tensor but the output layer's comes
+    from the checkpoint; the output layer keeps this model's fresh initialisation."""
+    import dataclasses
+
+    from ram.runs import load_init
+
+    args = resolve(Args(task="pairs100", model=model_name, hidden_size=32, init=str(tmp_path / "pairs.pt")))
+    torch.manual_seed(0)
+    pairs, pairs_config = spec(model_name).build(args, task_of(args), 10)
+    checkpoint.save({"args": dataclasses.asdict(args), "task": {}, "model": pairs.state_dict(), "samples": 5,
+                     "model_config": dataclasses.asdict(pairs_config)}, tmp_path / "pairs.pt")
+    torch.manual_seed(1)
+    sums, sums_config = spec(model_name).build(args, task_of(args), 19)
+    before = {k: v.clone() for k, v in sums.state_dict().items()}
+    capsys.readouterr()
+    assert load_init(sums, sums_config, args) == 5
+    fresh = [k for k, v in sums.state_dict().items() if v.shape != pairs.state_dict()[k].shape]
+    assert fresh and all(k.endswith(("weight", "bias")) for k in fresh)
+    for k, v in sums.state_dict().items():
+        torch.testing.assert_close(v, before[k] if k in fresh else pairs.state_dict()[k], rtol=0, atol=0)
+    assert capsys.readouterr().out.strip() == (f"--init {tmp_path / 'pairs.pt'}: 10 classes there, 19 here; "
+                                               f"{', '.join(sorted(fresh))} start fresh")
