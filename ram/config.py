@@ -64,10 +64,10 @@ RECIPES: dict[tuple[str, int | None], dict] = {
     # task's 8 glimpses, the count measured).
     ("cluttered100", None): {**_ATTEND, "samples": 10_000_000},
     # Two digits on the cluttered 100 x 100 canvas (Ba et al. 2015), read in order or summed: the same agent, each
-    # canvas played twice, on 5M images (docs/several-objects.md has its runs: on pairs100 it reads both digits; on
-    # addition100 it had learned nothing after 2.5M images, a first choice to be replaced).
+    # canvas played twice (docs/several-objects.md has the runs). pairs100 on 5M images; addition100 on 3M, started
+    # from a pairs100 agent (--init runs/pairs100-4g-s0): from scratch it learned nothing in 2.5M images.
     ("pairs100", None): {**_ATTEND, "samples": 5_000_000, "rollouts": 2},
-    ("addition100", None): {**_ATTEND, "samples": 5_000_000, "rollouts": 2},
+    ("addition100", None): {**_ATTEND, "samples": 3_000_000, "rollouts": 2},
     # The same agent on the uncluttered 60 x 60 canvas: 8M images, about 33 minutes on 2 cores.
     ("translated60", None): {**_ATTEND, "samples": 8_000_000},
     # One 8 x 8 scale on 28 pixels: the paper's RNN agent with a random first glimpse at batch 128 (the cluttered
