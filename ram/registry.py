@@ -128,8 +128,9 @@ def _draw_glimpses(model, args: Args, task: Task, images: np.ndarray, labels: np
     agent = Agent.on_task(model, task, start=args.start)
     pred = agent.predict(images)
     locations, (predictions, labels) = pred.locations, named(args, task, pred.labels, labels)
+    per_object = task.n_glimpses if task.n_objects > 1 else None  # a sum's glimpses, coloured by the object read
     return Drawing("glimpses", lambda steps: trajectory_figure(images, locations, predictions, labels, agent.retina,
-                                                               steps=steps), task.steps)
+                                                               steps=steps, per_object=per_object), task.steps)
 
 
 register(ModelSpec("ram", _build_ram, reads="glimpses", policy=True, steps=True, draw=_draw_glimpses))

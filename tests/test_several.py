@@ -309,3 +309,22 @@ def test_compare_measures_runs_of_pairs_side_by_side(mnist, tmp_path, capsys):
     assert ram["macs"] < cnn["macs"] and ram["values"] == 2 * 4 * 144  # 2 glimpses of 4 scales of 12 x 12
     assert 0 <= ram["object"] <= ram["greedy"] and set(report["robustness"][0]["shifts"]) >= {"clutter x2"}
     assert "sequence errors" in (out / "report.md").read_text()
+
+
+def test_a_sums_glimpses_take_the_colour_of_the_object_being_read(mnist):
+    """addition100 names one label, but its canvases hold two objects read 4 glimpses each: the picture colours
+    glimpses 1-4 as the first object's and 5-8 as the second's (tab10), as the pairs' picture does."""
+    from matplotlib.colors import to_rgba
+
+    from ram.config import resolve
+    from ram.plots import OBJECTS
+    from ram.registry import spec
+
+    args = resolve(Args(task="addition100", hidden_size=16))
+    task = task_of(args)
+    model, _ = spec("ram").build(args, task, 19)
+    canvases = fixed(as_dataset(mnist), task, "test", 0, 2)
+    drawing = spec("ram").draw(model, args, task, canvases.images, task.targets(canvases.labels)[:, 0])
+    ax = drawing.figure(task.steps).axes[0]
+    colours = [to_rgba(t.get_color()) for t in ax.texts]  # the glimpse numbers 1..8, in order
+    assert colours == [OBJECTS(0)] * 4 + [OBJECTS(1)] * 4
