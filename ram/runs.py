@@ -270,7 +270,8 @@ def lineage(results: dict, parent_of: Callable[[str], dict | None] = starting_ru
     run's evaluations up to that checkpoint, then the run's own, shifted by the checkpoint's samples and minutes;
     the minutes are those of the whole chain. Returns (curve, minutes, the checkpoints of the chain, nearest first);
     where a starting run is missing (or would repeat a checkpoint of the chain), the curve is shifted by its samples
-    and by the minutes the run recorded for its start (``init_record``; none: they are not counted).
+    and by the minutes the run recorded for its start (``init_record``; none: they are not counted). A starting
+    run of another task (its name or kind differs) counts its images and minutes but leaves its errors off the curve.
     """
     init = results.get("init")
     if init is None:
@@ -285,7 +286,17 @@ def lineage(results: dict, parent_of: Callable[[str], dict | None] = starting_ru
     before, _, chain = lineage(parent, parent_of, _seen | {init["checkpoint"]})
     before = [h for h in before if h["samples"] <= init["samples"]]
     start = before[-1]["minutes"] if before else 0.0
-    curve = before + [{**h, "samples": h["samples"] + init["samples"], "minutes": h["minutes"] + start}
-                      for h in results["history"]]
-    return curve, start + results["train_minutes"], [init["checkpoint"], *chain]
+    own = [{**h, "samples": h["samples"] + init["samples"], "minutes": h["minutes"] + start}
+           for h in results["history"]]
+    if _task_key(parent) != _task_key(results):
+        # Another task's errors (a pairs100 agent started an addition100 run) measure something else: its images and
+        # minutes count, its curve is not this one's.
+        return own, start + results["train_minutes"], [f"{init['checkpoint']} ({_task_key(parent)[0]}: not drawn)",
+                                                        *chain]
+    return before + own, start + results["train_minutes"], [init["checkpoint"], *chain]
+
+
+def _task_key(results: dict) -> tuple:
+    task = results.get("task") or {}
+    return task.get("name"), task.get("kind")
 

@@ -146,3 +146,18 @@ def test_first_reached_is_the_first_point_at_or_below_the_target():
     assert first_reached(points, "greedy_error", 4.08) == {**points[1], "after_minutes": 1.0}
     assert first_reached(points, "mc_error", 4.08) == {**points[0], "after_minutes": None}
     assert first_reached(points, "greedy_error", 3.0) is None
+
+
+def test_lineage_leaves_a_starting_run_of_another_task_off_the_curve():
+    """An addition100 run started from a pairs100 agent: the pairs images and minutes count, their errors (of
+    another task) are not drawn as the sum's."""
+    def point(samples, minutes, val_error):
+        return {"samples": samples, "minutes": minutes, "val_error": val_error}
+
+    pairs = {"task": {"name": "pairs100", "kind": "sequence"}, "train_minutes": 2.5,
+             "history": [point(100, 1.0, 50.0), point(200, 2.0, 40.0)]}
+    sums = {"task": {"name": "addition100", "kind": "sum"}, "train_minutes": 1.2, "history": [point(100, 1.0, 30.0)],
+            "init": {"checkpoint": "runs/pairs/agent.pt", "samples": 200}}
+    curve, minutes, chain = lineage(sums, {"runs/pairs/agent.pt": pairs}.get)
+    assert curve == [point(300, 3.0, 30.0)] and minutes == pytest.approx(3.2)
+    assert chain == ["runs/pairs/agent.pt (pairs100: not drawn)"]
