@@ -95,17 +95,28 @@ def write_text(text: str, path: str | Path) -> None:
 
 
 def write_figure(fig, path: str | Path, *, dpi: int = 110) -> None:
-    """Write a matplotlib Figure as a PNG, atomically."""
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=dpi)
-    write_bytes(png.getvalue(), path)
+    """Write a matplotlib Figure as a PNG of 256 colours (``png_bytes``), atomically."""
+    from PIL import Image
+
+    rendered = io.BytesIO()
+    fig.savefig(rendered, format="png", dpi=dpi)
+    rendered.seek(0)
+    write_bytes(png_bytes(Image.open(rendered)), path)
 
 
 def write_image(image, path: str | Path) -> None:
-    """Write a PIL image as a PNG, atomically."""
+    """Write a PIL image as a PNG of 256 colours (``png_bytes``), atomically."""
+    write_bytes(png_bytes(image), path)
+
+
+def png_bytes(image) -> bytes:
+    """A PIL image as a PNG of at most 256 colours (a palette by median cut): the figures and glimpse pictures hold few
+    colours, and a palette takes a third of the bytes of full RGB, which is what keeps results/ small."""
+    from PIL import Image
+
     png = io.BytesIO()
-    image.save(png, format="PNG")
-    write_bytes(png.getvalue(), path)
+    image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(png, format="PNG", optimize=True)
+    return png.getvalue()
 
 
 def gif_bytes(frames: list, *, duration: int = 600, hold: int = 3) -> bytes:

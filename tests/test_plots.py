@@ -94,3 +94,21 @@ def test_the_sb3_curves_script_draws_ram_beside_the_baselines(tmp_path):
     assert sb3_curves.main(["--ram", str(ram), "--runs", str(ppo), "--out", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert sb3_curves.main(["--runs", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+def test_figures_are_written_as_palette_pngs_that_keep_their_colours(tmp_path):
+    """write_figure keeps results/ small with a 256-colour palette; a plot's few colours come through unchanged."""
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from ram import checkpoint
+
+    fig = Figure(figsize=(2, 2))
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.fill_between([0, 1], 0, 1, color="#1f77b4")  # tab10's first colour filling the axes
+    fig.subplots_adjust(0, 0, 1, 1)
+    checkpoint.write_figure(fig, tmp_path / "f.png", dpi=50)
+    image = Image.open(tmp_path / "f.png")
+    assert image.mode == "P" and len(image.getcolors()) <= 256
+    assert image.convert("RGB").getpixel((50, 50)) == (0x1F, 0x77, 0xB4)
