@@ -120,7 +120,7 @@ def comparison(runs: list[str], *, canvases: list[int], repeats: int, threads: i
         if chain:
             notes.append(f"- {name} was fine-tuned from {' <- '.join(chain)}: its minutes and learning curve "
                          "include those of the runs it started from that were found, up to the checkpoint it "
-                         "started from.")
+                         "started from (a run of another task: its minutes and images, not its errors).")
         s = spec(args.model)
         model = load_model(state, args, task).eval().to(device)
         data = data_of(args, task)
