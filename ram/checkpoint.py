@@ -95,28 +95,25 @@ def write_text(text: str, path: str | Path) -> None:
 
 
 def write_figure(fig, path: str | Path, *, dpi: int = 110) -> None:
-    """Write a matplotlib Figure as a PNG of 256 colours (``png_bytes``), atomically."""
+    """Write a matplotlib Figure as a PNG of at most 256 colours, atomically: a palette by median cut takes a third of
+    the bytes of full RGB, which keeps results/ small. Plots and grey canvases look the same; the shades of colour
+    canvases in a figure come out coarser (``write_image`` keeps every colour)."""
     from PIL import Image
 
     rendered = io.BytesIO()
     fig.savefig(rendered, format="png", dpi=dpi)
     rendered.seek(0)
-    write_bytes(png_bytes(Image.open(rendered)), path)
+    png = io.BytesIO()
+    palette = Image.open(rendered).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    palette.save(png, format="PNG", optimize=True)
+    write_bytes(png.getvalue(), path)
 
 
 def write_image(image, path: str | Path) -> None:
-    """Write a PIL image as a PNG of 256 colours (``png_bytes``), atomically."""
-    write_bytes(png_bytes(image), path)
-
-
-def png_bytes(image) -> bytes:
-    """A PIL image as a PNG of at most 256 colours (a palette by median cut): the figures and glimpse pictures hold few
-    colours, and a palette takes a third of the bytes of full RGB, which is what keeps results/ small."""
-    from PIL import Image
-
+    """Write a PIL image as a PNG, atomically."""
     png = io.BytesIO()
-    image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(png, format="PNG", optimize=True)
-    return png.getvalue()
+    image.save(png, format="PNG")
+    write_bytes(png.getvalue(), path)
 
 
 def gif_bytes(frames: list, *, duration: int = 600, hold: int = 3) -> bytes:

@@ -13,6 +13,7 @@ them names a kind.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,7 +199,14 @@ register(TaskKind("sequence", action="label", make_env=episodes.make_env, play=s
                   device_canvases=False,
                   # a whole-canvas model names the K labels at once: one head of n classes per object
                   outputs=lambda spec, task, n: n if spec.reads == "glimpses" else n * len(task.label_steps)))
+def _check_sum(args: Args, spec: ModelSpec) -> None:
+    _check_classify(args, spec)
+    if spec.policy and args.init is None and not args.resume:  # allowed, but measured to learn nothing: say so
+        print(f"train.py: note: a glimpse model learned no sums from scratch here (docs/several-objects.md); the "
+              f"{args.task} recipe starts from a pairs100 agent: --init runs/pairs100-4g-s0", file=sys.stderr)
+
+
 # The sum is one label after every object's glimpses: a classification of K (classes - 1) + 1 values.
 register(TaskKind("sum", action="label", make_env=episodes.make_env, play=episodes.classify,
                   loss=episodes.classification_loss, evaluate=episodes.evaluate, draw=draw_canvases,
-                  check=_check_classify, data=episodes.data_of))
+                  check=_check_sum, data=episodes.data_of))

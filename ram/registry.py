@@ -128,7 +128,7 @@ def _draw_glimpses(model, args: Args, task: Task, images: np.ndarray, labels: np
     agent = Agent.on_task(model, task, start=args.start)
     pred = agent.predict(images)
     locations, (predictions, labels) = pred.locations, named(args, task, pred.labels, labels)
-    per_object = task.n_glimpses if task.n_objects > 1 else None  # a sum's glimpses, coloured by the object read
+    per_object = task.n_glimpses if task.n_objects > 1 else None  # glimpses 1..T in one colour, T+1..2T in the next
     return Drawing("glimpses", lambda steps: trajectory_figure(images, locations, predictions, labels, agent.retina,
                                                                steps=steps, per_object=per_object), task.steps)
 

@@ -208,16 +208,20 @@ def load_init(model, config, args: Args) -> int:
     if theirs != ours:
         diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         raise UsageError(f"--init {path} is a different architecture ({', '.join(diff)} differ from this run's)")
-    weights = state["model"]
+    weights, own = state["model"], model.state_dict()
     if classes[0] == classes[1]:
         model.load_state_dict(weights)
-    else:  # every tensor but those sized by the classes: the output layer (and nothing else, checked)
-        own = model.state_dict()
-        fresh = sorted(k for k in own if k not in weights or weights[k].shape != own[k].shape)
-        missing, unexpected = model.load_state_dict({k: v for k, v in weights.items() if k not in fresh}, strict=False)
-        if unexpected or sorted(missing) != fresh:
-            raise UsageError(f"--init {path}: its weights do not fit this model ({', '.join(unexpected or missing)})")
-        print(f"--init {path}: {classes[0]} classes there, {classes[1]} here; {', '.join(fresh)} start fresh")
+    else:  # every tensor but the output layer's: those whose first dimension is the outputs, as in the checkpoint
+        fresh = sorted(k for k in own if k in weights and weights[k].shape != own[k].shape)
+
+        def output(k: str) -> bool:  # (outputs, ...) here and (their outputs, ...) there
+            return (weights[k].shape[0], own[k].shape[0]) == classes and weights[k].shape[1:] == own[k].shape[1:]
+
+        wrong = sorted({*own} ^ {*weights}) + [k for k in fresh if not output(k)]
+        if wrong:
+            raise UsageError(f"--init {path}: weights beyond the outputs do not fit this model ({', '.join(wrong)})")
+        model.load_state_dict({k: v for k, v in weights.items() if k not in fresh}, strict=False)
+        print(f"--init {path}: {classes[0]} outputs there, {classes[1]} here; {', '.join(fresh)} start fresh")
     return int(state["samples"]) + int(state.get("init_samples", 0))
 
 
@@ -288,15 +292,19 @@ def lineage(results: dict, parent_of: Callable[[str], dict | None] = starting_ru
     start = before[-1]["minutes"] if before else 0.0
     own = [{**h, "samples": h["samples"] + init["samples"], "minutes": h["minutes"] + start}
            for h in results["history"]]
-    if _task_key(parent) != _task_key(results):
+    if not _same_task(parent, results):
         # Another task's errors (a pairs100 agent started an addition100 run) measure something else: its images and
         # minutes count, its curve is not this one's.
-        return own, start + results["train_minutes"], [f"{init['checkpoint']} ({_task_key(parent)[0]}: not drawn)",
-                                                        *chain]
+        other = (parent.get("task") or {}).get("name")
+        return own, start + results["train_minutes"], [f"{init['checkpoint']} ({other}: not drawn)", *chain]
     return before + own, start + results["train_minutes"], [init["checkpoint"], *chain]
 
 
-def _task_key(results: dict) -> tuple:
-    task = results.get("task") or {}
-    return task.get("name"), task.get("kind")
+def _same_task(a: dict, b: dict) -> bool:
+    """Whether two runs' results.json name the same task (its name and kind; a run that records no task, or no kind,
+    written before those existed, counts as the same and as a classification). The dataset and the canvas overrides
+    are not compared: a fine-tune on Fashion-MNIST from an MNIST agent still draws the MNIST errors."""
+    if not a.get("task") or not b.get("task"):
+        return True
+    return all(a["task"].get(k, d) == b["task"].get(k, d) for k, d in (("name", None), ("kind", "classify")))
 

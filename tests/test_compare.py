@@ -161,3 +161,8 @@ def test_lineage_leaves_a_starting_run_of_another_task_off_the_curve():
     curve, minutes, chain = lineage(sums, {"runs/pairs/agent.pt": pairs}.get)
     assert curve == [point(300, 3.0, 30.0)] and minutes == pytest.approx(3.2)
     assert chain == ["runs/pairs/agent.pt (pairs100: not drawn)"]
+    # A run written before results.json recorded the kind (or the task) is the same task as its classify child.
+    old = {**pairs, "task": {"name": "addition100"}}
+    assert lineage({**sums, "task": {"name": "addition100", "kind": "classify"}},
+                   {"runs/pairs/agent.pt": old}.get)[2] == ["runs/pairs/agent.pt"]
+    assert lineage(sums, {"runs/pairs/agent.pt": {**pairs, "task": None}}.get)[2] == ["runs/pairs/agent.pt"]

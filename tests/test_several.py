@@ -311,9 +311,10 @@ def test_compare_measures_runs_of_pairs_side_by_side(mnist, tmp_path, capsys):
     assert "sequence errors" in (out / "report.md").read_text()
 
 
-def test_a_sums_glimpses_take_the_colour_of_the_object_being_read(mnist):
-    """addition100 names one label, but its canvases hold two objects read 4 glimpses each: the picture colours
-    glimpses 1-4 as the first object's and 5-8 as the second's (tab10), as the pairs' picture does."""
+def test_a_sums_glimpses_are_coloured_in_blocks_of_one_objects_glimpses(mnist):
+    """addition100 names one label after two objects' worth of glimpses (4 each): the picture colours glimpses 1-4
+    in tab10's first colour and 5-8 in its second, as the pairs' picture does (which digit each block finds is the
+    agent's choice)."""
     from matplotlib.colors import to_rgba
 
     from ram.config import resolve
@@ -328,3 +329,13 @@ def test_a_sums_glimpses_take_the_colour_of_the_object_being_read(mnist):
     ax = drawing.figure(task.steps).axes[0]
     colours = [to_rgba(t.get_color()) for t in ax.texts]  # the glimpse numbers 1..8, in order
     assert colours == [OBJECTS(0)] * 4 + [OBJECTS(1)] * 4
+
+
+def test_a_glimpse_model_summing_from_scratch_is_told_of_the_pairs_start(capsys):
+    from ram.config import parse_args
+
+    parse_args(["--task", "addition100"])
+    assert "starts from a pairs100 agent: --init runs/pairs100-4g-s0" in capsys.readouterr().err
+    for argv in (["--init", "runs/pairs100-4g-s0"], ["--model", "cnn"], ["--task", "pairs100"]):
+        parse_args(["--task", "addition100", *argv])
+        assert capsys.readouterr().err == ""

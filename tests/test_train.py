@@ -12,6 +12,7 @@ from envs.tasks import fixed, get_task
 from ram import checkpoint
 from ram.agent import Agent
 from ram.config import Args, parse_args, resolve, task_of
+from ram.errors import UsageError
 from ram.kinds import make_env
 from ram.kinds import play as episode
 from ram.registry import MODELS, spec
@@ -440,27 +441,43 @@ def test_a_run_with_the_glimpse_loss_trains_evaluates_and_reloads(mnist, tmp_pat
     assert train.main(["evaluate", str(tmp_path / "g"), "--mc-samples", "2", "--threads", "1"]) == 0
 
 
-@pytest.mark.parametrize("model_name", ["ram", "dram", "cnn", "vit"])
-def test_init_from_another_tasks_labels_keeps_all_but_the_output_layer(tmp_path, capsys, model_name):
-    """addition100's 19 sums started from a pairs100 agent's 10 digits: every tensor but the output layer's comes
-    from the checkpoint; the output layer keeps this model's fresh initialisation."""
+@pytest.mark.parametrize("model_name, output", [("ram", "classifier.fc"), ("dram", "classifier.fc"),
+                                                 ("cnn", "out"), ("vit", "head")])
+def test_init_from_another_tasks_labels_keeps_all_but_the_output_layer(tmp_path, capsys, model_name, output):
+    """addition100's 19 sums started from a pairs100 agent (10 digits; a whole-canvas model's 2 heads of 10): every
+    tensor but the output layer's comes from the checkpoint; the output layer keeps this model's fresh start. Any
+    other difference is refused in one line."""
     import dataclasses
 
+    from ram.kinds import kind_of
     from ram.runs import load_init
 
-    args = resolve(Args(task="pairs100", model=model_name, hidden_size=32, init=str(tmp_path / "pairs.pt")))
-    torch.manual_seed(0)
-    pairs, pairs_config = spec(model_name).build(args, task_of(args), 10)
-    checkpoint.save({"args": dataclasses.asdict(args), "task": {}, "model": pairs.state_dict(), "samples": 5,
+    def built(task_name, seed, **kw):
+        args = resolve(Args(task=task_name, model=model_name, hidden_size=32, init=str(tmp_path / "pairs.pt"), **kw))
+        task = task_of(args)
+        n = kind_of(task).outputs(spec(model_name), task, task.n_classes(10))
+        torch.manual_seed(seed)
+        return (*spec(model_name).build(args, task, n), args)
+
+    pairs, pairs_config, pairs_args = built("pairs100", 0)
+    checkpoint.save({"args": dataclasses.asdict(pairs_args), "task": {}, "model": pairs.state_dict(), "samples": 5,
                      "model_config": dataclasses.asdict(pairs_config)}, tmp_path / "pairs.pt")
-    torch.manual_seed(1)
-    sums, sums_config = spec(model_name).build(args, task_of(args), 19)
+    sums, sums_config, args = built("addition100", 1)
     before = {k: v.clone() for k, v in sums.state_dict().items()}
     capsys.readouterr()
     assert load_init(sums, sums_config, args) == 5
-    fresh = [k for k, v in sums.state_dict().items() if v.shape != pairs.state_dict()[k].shape]
-    assert fresh and all(k.endswith(("weight", "bias")) for k in fresh)
+    fresh = sorted(k for k in before if k.startswith(output + "."))
+    assert fresh and all(k.endswith((".weight", ".bias")) for k in fresh)
     for k, v in sums.state_dict().items():
         torch.testing.assert_close(v, before[k] if k in fresh else pairs.state_dict()[k], rtol=0, atol=0)
-    assert capsys.readouterr().out.strip() == (f"--init {tmp_path / 'pairs.pt'}: 10 classes there, 19 here; "
-                                               f"{', '.join(sorted(fresh))} start fresh")
+    n_pairs = pairs_config.n_classes
+    assert capsys.readouterr().out.strip() == (f"--init {tmp_path / 'pairs.pt'}: {n_pairs} outputs there, 19 here; "
+                                               f"{', '.join(fresh)} start fresh")
+    # A checkpoint that also differs elsewhere (a layer of another shape) is refused, not half loaded.
+    broken = dict(pairs.state_dict())
+    name = next(k for k in broken if not k.startswith(output + ".") and broken[k].dim() >= 2)
+    broken[name] = torch.zeros(broken[name].shape[0] + 1, *broken[name].shape[1:])
+    checkpoint.save({"args": dataclasses.asdict(pairs_args), "task": {}, "model": broken, "samples": 5,
+                     "model_config": dataclasses.asdict(pairs_config)}, tmp_path / "pairs.pt")
+    with pytest.raises(UsageError, match=f"beyond the outputs do not fit this model \\({name}\\)"):
+        load_init(sums, sums_config, args)
