@@ -199,6 +199,8 @@ register(TaskKind("sequence", action="label", make_env=episodes.make_env, play=s
                   device_canvases=False,
                   # a whole-canvas model names the K labels at once: one head of n classes per object
                   outputs=lambda spec, task, n: n if spec.reads == "glimpses" else n * len(task.label_steps)))
+
+
 def _check_sum(args: Args, spec: ModelSpec) -> None:
     _check_classify(args, spec)
     if spec.policy and args.init is None and not args.resume:  # allowed, but measured to learn nothing: say so
