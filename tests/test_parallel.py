@@ -148,6 +148,14 @@ def torchrun(*argv: str, timeout: int = 240) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def _causes(stderr: str) -> str:
+    """What a failed torchrun said, its ranks' own lines first: its summary alone ends with the signal, not the
+    cause, and the cause scrolls out of a plain tail."""
+    own = [line for line in stderr.splitlines() if line.startswith("[rank") or "terminate called" in line
+           or "what():" in line or "Error" in line]
+    return "\n".join(own[-40:]) + "\n--- its last lines ---\n" + stderr[-1500:]
+
+
 @pytest.mark.slow
 def test_ddp_averages_the_ranks_gradients_and_keeps_them_in_step(tmp_path):
     done = torchrun("tests/ddp_worker.py", str(tmp_path))
@@ -204,9 +212,16 @@ def test_a_rank_that_dies_ends_the_run_and_it_resumes(mnist, tmp_path):
     said = [line for line in err.splitlines() if "train.py: " in line and "continue with --resume" in line]
     assert job.returncode != 0 and len(said) == 1 and ("terminated" in said[0] or "lost touch" in said[0]), err[-3000:]
     assert "[rank0]: " not in err  # torch prefixes an uncaught exception's traceback on a rank so
-    resumed = torchrun("train.py", "--run-dir", str(folder), "--resume", "--stop-after", "16", "--no-progress",
-                       "--threads", "1")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resume = ("train.py", "--run-dir", str(folder), "--resume", "--stop-after", "16", "--no-progress", "--threads", "1")
+    resumed = torchrun(*resume)
+    if resumed.returncode != 0 and "SIGABRT" in resumed.stderr and "Traceback" not in resumed.stderr:
+        # Once in a few hundred full-suite runs on a loaded 2-core machine, gloo aborted a rank while the resumed
+        # run's ranks connected (torchrun reported SIGABRT, no Python error): a hiccup of the transport, not of
+        # resuming, so it gets one more try; a second failure, or any Python error, fails the test.
+        first = resumed.stderr
+        resumed = torchrun(*resume)
+        assert resumed.returncode == 0, _causes(first) + "\n--- tried again ---\n" + _causes(resumed.stderr)
+    assert resumed.returncode == 0, _causes(resumed.stderr)
     assert "continue with: torchrun --nproc_per_node=2 train.py" in resumed.stdout
     assert checkpoint.load(folder / "last.pt")["world"] == 2
 
