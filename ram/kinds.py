@@ -195,7 +195,7 @@ def _check_sequence(args: Args, spec: ModelSpec) -> None:
 
 
 register(TaskKind("sequence", action="label", make_env=episodes.make_env, play=sequences.play, loss=sequences.loss,
-                  evaluate=sequences.evaluate, draw=sequences.draw, check=_check_sequence, data=episodes.data_of,
+                  evaluate=sequences.evaluate, draw=draw_canvases, check=_check_sequence, data=episodes.data_of,
                   device_canvases=False,
                   # a whole-canvas model names the K labels at once: one head of n classes per object
                   outputs=lambda spec, task, n: n if spec.reads == "glimpses" else n * len(task.label_steps)))

@@ -45,7 +45,8 @@ def check_range(first: int, n: int, size: int) -> None:
 
 def draw_canvases(spec: ModelSpec, model, args: Args, task, split: str, first: int, n: int) -> Picture | None:
     """Where a classifier attends on the fixed canvases first..first+n of ``split``, as its registry entry draws it
-    (None: it has nothing to draw)."""
+    (None: it has nothing to draw); the titles name what each episode must name: its class, the sum, or each object's
+    class in reading order."""
     from ram.plots import figure_to_array  # matplotlib, loaded when a picture is drawn
 
     if spec.draw is None:
@@ -53,7 +54,8 @@ def draw_canvases(spec: ModelSpec, model, args: Args, task, split: str, first: i
     data = data_of(args, task)
     check_range(first, n, split_size(data, split))
     canvases = fixed(data, task, split, first, first + n)
-    drawing = spec.draw(model, args, task, canvases.images, task.targets(canvases.labels)[:, 0])
+    targets = task.targets(canvases.labels)  # (n, L): one label an episode, or one per object
+    drawing = spec.draw(model, args, task, canvases.images, targets[:, 0] if targets.shape[1] == 1 else targets)
     model.train()  # the entry drew in eval mode
     return Picture(drawing.name, lambda steps: figure_to_array(drawing.figure(steps)), drawing.n_steps,
                    drawing.extras, figure=lambda: drawing.figure(drawing.n_steps))

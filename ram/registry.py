@@ -61,7 +61,8 @@ class ModelSpec:
     steps: bool = False
     # A stochastic location policy: its std is scheduled, REINFORCE trains it, Monte-Carlo evaluation samples it.
     policy: bool = False
-    # (model, args, task, images (N, C, C) uint8, labels (N,)) -> Drawing; None: nothing to draw.
+    # (model, args, task, images (N, C, C) uint8, labels (N,), or (N, L) for L labels an episode) -> Drawing; None:
+    # nothing to draw.
     draw: Callable[..., Drawing] | None = None
     # (model, canvas_size) -> a model of the same kind for canvases of another size (for `compare`'s scaling
     # measurement); None: the model itself, whose weights do not depend on the canvas size.
@@ -114,11 +115,21 @@ def _build_ram(args: Args, task: Task, n_classes: int, channels: int = 1):
 
 
 def named(args: Args, task: Task, *labels: np.ndarray) -> list[np.ndarray]:
-    """Class indices as the dataset names them (MNIST's "0".."9", Fashion-MNIST's "Dress", a folder's), for titles."""
+    """Class indices as the dataset names them (MNIST's "0".."9", Fashion-MNIST's "Dress", a folder's), for titles:
+    (N,) labels give (N,) names; (N, L) labels, one per object in reading order, give (N,) rows of L names ("3 7")."""
     if rules_of(task.kind).names == "sum":  # a sum of several objects' classes: its number itself
         return [np.asarray(x).astype(str) for x in labels]
     classes = np.array(data_of(args, task).classes)
-    return [classes[np.asarray(x)] for x in labels]
+    names = [classes[np.asarray(x)] for x in labels]
+    return [x if x.ndim == 1 else np.array([" ".join(row) for row in x]) for x in names]
+
+
+def predicted(logits: torch.Tensor, task: Task) -> np.ndarray:
+    """A whole-canvas model's labels from its logits: (N,) for one label; (N, L) for L labels, its output being L
+    heads of n classes side by side (``TaskKind.outputs``)."""
+    L = len(task.label_steps)
+    labels = logits.view(len(logits), L, -1).argmax(-1).cpu().numpy()
+    return labels[:, 0] if L == 1 else labels
 
 
 @torch.no_grad()
@@ -178,7 +189,7 @@ def _draw_attention(model, args: Args, task: Task, images: np.ndarray, labels: n
     from ram.plots import attention_figure
 
     out = _read(model, images)
-    (predictions, labels), weights = named(args, task, out.logits.argmax(-1).numpy(), labels), out.weights.numpy()
+    (predictions, labels), weights = named(args, task, predicted(out.logits, task), labels), out.weights.numpy()
     return Drawing("attention", lambda steps: attention_figure(images, weights, predictions, labels, steps=steps),
                    task.n_glimpses)
 
@@ -188,7 +199,7 @@ def _draw_soft_glimpses(model, args: Args, task: Task, images: np.ndarray, label
     from ram.plots import trajectory_figure
 
     out = _read(model, images)
-    (predictions, labels), locations = named(args, task, out.logits.argmax(-1).numpy(), labels), out.locations.numpy()
+    (predictions, labels), locations = named(args, task, predicted(out.logits, task), labels), out.locations.numpy()
     c = model.config  # each scale's read spans N filters at its stride: N * stride * s**i pixels
     sides = out.strides.numpy()[..., None] * c.glimpse_size * c.scale ** np.arange(c.n_scales)
     return Drawing("glimpses", lambda steps: trajectory_figure(images, locations, predictions, labels, None,
@@ -223,7 +234,7 @@ def _draw_self_attention(model, args: Args, task: Task, images: np.ndarray, labe
     from ram.plots import attention_figure, matrix_figure
 
     out = _read(model, images)
-    predictions, labels = named(args, task, out.logits.argmax(-1).numpy(), labels)
+    predictions, labels = named(args, task, predicted(out.logits, task), labels)
     a = out.weights.numpy()  # (N, L, heads, n, n), token 0 the class token
     cls = a[:, :, :, 0, 1:]  # (N, L, heads, patches): what the class token reads
     L, H = cls.shape[1:3]

@@ -1,9 +1,10 @@
 """A task of several objects read in order (kind ``sequence``: ``pairs100``, after Ba, Mnih and Kavukcuoglu 2015):
 its episode names one label after each object's glimpses, in reading order. Its episodes, its loss (the paper's:
 a 0/1 reward per right label, counted up to the first wrong one: ``ram.losses.sequence_loss``), its evaluation (the
-sequence error, any label wrong, and the per-object error, greedy and Monte-Carlo) and its pictures (each object's
-glimpses in a colour of their own). The sum of several objects (kind ``sum``) names one label: it is played as a
-classification (``ram.episodes``).
+sequence error, any label wrong, and the per-object error, greedy and Monte-Carlo); its pictures are the
+classifiers' (``ram.pictures.draw_canvases``: a glimpse model's glimpses in a colour per object, titles in reading
+order). The sum of several objects (kind ``sum``) names one label: it is played as a classification
+(``ram.episodes``).
 """
 
 from __future__ import annotations
@@ -14,15 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from envs.retina import Retina
-from envs.tasks import fixed, split_size
-from ram.agent import Agent
-from ram.episodes import data_of, device_of, error_passes, glimpse_rollout
+from ram.episodes import device_of, error_passes, glimpse_rollout
 from ram.losses import sequence_loss
-from ram.pictures import Picture, check_range
 
 if TYPE_CHECKING:
-    from ram.config import Args
     from ram.registry import ModelSpec
 
 
@@ -95,28 +91,3 @@ def evaluate(spec: ModelSpec, model, env, n: int, *, mc_samples: int = 0, seed: 
                    mc_unordered_error=100.0 * mc[2] / n)
     return out
 
-
-def draw(spec: ModelSpec, model, args: Args, task, split: str, first: int, n: int) -> Picture | None:
-    """The glimpses of a glimpse model on the fixed canvases first..first+n of ``split``, each object's in its own
-    colour; titles give the labels named and the true ones in reading order. None for a whole-canvas model (its
-    pictures read one label)."""
-    if spec.reads != "glimpses":
-        return None
-    from ram.plots import figure_to_array, trajectory_figure  # matplotlib, loaded when a picture is drawn
-
-    data = data_of(args, task)
-    check_range(first, n, split_size(data, split))
-    canvases = fixed(data, task, split, first, first + n)
-    pred = Agent.on_task(model, task, start=args.start).predict(canvases.images)
-    model.train()  # the agent predicted in eval mode
-    classes = np.array(data.classes)
-    predicted, labels = (np.array([" ".join(row) for row in classes[x]]) for x in (pred.labels, canvases.labels))
-
-    retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
-
-    def figure(steps: int):
-        return trajectory_figure(canvases.images, pred.locations, predicted, labels, retina, steps=steps,
-                                 per_object=task.n_glimpses)
-
-    return Picture("glimpses", lambda steps: figure_to_array(figure(steps)), task.steps,
-                   figure=lambda: figure(task.steps))

@@ -339,3 +339,28 @@ def test_a_glimpse_model_summing_from_scratch_is_told_of_the_pairs_start(capsys)
     for argv in (["--init", "runs/pairs100-4g-s0"], ["--model", "cnn"], ["--task", "pairs100"]):
         parse_args(["--task", "addition100", *argv])
         assert capsys.readouterr().err == ""
+
+
+def test_pictures_of_pairs_name_both_digits_in_reading_order_for_every_model_that_draws(mnist):
+    """The sequence kind draws through the classifiers' path (``draw_canvases``): a glimpse model's titles and a
+    ViT's attention rows both read "predicted / true" with the two digits in reading order; the CNN, which has no
+    attention, has nothing to draw."""
+    from ram.config import resolve
+    from ram.kinds import kind_of
+    from ram.registry import spec
+
+    task = SEVERAL["pairs100"]
+    truth = [" ".join(map(str, row)) for row in fixed(as_dataset(mnist), task, "test", 0, 2).labels]
+    for name in ("ram", "vit"):
+        args = resolve(Args(task="pairs100", model=name, hidden_size=16, d_model=16, layers=1, heads=2))
+        model, _ = spec(name).build(args, task_of(args), 10 if name == "ram" else 20)
+        picture = kind_of(task).draw(spec(name), model, args, task_of(args), "test", 0, 2)
+        fig = picture.figure()
+        said = [t.get_text() for ax in fig.axes for t in (ax.title, ax.yaxis.label) if t.get_text()]
+        for true in truth:  # "pred 3 7 / true 1 4": two names on each side
+            line = next(s for s in said if s.endswith(f"true {true}"))
+            assert len(line.split(" / ")[0].split()) == 3, line
+        assert picture.n_steps == (task_of(args).steps if name == "ram" else args.layers)
+    args = resolve(Args(task="pairs100", model="cnn"))
+    model, _ = spec("cnn").build(args, task_of(args), 20)
+    assert kind_of(task).draw(spec("cnn"), model, args, task_of(args), "test", 0, 2) is None
