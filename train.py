@@ -71,7 +71,9 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
                                            total_steps=total_steps, batch=batch)
     run = restore(resumed, model, optimizer, scheduler, env, rank=ranks.rank) if resumed else Progress()
     if args.init is not None and resumed is None:
-        run.init_samples = load_init(model, config, args)
+        run.init_samples, note = load_init(model, config, args)
+        if note and ranks.main:
+            print(note)
     start_samples = run.step * batch
     average = optim.average_of(model, args.ema, resumed)  # with --ema, what validation selects and what ships
     evaluated = model if average is None else average

@@ -187,12 +187,13 @@ def load_model(state: dict, args: Args, task: Task):
     return model
 
 
-def load_init(model, config, args: Args) -> int:
-    """Load --init's weights into ``model``; returns the samples they were trained on. The architecture must match
+def load_init(model, config, args: Args) -> tuple[int, str]:
+    """Load --init's weights into ``model``; returns the samples they were trained on and what the caller should say
+    of the load ("" when every tensor loaded). The architecture must match
     (the policy's std may differ: that is what fine-tuning usually changes; so may the gradient routes
     ``baseline_core`` and ``policy_core``), except for the classifier's width ``n_classes``: a checkpoint of another
     task's labels (pairs100's digits for addition100's sums, another dataset's classes) starts this run with every
-    layer but its output layer, which starts fresh (printed)."""
+    layer but its output layer, which starts fresh (the note names those tensors)."""
     path = checkpoint.find(args.init)
     if not path.exists():
         raise UsageError(f"--init {args.init}: no such checkpoint")
@@ -209,6 +210,7 @@ def load_init(model, config, args: Args) -> int:
         diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         raise UsageError(f"--init {path} is a different architecture ({', '.join(diff)} differ from this run's)")
     weights, own = state["model"], model.state_dict()
+    samples, note = int(state["samples"]) + int(state.get("init_samples", 0)), ""
     if classes[0] == classes[1]:
         model.load_state_dict(weights)
     else:  # every tensor but the output layer's: those whose first dimension is the outputs, as in the checkpoint
@@ -221,8 +223,8 @@ def load_init(model, config, args: Args) -> int:
         if wrong:
             raise UsageError(f"--init {path}: weights beyond the outputs do not fit this model ({', '.join(wrong)})")
         model.load_state_dict({k: v for k, v in weights.items() if k not in fresh}, strict=False)
-        print(f"--init {path}: {classes[0]} outputs there, {classes[1]} here; {', '.join(fresh)} start fresh")
-    return int(state["samples"]) + int(state.get("init_samples", 0))
+        note = f"--init {path}: {classes[0]} outputs there, {classes[1]} here; {', '.join(fresh)} start fresh"
+    return samples, note
 
 
 def read_results(path: Path) -> dict:

@@ -291,7 +291,7 @@ def test_init_from_a_checkpoint_saved_before_the_game_fields_existed(tmp_path):
              "model_config": {k: v for k, v in dataclasses.asdict(config).items()
                               if k not in ("act_every_step", "baseline_core")}}
     checkpoint.save(state, tmp_path / "old.pt")
-    assert load_init(model, config, args) == 7
+    assert load_init(model, config, args) == (7, "")  # every tensor loaded: nothing to say
 
 
 def test_a_game_has_no_canvases(tiny_mnist):

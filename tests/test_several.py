@@ -230,6 +230,11 @@ def test_a_tiny_pairs_run_trains_evaluates_and_draws_each_object_s_glimpses(mnis
 
     pred = Agent.from_checkpoint(folder).predict(fixed(mnist, SEVERAL["pairs100"], "test", 0, 3).images)
     assert pred.labels.shape == (3, 2) and pred.locations.shape == (3, 4, 2) and pred.probs.shape == (3, 2, 10)
+    # The sum started from this pairs agent: train.py says which tensors start fresh (the classifier's 10 -> 19).
+    assert train.main(["--task", "addition100", "--glimpses", "2", *TINY, "--init", str(folder),
+                       "--run-dir", str(tmp_path / "sum")]) == 0
+    said = capsys.readouterr().out
+    assert "10 outputs there, 19 here; classifier.fc.bias, classifier.fc.weight start fresh" in said
 
 
 def test_a_whole_canvas_model_reads_pairs_with_a_head_per_digit(mnist, tmp_path):
