@@ -25,6 +25,18 @@ class Losses(NamedTuple):
 REWARDS = ("env", "prob", "log_prob")
 
 
+def _advantage(G: Tensor, b: Tensor, rollouts: int) -> Tensor:
+    """REINFORCE's advantage of the returns G (B, T - 1) (detached: they score the locations) at each step that chose
+    a location: G - b with the learned baseline b detached (REINFORCE must not train the Baseline; its regression
+    does), or, ``rollouts`` K > 1, G less the mean return of the canvas's other K - 1 rollouts (leave-one-out, step
+    by step; the K rollouts of a canvas are consecutive rows): they score its difficulty independently of this
+    rollout's locations, so the estimator stays unbiased."""
+    if rollouts == 1:
+        return G - b.detach()
+    group = G.view(-1, rollouts, G.shape[1])
+    return (group - (group.sum(1, keepdim=True) - group) / (rollouts - 1)).reshape_as(G)
+
+
 def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, reward: Tensor | None = None,
                 reinforce_weight: float = 1.0, baseline_weight: float = 1.0, credit: str = "env",
                 rollouts: int = 1, step_logits: Tensor | None = None, glimpse_loss: float = 0.0) -> Losses:
@@ -59,16 +71,7 @@ def hybrid_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, *, re
     else:
         log_p = log_probs.detach().gather(1, labels[:, None]).squeeze(1)  # log p(y | h_T)
         R = log_p.exp() if credit == "prob" else log_p
-    if rollouts > 1:
-        # Leave-one-out: the other rollouts of the same canvas score its difficulty, independently of this rollout's
-        # locations, so the estimator stays unbiased. R is detached already: nothing here carries a gradient.
-        group = R.view(-1, rollouts)
-        others = (group.sum(1, keepdim=True) - group) / (rollouts - 1)
-        advantage = (group - others).reshape(-1, 1).expand_as(log_pi)
-    else:
-        # Detached baseline: the REINFORCE term must not train the Baseline (its own regression does).
-        advantage = R[:, None] - b.detach()
-    reinforce = -(log_pi * advantage).sum(1).mean()
+    reinforce = -(log_pi * _advantage(R[:, None].expand_as(log_pi), b, rollouts)).sum(1).mean()
     baseline = F.mse_loss(b, R[:, None].expand_as(b)) if b.numel() else b.sum()
     total = classification + reinforce_weight * reinforce + baseline_weight * baseline
     if glimpse_loss and step_logits is not None and step_logits.shape[1]:
@@ -119,13 +122,7 @@ def sequence_loss(logits: Tensor, labels: Tensor, log_pi: Tensor, b: Tensor, lab
     G = paid @ (at[None, :] > s[:, None]).float().T  # (B, T - 1): the labels named after step s
     # A location chosen once a label named at or before its step was wrong leads to nothing paid: no gradient.
     live = ((1 - correct) @ (at[None, :] <= s[:, None]).float().T == 0).float()
-    if rollouts > 1:
-        # Leave-one-out, step by step: the other rollouts of the canvas score its difficulty (G is detached).
-        group = G.view(-1, rollouts, G.shape[1])
-        advantage = (group - (group.sum(1, keepdim=True) - group) / (rollouts - 1)).reshape_as(G)
-    else:
-        advantage = G - b.detach()  # detached: REINFORCE must not train the Baseline (its regression does)
-    reinforce = -(live * log_pi * advantage).sum(1).mean()
+    reinforce = -(live * log_pi * _advantage(G, b, rollouts)).sum(1).mean()
     baseline = ((b - G) ** 2 * live).sum() / live.sum().clamp(min=1)
     total = classification + reinforce_weight * reinforce + baseline_weight * baseline
     reward = correct.prod(1)
