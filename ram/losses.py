@@ -33,7 +33,7 @@ def _advantage(G: Tensor, b: Tensor, rollouts: int) -> Tensor:
     rollout's locations, so the estimator stays unbiased."""
     if rollouts == 1:
         return G - b.detach()
-    group = G.view(-1, rollouts, G.shape[1])
+    group = G.view(G.shape[0] // rollouts, rollouts, G.shape[1])  # sized, not -1: T - 1 may be 0
     return (group - (group.sum(1, keepdim=True) - group) / (rollouts - 1)).reshape_as(G)
 
 

@@ -191,7 +191,7 @@ def _draw_attention(model, args: Args, task: Task, images: np.ndarray, labels: n
     out = _read(model, images)
     (predictions, labels), weights = named(args, task, predicted(out.logits, task), labels), out.weights.numpy()
     return Drawing("attention", lambda steps: attention_figure(images, weights, predictions, labels, steps=steps),
-                   task.n_glimpses)
+                   task.steps)
 
 
 @torch.no_grad()
@@ -203,7 +203,7 @@ def _draw_soft_glimpses(model, args: Args, task: Task, images: np.ndarray, label
     c = model.config  # each scale's read spans N filters at its stride: N * stride * s**i pixels
     sides = out.strides.numpy()[..., None] * c.glimpse_size * c.scale ** np.arange(c.n_scales)
     return Drawing("glimpses", lambda steps: trajectory_figure(images, locations, predictions, labels, None,
-                                                               sides=sides, steps=steps), task.n_glimpses)
+                                                               sides=sides, steps=steps), task.steps)
 
 
 def _resize_fc(model, canvas_size: int):

@@ -81,6 +81,11 @@ def test_leave_one_out_baseline_known_answer():
     assert losses.reinforce.item() == pytest.approx(-(1.0 * advantages[0] + 4.0 * advantages[2]) / 3)
     with pytest.raises(ValueError, match="divisor"):
         hybrid_loss(logits, labels, log_pi, torch.zeros(3, 1), rollouts=2)
+    # One glimpse: no location is chosen (T - 1 = 0), so REINFORCE has nothing to weigh, with or without rollouts.
+    for K in (1, 3):
+        none = hybrid_loss(logits, labels, torch.zeros(3, 0), torch.zeros(3, 0), rollouts=K, credit="prob")
+        assert none.reinforce.item() == 0 and none.baseline.item() == 0
+        assert none.total.item() == pytest.approx(none.classification.item())
 
 
 def test_game_loss_known_answer():

@@ -347,25 +347,38 @@ def test_a_glimpse_model_summing_from_scratch_is_told_of_the_pairs_start(capsys)
 
 
 def test_pictures_of_pairs_name_both_digits_in_reading_order_for_every_model_that_draws(mnist):
-    """The sequence kind draws through the classifiers' path (``draw_canvases``): a glimpse model's titles and a
-    ViT's attention rows both read "predicted / true" with the two digits in reading order; the CNN, which has no
-    attention, has nothing to draw."""
+    """The sequence kind draws through the classifiers' path (``draw_canvases``): every model with a picture titles
+    each canvas "pred A B / true C D", both digits in reading order, the prediction being what the model names (a
+    glimpse model's greedy reading; a whole-canvas model's two heads), in a picture of all the task's steps; the
+    CNN, which has no attention, has nothing to draw."""
+    from ram.agent import Agent
     from ram.config import resolve
     from ram.kinds import kind_of
-    from ram.registry import spec
+    from ram.registry import predicted, spec
 
     task = SEVERAL["pairs100"]
-    truth = [" ".join(map(str, row)) for row in fixed(as_dataset(mnist), task, "test", 0, 2).labels]
-    for name in ("ram", "vit"):
+    canvases = fixed(as_dataset(mnist), task, "test", 0, 2)
+    truth = [" ".join(map(str, row)) for row in canvases.labels]
+    for name in ("ram", "dram", "vit", "soft", "soft-glimpse"):
         args = resolve(Args(task="pairs100", model=name, hidden_size=16, d_model=16, layers=1, heads=2))
-        model, _ = spec(name).build(args, task_of(args), 10 if name == "ram" else 20)
-        picture = kind_of(task).draw(spec(name), model, args, task_of(args), "test", 0, 2)
+        s = spec(name)
+        model, _ = s.build(args, task_of(args), kind_of(task).outputs(s, task, 10))
+        torch.manual_seed(0)
+        picture = kind_of(task).draw(s, model, args, task_of(args), "test", 0, 2)
+        if s.reads == "glimpses":
+            named = Agent.on_task(model, task, start=args.start).predict(canvases.images).labels
+        else:
+            with torch.no_grad():  # two heads of 10 side by side: digit 1 from outputs 0-9, digit 2 from 10-19
+                logits = model.eval()(torch.from_numpy(canvases.images).float() / 255.0).logits
+            named = torch.stack([logits[:, :10].argmax(-1), logits[:, 10:].argmax(-1)], 1).numpy()
+            assert (predicted(logits, task) == named).all()
+        assert named.shape == (2, 2)
         fig = picture.figure()
         said = [t.get_text() for ax in fig.axes for t in (ax.title, ax.yaxis.label) if t.get_text()]
-        for true in truth:  # "pred 3 7 / true 1 4": two names on each side
-            line = next(s for s in said if s.endswith(f"true {true}"))
-            assert len(line.split(" / ")[0].split()) == 3, line
-        assert picture.n_steps == (task_of(args).steps if name == "ram" else args.layers)
+        for true, row in zip(truth, named):
+            assert any(f"{' '.join(map(str, row))} / true {true}" in line for line in said), (name, said)
+        n_steps = args.layers if name == "vit" else task.steps  # the ViT's frames are its layers
+        assert picture.n_steps == n_steps, name
     args = resolve(Args(task="pairs100", model="cnn"))
     model, _ = spec("cnn").build(args, task_of(args), 20)
     assert kind_of(task).draw(spec("cnn"), model, args, task_of(args), "test", 0, 2) is None
