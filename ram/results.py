@@ -81,8 +81,6 @@ def visualize(run: str, *, n: int = 8, first: int = 0, out: str | None = None, d
     model = load_model(state, args, task).to(device)
     picture = kind_of(task).draw(spec(args.model), model, args, task, "test", first, n)
     if picture is None:
-        raise UsageError(f"a {args.model} model on {task.name} has nothing to draw (see docs/several-objects.md for "
-                         "the tasks of several objects)" if task.n_objects > 1 else
-                         f"a {args.model} model has no attention to draw")
+        raise UsageError(f"a {args.model} model has no attention to draw")  # the CNN, the FC net
     where = path.parent / picture.name if path.name == "best.pt" else path.with_name(f"{path.stem}-{picture.name}")
     return pictures.write(picture, Path(out) if out else where), picture.note

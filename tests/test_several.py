@@ -237,9 +237,12 @@ def test_a_tiny_pairs_run_trains_evaluates_and_draws_each_object_s_glimpses(mnis
     assert "10 outputs there, 19 here; classifier.fc.bias, classifier.fc.weight start fresh" in said
 
 
-def test_a_whole_canvas_model_reads_pairs_with_a_head_per_digit(mnist, tmp_path):
+def test_a_whole_canvas_model_reads_pairs_with_a_head_per_digit(mnist, tmp_path, capsys):
     folder = tmp_path / "cnn"
     assert train.main(["--task", "pairs100", "--model", "cnn", *TINY, "--run-dir", str(folder)]) == 0
+    capsys.readouterr()
+    assert train.main(["visualize", str(folder), "--threads", "1"]) == 2  # a user's request, refused in one line
+    assert capsys.readouterr().err.strip() == "train.py: error: a cnn model has no attention to draw"
     results = json.loads((folder / "results.json").read_text())
     assert 0 <= results["test"]["object_error"] <= results["test"]["sequence_error"] <= 100
     assert "mc_error" not in results["test"]  # nothing stochastic to average
