@@ -53,6 +53,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     args = replace(args, device=str(device), train_data=train_data_of(args.train_data, device, task))
     ranks, device = parallel.start(device)
     parallel.check_world(resumed, ranks, run_dir)
+    if (advice := kind.advice(args, s)) and ranks.main:
+        print(f"train.py: note: {advice}", file=sys.stderr)
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     seed = ranks.seed(args.seed)  # rank 0's seed is the run's: one process trains as it always did

@@ -13,7 +13,6 @@ them names a kind.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +72,9 @@ class TaskKind:
     # (spec, task, n) -> the size of the model's output for a label of n values: n; or, for a model that sees the
     # whole canvas at once and names several labels, n per label (one head each).
     outputs: Callable[..., int] = lambda spec, task, n: n
+    # (args, spec) -> a note for a run whose flags are allowed but were measured to fail (train.py prints it on
+    # stderr), or "": nothing to say.
+    advice: Callable[..., str] = lambda args, spec: ""
 
 
 def glimpse_run_name(args: Args, task: Task, spec: ModelSpec) -> str:
@@ -201,14 +203,14 @@ register(TaskKind("sequence", action="label", make_env=episodes.make_env, play=s
                   outputs=lambda spec, task, n: n if spec.reads == "glimpses" else n * len(task.label_steps)))
 
 
-def _check_sum(args: Args, spec: ModelSpec) -> None:
-    _check_classify(args, spec)
+def _advise_sum(args: Args, spec: ModelSpec) -> str:
     if spec.policy and args.init is None and not args.resume:  # allowed, but measured to learn nothing: say so
-        print(f"train.py: note: a glimpse model learned no sums from scratch here (docs/several-objects.md); the "
-              f"{args.task} recipe starts from a pairs100 agent: --init runs/pairs100-4g-s0", file=sys.stderr)
+        return (f"a glimpse model learned no sums from scratch here (docs/several-objects.md); the {args.task} recipe "
+                "starts from a pairs100 agent: --init runs/pairs100-4g-s0")
+    return ""
 
 
 # The sum is one label after every object's glimpses: a classification of K (classes - 1) + 1 values.
 register(TaskKind("sum", action="label", make_env=episodes.make_env, play=episodes.classify,
                   loss=episodes.classification_loss, evaluate=episodes.evaluate, draw=draw_canvases,
-                  check=_check_sum, data=episodes.data_of))
+                  check=_check_classify, data=episodes.data_of, advice=_advise_sum))

@@ -339,14 +339,22 @@ def test_a_sums_glimpses_are_coloured_in_blocks_of_one_objects_glimpses(mnist):
     assert colours == [OBJECTS(0)] * 4 + [OBJECTS(1)] * 4
 
 
-def test_a_glimpse_model_summing_from_scratch_is_told_of_the_pairs_start(capsys):
+def test_a_glimpse_model_summing_from_scratch_is_told_of_the_pairs_start(mnist, tmp_path, capsys):
     from ram.config import parse_args
+    from ram.kinds import kind_named
+    from ram.registry import spec
 
-    parse_args(["--task", "addition100"])
-    assert "starts from a pairs100 agent: --init runs/pairs100-4g-s0" in capsys.readouterr().err
-    for argv in (["--init", "runs/pairs100-4g-s0"], ["--model", "cnn"], ["--task", "pairs100"]):
-        parse_args(["--task", "addition100", *argv])
-        assert capsys.readouterr().err == ""
+    def advice(*argv):
+        args = parse_args(["--task", "addition100", *argv])
+        return kind_named("sum").advice(args, spec(args.model))
+
+    assert "starts from a pairs100 agent: --init runs/pairs100-4g-s0" in advice()
+    for argv in (["--init", "runs/pairs100-4g-s0"], ["--model", "cnn"]):
+        assert advice(*argv) == ""
+    assert capsys.readouterr().err == ""  # checking the flags says nothing; train.py says it, once, on stderr
+    assert train.main(["--task", "addition100", "--glimpses", "1", *TINY, "--run-dir", str(tmp_path / "sum")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("train.py: note: a glimpse model learned no sums from scratch") == 1
 
 
 def test_pictures_of_pairs_name_both_digits_in_reading_order_for_every_model_that_draws(mnist):
