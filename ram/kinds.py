@@ -14,10 +14,11 @@ them names a kind.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from envs.tasks import PRESETS
 from ram import episodes, games, sequences
 from ram.errors import UsageError
 from ram.pictures import Picture, draw_canvases
@@ -205,8 +206,9 @@ register(TaskKind("sequence", action="label", make_env=episodes.make_env, play=s
 
 def _advise_sum(args: Args, spec: ModelSpec) -> str:
     if spec.policy and args.init is None and not args.resume:  # allowed, but measured to learn nothing: say so
+        pairs = glimpse_run_name(replace(args, task="pairs100"), PRESETS["pairs100"], spec)  # its own model's
         return (f"a glimpse model learned no sums from scratch here (docs/several-objects.md); the {args.task} recipe "
-                "starts from a pairs100 agent: --init runs/pairs100-4g-s0")
+                f"starts from a pairs100 agent: --init runs/{pairs}")
     return ""
 
 

@@ -348,7 +348,8 @@ def test_a_glimpse_model_summing_from_scratch_is_told_of_the_pairs_start(mnist, 
         args = parse_args(["--task", "addition100", *argv])
         return kind_named("sum").advice(args, spec(args.model))
 
-    assert "starts from a pairs100 agent: --init runs/pairs100-4g-s0" in advice()
+    assert advice().endswith("starts from a pairs100 agent: --init runs/pairs100-4g-s0")
+    assert advice("--model", "dram").endswith("--init runs/pairs100-4g-dram-s0")  # the pairs agent of its own model
     for argv in (["--init", "runs/pairs100-4g-s0"], ["--model", "cnn"]):
         assert advice(*argv) == ""
     assert capsys.readouterr().err == ""  # checking the flags says nothing; train.py says it, once, on stderr
