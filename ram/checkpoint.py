@@ -100,11 +100,11 @@ def write_figure(fig, path: str | Path, *, dpi: int = 110) -> None:
     canvases in a figure come out coarser (``write_image`` keeps every colour)."""
     from PIL import Image
 
-    rendered = io.BytesIO()
-    fig.savefig(rendered, format="png", dpi=dpi)
-    rendered.seek(0)
+    from ram.plots import figure_to_array  # matplotlib, loaded when a figure is written
+
     png = io.BytesIO()
-    palette = Image.open(rendered).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    # The figure's pixels straight from the renderer (as savefig's at this dpi), not a PNG encoded and read back.
+    palette = Image.fromarray(figure_to_array(fig, dpi)).quantize(256, method=Image.Quantize.MEDIANCUT)
     palette.save(png, format="PNG", optimize=True)
     write_bytes(png.getvalue(), path)
 

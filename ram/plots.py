@@ -87,10 +87,13 @@ def tile(pictures: list[np.ndarray], *, columns: int = 4, gap: int = 4, frames: 
     return grid
 
 
-def figure_to_array(fig: Figure) -> np.ndarray:
-    """RGB uint8 pixels of a figure (for GIF frames and TensorBoard images)."""
+def figure_to_array(fig: Figure, dpi: float | None = None) -> np.ndarray:
+    """RGB uint8 pixels of a figure (for GIF frames, TensorBoard images and PNGs), at its own dpi or ``dpi`` (the
+    pixels ``fig.savefig(dpi=dpi)`` would write)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    if dpi is not None:
+        fig.set_dpi(dpi)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
