@@ -1,0 +1,102 @@
+"""Why an agent's validation error reads below its test error, and what its test errors are made of.
+
+A report on a shipped glimpse agent of a single-object task (nothing is trained): greedy errors of
+
+- the fixed validation and test sets (as ``train.py evaluate`` gives them);
+- N other canvas sets of the same validation digits (the same rules, other seeds): where the fixed set's canvases
+  fall in the spread that the canvases alone make, for this agent;
+- canvas sets of training digits, which the agent has seen: an error there near validation's means it does not
+  overfit its digits, so it misreads from too little fit, not from too little data;
+- on test: the errors whose digit some glimpse found (the smallest patch's centre within R pixels of the digit's
+  centre) and misread, against those whose digit no glimpse came near.
+
+    python benchmarks/val_test_gap.py results/cluttered60-8g-from6g-s0
+    python benchmarks/val_test_gap.py results/cluttered60-4g-s0 --sets 10 --threads 2
+
+docs/results.md ("The validation-test gap") has its readings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from envs.datasets import load_dataset  # noqa: E402
+from envs.tasks import BLOCK, Canvases, compose, fixed, pool, task_from  # noqa: E402
+from ram import checkpoint  # noqa: E402
+from ram.agent import Agent  # noqa: E402
+
+
+def canvas_set(digits: np.ndarray, labels: np.ndarray, index: np.ndarray, task, seed: int) -> Canvases:
+    """Canvases of ``digits[index]`` made by the fixed sets' rules (clutter cut from ``digits``), block b drawn from
+    PCG64(seed, b): another draw of canvases than any fixed set's."""
+    parts = [compose(digits, labels, index[lo:lo + BLOCK], task, np.random.PCG64([seed, lo // BLOCK]))
+             for lo in range(0, len(index), BLOCK)]
+    return Canvases(*(np.concatenate(x) for x in zip(*parts)))
+
+
+def percent(wrong: np.ndarray) -> float:
+    return 100.0 * float(np.mean(wrong))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="a run folder holding agent.pt (a glimpse agent of a one-object task)")
+    parser.add_argument("--sets", type=int, default=10, help="other canvas sets of the validation digits (default 10)")
+    parser.add_argument("--radius", type=float, default=6.0, help="pixels from the digit's centre that count as found")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        state = checkpoint.load(args.run)
+        agent, task = Agent.from_state(state), task_from(state["task"])
+    except (checkpoint.CheckpointError, OSError, ValueError, KeyError) as error:
+        print(f"val_test_gap.py: cannot load an agent from {args.run}: {error}", file=sys.stderr)
+        return 1
+    if task.n_objects != 1 or task.kind != "classify":
+        print(f"val_test_gap.py: {args.run} is an agent of {task.name}; this report reads one-object tasks",
+              file=sys.stderr)
+        return 1
+    data = load_dataset(state["args"].get("dataset") or "mnist")
+
+    def error(canvases: Canvases) -> tuple[np.ndarray, np.ndarray]:
+        prediction = agent.predict(canvases.images)
+        return prediction.labels != canvases.labels, prediction.locations
+
+    val = percent(error(fixed(data, task, "val"))[0])
+    wrong, locations = error(test_set := fixed(data, task, "test"))
+    print(f"{args.run}: greedy error, fixed validation set {val:.2f}%, fixed test set {percent(wrong):.2f}%")
+
+    digits, labels = pool(data, "val")
+    others = np.array([percent(error(canvas_set(digits, labels, np.arange(len(labels)), task, seed))[0])
+                       for seed in range(1, args.sets + 1)])
+    sd = others.std(ddof=1) if len(others) > 1 else 0.0
+    where = f"; the fixed set at z = {(val - others.mean()) / sd:+.1f}" if sd > 0 else ""
+    print(f"the validation digits on {args.sets} other canvas sets: mean {others.mean():.2f}%, sd {sd:.2f}, "
+          f"{others.min():.2f} to {others.max():.2f}{where}")
+
+    digits, labels = pool(data, "train")
+    seen = [percent(error(canvas_set(digits, labels, np.arange(i, len(labels), 11)[:5000], task, 100 + i))[0])
+            for i in range(3)]
+    print("5,000 training digits (seen in training) on fresh canvases, three sets: "
+          + ", ".join(f"{e:.2f}%" for e in seen))
+
+    centre = agent.retina.centre(torch.from_numpy(locations), task.canvas_size).numpy()  # (N, T, 2) grid lines
+    side = task.object_size or data.side
+    near = np.sqrt(((centre - (test_set.positions + side / 2)[:, None]) ** 2).sum(-1)).min(1) <= args.radius
+    n = int(wrong.sum())
+    print(f"test errors: {n}; the digit found (a glimpse within {args.radius:g} px of its centre) and misread: "
+          f"{int((wrong & near).sum())} ({100 * (wrong & near).sum() / max(n, 1):.1f}%), never found: "
+          f"{int((wrong & ~near).sum())}; canvases whose digit no glimpse found: {int((~near).sum())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
