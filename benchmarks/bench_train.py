@@ -136,7 +136,8 @@ class Ours:
         retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
         config = RAMConfig(glimpse_shape=retina.glimpse_shape(channels_of(args, task)),
                            n_classes=n_actions(self.env), hidden_size=args.hidden_size, core=args.core, std=args.std,
-                           loc_hidden=args.loc_hidden)
+                           loc_hidden=args.loc_hidden, hg_size=args.glimpse_hidden, hl_size=args.glimpse_hidden,
+                           g_size=args.g_size)
         self.model = RecurrentAttention(config).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr, fused=True)  # as train.py
         # train.py's factor is a cosine of the step; a constant one costs the same.
