@@ -58,7 +58,7 @@ fi
 # 2. A short cluttered60 run at a large batch (the learning rate scaled by the square root of the batch ratio, with a
 #    warm-up: docs/scaling.md), fp32 then bf16 autocast, each tested once on the fixed test set. The flags left
 #    unset (--reward prob among them) are the cluttered60 recipe's.
-RECIPE=(--task cluttered60 --glimpses 6 --core lstm --loc-hidden 128 --start center --std 0.15 --std-final 0.04
+RECIPE=(--task cluttered60 --glimpses 6 --glimpse-hidden 128 --core lstm --loc-hidden 128 --start center --std 0.15 --std-final 0.04
         --batch-size "$BATCH" --lr 6e-3 --lr-warmup "$WARM" --samples "$SAMPLES" --eval-every "$EVERY"
         --eval-batch 5000 --device "$DEVICE" --snapshots --no-progress)
 for precision in ${PRECISIONS:-off bf16}; do

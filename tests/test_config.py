@@ -27,6 +27,10 @@ def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_pl
     assert all(getattr(c60_6, k) == v for k, v in c60.items() if k != "samples")
     assert (c60_6.samples, c60_6.rollouts) == (5_000_000, 2) and resolve(Args(glimpses=6)).rollouts == 2
     assert parse_args(["--rollouts", "1"]).rollouts == 1  # a given flag wins here too
+    # The 6-glimpse recipe's wider glimpse network; the others keep the paper's 128 units, and a given flag wins.
+    assert c60_6.glimpse_hidden == 256 and resolve(Args(glimpses=6)).glimpse_hidden == 256
+    assert resolve(Args(glimpses=4)).glimpse_hidden == resolve(Args(glimpses=8)).glimpse_hidden == 128
+    assert parse_args(["--glimpse-hidden", "128"]).glimpse_hidden == 128
     plain = resolve(Args(recipe=False))
     assert (plain.core, plain.batch_size, plain.lr, plain.loc_hidden, plain.std_final, plain.lr_warmup,
             plain.start, plain.samples, plain.reward) == ("rnn", 128, 1e-3, 0, None, 0, "random", 3_000_000, "env")
