@@ -60,7 +60,6 @@ from ram.errors import UsageError
 from ram.kinds import channels_of, make_env, n_actions
 from ram.kinds import play as episode
 from ram.losses import hybrid_loss
-from ram.model import RAMConfig, RecurrentAttention
 from ram.parallel import resolve_device, train_data_of
 from ram.registry import spec
 from ram.system import keep_freed_memory, seed_everything
@@ -133,12 +132,9 @@ class Ours:
         self.args, self.task, self.device = args, task, device
         self.env = make_env(spec("ram"), args, task, "train", args.batch_size)
         self.env.reset(seed=SEED)
-        retina = Retina(g=task.glimpse_size, k=task.n_scales, s=task.scale)
-        config = RAMConfig(glimpse_shape=retina.glimpse_shape(channels_of(args, task)),
-                           n_classes=n_actions(self.env), hidden_size=args.hidden_size, core=args.core, std=args.std,
-                           loc_hidden=args.loc_hidden, hg_size=args.glimpse_hidden, hl_size=args.glimpse_hidden,
-                           g_size=args.g_size)
-        self.model = RecurrentAttention(config).to(device)
+        # The model train.py builds (the registry's RAM entry): with ``recipe``, its glimpse widths and gradient routes.
+        model, _ = spec("ram").build(args, task, n_actions(self.env), channels_of(args, task))
+        self.model = model.to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr, fused=True)  # as train.py
         # train.py's factor is a cosine of the step; a constant one costs the same.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)

@@ -92,11 +92,14 @@ def figure_to_array(fig: Figure, dpi: float | None = None) -> np.ndarray:
     pixels ``fig.savefig(dpi=dpi)`` would write)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    if dpi is not None:
-        fig.set_dpi(dpi)
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    own = fig.get_dpi()
+    fig.set_dpi(own if dpi is None else dpi)
+    try:
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    finally:
+        fig.set_dpi(own)  # as savefig(dpi=...) does: the figure keeps its own
 
 
 def scaling_figure(rows: list[dict]) -> Figure:
