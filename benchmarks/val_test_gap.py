@@ -10,7 +10,7 @@ A report on a shipped glimpse agent of a single-object task (nothing is trained)
 - on test: the errors whose digit some glimpse found (the smallest patch's centre within R pixels of the digit's
   centre) and misread, against those whose digit no glimpse came near.
 
-    python benchmarks/val_test_gap.py results/cluttered60-8g-from6g-s0
+    python benchmarks/val_test_gap.py results/cluttered60-6g-10m-s0
     python benchmarks/val_test_gap.py results/cluttered60-4g-s0 --sets 10 --threads 2
 
 docs/results.md ("The validation-test gap") has its readings.
