@@ -151,6 +151,9 @@ class _Episodes:
         self.location = np.zeros((n, 2), np.float32)
         self.path = np.zeros((n, task.steps, 2), np.float32)  # locations glimpsed so far
         self.t = np.zeros(n, np.int64)  # glimpses taken in the current episode
+        # The last glimpses read, while no episode has moved or started since: an ended episode's final observation
+        # is the glimpse it already saw (it takes no further one), so the last step reads the retina no more.
+        self._seen: np.ndarray | None = None
         self.cursor = 0
         self._blocks: dict[int, Canvases] = {}
         # A chunk is one step's canvases: with repeats K, the stream of an env of n / K sub-envs, canvas for canvas.
@@ -243,12 +246,14 @@ class _Episodes:
         self.t[rows] = 1
         self.path[rows] = 0.0
         self.path[rows, 0] = self.location[rows]
+        self._seen = None
 
     def observe(self) -> dict[str, np.ndarray]:
         if self.observation == "image":
             return {"image": self.images.astype(np.float32) / 255.0}
-        glimpse = self.retina.read(self.S, torch.from_numpy(self.location)).numpy()
-        return {"glimpse": glimpse, "location": self.location.copy()}
+        if self._seen is None:
+            self._seen = self.retina.read(self.S, torch.from_numpy(self.location)).numpy()
+        return {"glimpse": self._seen.copy(), "location": self.location.copy()}
 
     def act(self, rows: np.ndarray, location: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Apply actions to ``rows``: move there; at a label step (the last glimpse of an object, or of the episode)
@@ -261,6 +266,8 @@ class _Episodes:
         self.right[rows] += reward.astype(np.int64)
         going = rows[~terminated]
         self.location[going] = location[~terminated]  # an ended episode takes no further glimpse
+        if len(going):
+            self._seen = None
         self.path[going, self.t[going]] = location[~terminated]
         self.t[rows] += 1
         return reward, terminated

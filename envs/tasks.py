@@ -277,11 +277,17 @@ def _arange(like, n: int):
     return torch.arange(n, device=like.device) if isinstance(like, torch.Tensor) else np.arange(n)
 
 
-def _square(image, xy, w: int, side: int):
-    """Flat indices (n, w * w) of the w x w squares at top-left (x, y) = xy (n, 2) of images ``image`` (n,) in a
-    flattened (N, side, side) array. One flat index is faster than three broadcast index arrays."""
-    offsets = (_arange(xy, w)[:, None] * side + _arange(xy, w)).reshape(-1)
-    return (image * side * side + xy[:, 1] * side + xy[:, 0])[:, None] + offsets
+def _squares(images, w: int):
+    """A writable view (N, side - w + 1, side - w + 1, w, w, *rest) of every w x w square of ``images`` (N, side,
+    side, *rest), numpy or torch: ``view[i, y, x]`` is the square of image i with top-left pixel (x, y). Reading
+    n squares this way and writing them back is 2.6 times as fast as through flat pixel indices (docs/speed.md)."""
+    N, side = images.shape[:2]
+    shape = (N, side - w + 1, side - w + 1, w, w, *images.shape[3:])
+    if isinstance(images, torch.Tensor):
+        s = images.stride()
+        return images.as_strided(shape, (s[0], s[1], s[2], s[1], s[2], *s[3:]))
+    s = images.strides
+    return np.lib.stride_tricks.as_strided(images, shape, (s[0], s[1], s[2], s[1], s[2], *s[3:]))
 
 
 def compose(
@@ -315,9 +321,6 @@ def compose(
         images = torch.arange(n, device=digits.device)
     else:
         canvas, maximum, images = np.zeros(shape, dtype=np.uint8), np.maximum, np.arange(n)
-    # One row per pixel, its channels along it: the flat indices below pick pixels, every channel at once.
-    channels = 1 if digits.ndim == 3 else digits.shape[3]
-    flat, flat_digits = canvas.reshape(-1, channels), digits.reshape(-1, channels)
     K = task.n_objects
     if K == 1:
         objects, pos = index[:, None], integers(bitgen, C - D + 1, (n, 2))[:, None]
@@ -331,21 +334,24 @@ def compose(
         low = task.n_clutter - task.clutter_spread
         counts = low + integers(bitgen, 2 * task.clutter_spread + 1, n)  # below 0: no clutter
         pieces = task.n_clutter + task.clutter_spread
+    # Squares of the canvases (read, maxed with what is pasted, written back: one square per canvas per paste, so no
+    # pixel is written twice at once) and of the objects (the clutter's sources).
+    cut, paste = _squares(digits, c), _squares(canvas, c)
     for j in range(pieces):
         # A different object: shift by 1..N-1 so the piece never comes from the object being classified.
         source = (index + 1 + integers(bitgen, max(len(digits) - 1, 1), n)) % len(digits)
         corner = integers(bitgen, S - c + 1, (n, 2))
         at = integers(bitgen, C - c + 1, (n, 2))
-        piece = flat_digits[_square(source, corner, c, S)]
-        where = _square(images, at, c, C)  # distinct pixels: the read-modify-write below has no duplicate index
+        on, piece = images, cut[source, corner[:, 1], corner[:, 0]]
         if counts is not None:  # this piece only on the canvases that draw more than j pieces
             keep = counts > j
-            piece, where = piece[keep], where[keep]
-        flat[where] = maximum(flat[where], piece)
+            on, at, piece = on[keep], at[keep], piece[keep]
+        paste[on, at[:, 1], at[:, 0]] = maximum(paste[on, at[:, 1], at[:, 0]], piece)
 
+    paste = _squares(canvas, D)
     for k in range(K):
-        where = _square(images, pos[:, k], D, C)
-        flat[where] = maximum(flat[where], resized(digits[objects[:, k]], D).reshape(n, D * D, channels))
+        y, x = pos[:, k, 1], pos[:, k, 0]
+        paste[images, y, x] = maximum(paste[images, y, x], resized(digits[objects[:, k]], D))
     named = labels[objects].astype(np.int64) if isinstance(labels, np.ndarray) else labels[objects]
     return Canvases(canvas, named[:, 0], pos[:, 0]) if K == 1 else Canvases(canvas, named, pos)
 

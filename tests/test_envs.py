@@ -280,6 +280,26 @@ def test_vector_env_glimpses_are_the_retina_on_its_own_canvases(tiny_mnist, spli
     np.testing.assert_array_equal(obs["glimpse"], want)
 
 
+def test_an_ended_episode_observes_its_last_glimpse_without_a_new_read(tiny_mnist, monkeypatch):
+    """The last step takes no glimpse: its observation is the glimpse the episode already saw (a copy, so a caller
+    that writes into one observation does not change the next), and the retina is not read for it."""
+    from envs.retina import Retina
+
+    vec = ClutteredMNISTVectorEnv(4, "cluttered60", mnist=tiny_mnist, n_glimpses=2, autoreset_mode="DISABLED")
+    obs, _ = vec.reset(seed=2)
+    move = {"location": np.full((4, 2), 0.5, np.float32), "label": np.zeros(4, np.int64)}
+    obs, _, terminated, *_ = vec.step(move)
+    assert not terminated.any()
+    seen = obs["glimpse"].copy()
+    obs["glimpse"][:] = -1.0  # the caller's array: not the env's
+    reads = []
+    monkeypatch.setattr(Retina, "read", lambda self, S, l: reads.append(l) or pytest.fail("read again"))
+    last, _, terminated, *_ = vec.step(move)
+    assert terminated.all() and not reads
+    np.testing.assert_array_equal(last["glimpse"], seen)
+    np.testing.assert_array_equal(last["location"], move["location"])
+
+
 def test_empty_split_is_refused(tiny_mnist):
     assert len(tiny_mnist.train_images) <= 55000  # no validation digits
     with pytest.raises(ValueError, match="val split has no canvases"):

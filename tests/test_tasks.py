@@ -77,6 +77,30 @@ def test_digit_is_pasted_whole_at_its_position():
         assert rest.sum() == 0  # nothing else on the canvas without clutter
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_squares_view_every_square_and_write_through(backend):
+    """compose's squares: view[i, y, x] is image i's w x w square with top-left pixel (x, y), channels kept, and a
+    write into n of them lands in the images."""
+    import torch
+
+    from envs.tasks import _squares
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 9, 9, 2), dtype=np.uint8)
+    ours = images.copy() if backend == "numpy" else torch.from_numpy(images.copy())
+    view = _squares(ours, 4)
+    assert tuple(view.shape) == (3, 6, 6, 4, 4, 2)
+    for i, y, x in [(0, 0, 0), (1, 5, 2), (2, 3, 5)]:
+        np.testing.assert_array_equal(np.asarray(view[i, y, x]), images[i, y : y + 4, x : x + 4])
+    on, y, x = np.array([0, 2]), np.array([1, 5]), np.array([4, 0])
+    if backend == "torch":
+        on, y, x = (torch.from_numpy(a) for a in (on, y, x))
+    view[on, y, x] = 7
+    want = images.copy()
+    want[0, 1:5, 4:8] = 7
+    want[2, 5:9, 0:4] = 7
+    np.testing.assert_array_equal(np.asarray(ours), want)
+
+
 def test_positions_cover_the_whole_canvas():
     task = Task("t", canvas_size=60)
     out = sample(constant_digits([255] * 4), task, np.random.PCG64(2), 4000)
