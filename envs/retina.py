@@ -45,12 +45,14 @@ def integral_image(images: Tensor) -> Tensor:
     H, W = images.shape[1:3]
     wide = torch.int32 if 255 * H * W < 2**31 else torch.int64
     dtype = wide if images.dtype == torch.uint8 else torch.float64
-    # A zero row and column in front, then running sums along rows and down columns, in place (faster than cumsums
-    # into a slice of a zero table). On the calling thread's torch threads: call it from the thread that trains. On
+    # The images copied into a zero table behind a zero row and column (converted as they are copied: no widened copy
+    # to pad), then running sums along rows and down columns, in place (faster than cumsums into a slice of a zero
+    # table). On the calling thread's torch threads: call it from the thread that trains. On
     # another thread, an op big enough to run in parallel starts a second OpenMP thread team, and that team, even
     # idle, halved the training step's speed (both measured in docs/speed.md).
     # Colour: the channels stay last, so that the retina gathers a corner's C values together.
-    S = F.pad(images.to(dtype), (1, 0, 1, 0) if images.dim() == 3 else (0, 0, 1, 0, 1, 0))
+    S = images.new_zeros((images.shape[0], H + 1, W + 1, *images.shape[3:]), dtype=dtype)
+    S[:, 1:, 1:] = images
     return S.cumsum_(2).cumsum_(1)
 
 
