@@ -24,7 +24,6 @@ from functools import cached_property
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 
 def clip_location(l: Tensor) -> Tensor:
