@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +35,8 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
     flag given now that contradicts them is a mistake; bookkeeping comes from this command line, except
     --snapshots, which the run keeps unless it is given."""
     args = resolve(args)  # a run started from Python with fields left unset gets its defaults, as from the CLI
+    if args.init is not None and not args.resume:
+        args = adopt_architecture(args, given)
     task = task_of(args)
     run_dir = Path(args.run_dir or default_run_dir(args, task))
     # Paths as the run records them: relative to the working directory (the repository) where they lie inside it.
@@ -58,6 +61,33 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
     args = resolve(Args(**{**saved, **now}))
     check_data(resumed, data_record(args, task_of(args)), str(run_dir))
     return args, task_of(args), run_dir, resumed
+
+
+# The flags that shape a model's layers: a run started from --init takes the checkpoint's where this command leaves
+# them unset, since its weights fit no other.
+ARCHITECTURE = ("core", "hidden_size", "glimpse_hidden", "g_size", "loc_hidden", "context", "heads", "score",
+                "patch_size", "d_model", "layers")
+
+
+def adopt_architecture(args: Args, given: set[str]) -> Args:
+    """``args`` with --init's architecture (``ARCHITECTURE``) for the flags not given on the command line, e.g. the
+    256-unit glimpse pathways of an agent fine-tuned with a task's recipe of 128; a note on stderr names what it took.
+    A checkpoint of another model is left to ``load_init``, which says so."""
+    path = checkpoint.find(args.init)
+    if not path.exists():
+        raise UsageError(f"--init {args.init}: no such checkpoint")
+    try:
+        saved = saved_args(checkpoint.load(path)["args"])
+    except (checkpoint.CheckpointError, KeyError, TypeError) as e:
+        raise UsageError(f"--init {args.init}: not a training checkpoint ({e})") from None
+    if saved.get("model") != args.model:
+        return args
+    taken = {name: saved[name] for name in ARCHITECTURE
+             if name not in given and name in saved and saved[name] != getattr(args, name)}
+    if taken:
+        flags = ", ".join(f"--{name.replace('_', '-')} {value}" for name, value in taken.items())
+        print(f"train.py: note: --init {args.init}: {flags}, as its run", file=sys.stderr)
+    return replace(args, **taken)
 
 
 @dataclass

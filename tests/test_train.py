@@ -266,6 +266,19 @@ def test_init_starts_from_a_trained_agent_and_counts_its_samples(mnist, tmp_path
     assert "is a ram model; this run's is fc" in err and "\n" not in err.strip()
 
 
+def test_init_takes_the_checkpoints_architecture_for_the_flags_left_unset(mnist, tmp_path, capsys):
+    assert run(tmp_path, "wide", "--samples", "32", "--eval-every", "32", "--glimpse-hidden", "24") == 0
+    capsys.readouterr()
+    # --glimpse-hidden left unset (the default is 128): the checkpoint's 24, said in one note; the weights load.
+    assert run(tmp_path, "tuned", "--samples", "32", "--eval-every", "32", "--init", str(tmp_path / "wide")) == 0
+    err = capsys.readouterr().err
+    assert f"note: --init {tmp_path / 'wide'}: --glimpse-hidden 24, as its run" in err
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["args"]["glimpse_hidden"] == 24
+    # Given explicitly, a width that does not fit is still the one-line mistake it was.
+    assert run(tmp_path, "narrow", "--samples", "32", "--glimpse-hidden", "16", "--init", str(tmp_path / "wide")) == 2
+    assert "different architecture (hg_size, hl_size differ" in capsys.readouterr().err
+
+
 def test_snapshots_and_the_test_curve_of_a_fine_tuned_run(mnist, tmp_path, capsys):
     assert run(tmp_path, "base", "--samples", "64", "--eval-every", "64") == 0
     assert run(tmp_path, "tuned", "--samples", "64", "--eval-every", "32", "--snapshots",
