@@ -280,7 +280,10 @@ def _arange(like, n: int):
 def _squares(images, w: int):
     """A writable view (N, side - w + 1, side - w + 1, w, w, *rest) of every w x w square of ``images`` (N, side,
     side, *rest), numpy or torch: ``view[i, y, x]`` is the square of image i with top-left pixel (x, y). Reading
-    n squares this way and writing them back is 2.6 times as fast as through flat pixel indices (docs/speed.md)."""
+    n squares this way and writing them back is faster than through flat pixel indices (docs/speed.md).
+
+    The squares overlap in memory: write through the view with indexing (one square per image per write), never
+    with an op that makes it contiguous first (torch's deterministic CUDA ``index_put_`` would)."""
     N, side = images.shape[:2]
     shape = (N, side - w + 1, side - w + 1, w, w, *images.shape[3:])
     if isinstance(images, torch.Tensor):
@@ -335,8 +338,9 @@ def compose(
         counts = low + integers(bitgen, 2 * task.clutter_spread + 1, n)  # below 0: no clutter
         pieces = task.n_clutter + task.clutter_spread
     # Squares of the canvases (read, maxed with what is pasted, written back: one square per canvas per paste, so no
-    # pixel is written twice at once) and of the objects (the clutter's sources).
-    cut, paste = _squares(digits, c), _squares(canvas, c)
+    # pixel is written twice at once) and of the objects (the clutter's sources); none without clutter, whose size
+    # may then exceed the objects'.
+    cut, paste = (_squares(digits, c), _squares(canvas, c)) if pieces > 0 else (None, None)
     for j in range(pieces):
         # A different object: shift by 1..N-1 so the piece never comes from the object being classified.
         source = (index + 1 + integers(bitgen, max(len(digits) - 1, 1), n)) % len(digits)

@@ -101,6 +101,20 @@ def test_squares_view_every_square_and_write_through(backend):
     np.testing.assert_array_equal(np.asarray(ours), want)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_clutter_size_beyond_the_objects_is_fine_without_clutter(backend):
+    import torch
+
+    digits = np.random.default_rng(0).integers(0, 256, (5, 6, 6), dtype=np.uint8)
+    task = get_task("translated60", clutter_size=40)
+    if backend == "numpy":
+        out = compose(digits, np.arange(5), np.arange(5), task, np.random.PCG64(1))
+    else:
+        out = compose(torch.from_numpy(digits), torch.arange(5), torch.arange(5), task, torch.Generator())
+    x, y = (int(v) for v in out.positions[0])
+    np.testing.assert_array_equal(np.asarray(out.images[0])[y : y + 6, x : x + 6], digits[0])
+
+
 def test_positions_cover_the_whole_canvas():
     task = Task("t", canvas_size=60)
     out = sample(constant_digits([255] * 4), task, np.random.PCG64(2), 4000)
