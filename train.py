@@ -37,7 +37,7 @@ from ram.logs import log_steps, log_validation, open_log, progress_bar
 from ram.parallel import resolve_device, train_data_of
 from ram.registry import spec
 from ram.results import evaluate_run, finish, visualize
-from ram.runs import Progress, load_init, open_run, restore, save_validated, training_state
+from ram.runs import Progress, adopt_architecture, load_init, open_run, restore, save_validated, training_state
 from ram.schedules import policy_std
 from ram.signals import Terminated, terminate_as_interrupt
 from ram.system import keep_freed_memory, seed_everything
@@ -53,6 +53,10 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     args = replace(args, device=str(device), train_data=train_data_of(args.train_data, device, task))
     ranks, device = parallel.start(device)
     parallel.check_world(resumed, ranks, run_dir)
+    if args.init is not None and resumed is None:  # the layer sizes left unset: the checkpoint's
+        args, note = adopt_architecture(args, given)
+        if note and ranks.main:
+            print(f"train.py: note: {note}", file=sys.stderr)
     if (advice := kind.advice(args, s)) and ranks.main:
         print(f"train.py: note: {advice}", file=sys.stderr)
     torch.set_num_threads(args.threads)

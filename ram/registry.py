@@ -70,6 +70,9 @@ class ModelSpec:
     # Its weights are sized to its training canvas (a first layer as wide as the canvas, a position embedding per
     # patch): the trained model cannot read a canvas of another size (`compare --shifts` says n/a).
     fixed_canvas: bool = False
+    # The Args fields that size its layers: a run started from --init takes the checkpoint's values of those its
+    # command line leaves unset (ram.runs.adopt_architecture).
+    architecture: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.reads not in ("glimpses", "image"):
@@ -144,7 +147,8 @@ def _draw_glimpses(model, args: Args, task: Task, images: np.ndarray, labels: np
                                                                steps=steps, per_object=per_object), task.steps)
 
 
-register(ModelSpec("ram", _build_ram, reads="glimpses", policy=True, steps=True, draw=_draw_glimpses))
+register(ModelSpec("ram", _build_ram, reads="glimpses", policy=True, steps=True, draw=_draw_glimpses,
+                   architecture=("core", "hidden_size", "glimpse_hidden", "g_size", "loc_hidden")))
 
 
 # -- DRAM (Ba et al. 2015): two recurrent layers, the lower one names the objects, the upper one looks (ram.dram).
@@ -157,10 +161,15 @@ def _build_dram(args: Args, task: Task, n_classes: int, channels: int = 1):
                       context=args.context, std=args.std if args.std_final is None else args.std_final)
 
 
-register(ModelSpec("dram", _build_dram, reads="glimpses", policy=True, steps=True, draw=_draw_glimpses))
+register(ModelSpec("dram", _build_dram, reads="glimpses", policy=True, steps=True, draw=_draw_glimpses,
+                   architecture=("hidden_size", "g_size", "loc_hidden", "context")))
 
 
 # -- The models that see the whole canvas, trained by backpropagation (ram.soft).
+
+# The flags _sizes passes on (each model's config keeps those it has fields for).
+IMAGE_SIZES = ("score", "heads", "hidden_size", "glimpse_hidden", "g_size", "core")
+
 
 def _sizes(args: Args, task: Task, n_classes: int, channels: int) -> dict:
     return {"n_classes": n_classes, "in_channels": channels, "n_steps": task.steps, "score": args.score,
@@ -211,11 +220,13 @@ def _resize_fc(model, canvas_size: int):
     return soft.FullyConnected(dataclasses.replace(model.config, canvas_size=canvas_size)).eval()
 
 
-register(ModelSpec("soft", _image_model(soft.SoftAttention, soft.SoftConfig), steps=True, draw=_draw_attention))
+register(ModelSpec("soft", _image_model(soft.SoftAttention, soft.SoftConfig), steps=True, draw=_draw_attention,
+                   architecture=IMAGE_SIZES))
 # At 1e-3 the differentiable glimpse went NaN or stalled on cluttered60 (docs/comparison.md); 3e-4 trains.
 register(ModelSpec("soft-glimpse", _image_model(soft.SoftGlimpseRAM, soft.SoftGlimpseConfig), steps=True,
-                   defaults={"lr": 3e-4}, draw=_draw_soft_glimpses))
-register(ModelSpec("fc", _image_model(soft.FullyConnected, soft.FCConfig), resize=_resize_fc, fixed_canvas=True))
+                   defaults={"lr": 3e-4}, draw=_draw_soft_glimpses, architecture=IMAGE_SIZES))
+register(ModelSpec("fc", _image_model(soft.FullyConnected, soft.FCConfig), resize=_resize_fc, fixed_canvas=True,
+                   architecture=IMAGE_SIZES))
 
 
 # -- Self-attention over patches (ram.transformer).
@@ -255,5 +266,5 @@ def _resize_vit(model, canvas_size: int):
 
 # Adam at 1e-3 without a warm-up trains it (pre-norm blocks, clipped gradients): docs/comparison.md.
 register(ModelSpec("vit", _build_vit, defaults={"heads": 4}, draw=_draw_self_attention, resize=_resize_vit,
-                   fixed_canvas=True))
-register(ModelSpec("cnn", _image_model(soft.Convolutional, soft.CNNConfig)))
+                   fixed_canvas=True, architecture=("patch_size", "d_model", "layers", "heads")))
+register(ModelSpec("cnn", _image_model(soft.Convolutional, soft.CNNConfig), architecture=IMAGE_SIZES))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,8 +34,6 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
     flag given now that contradicts them is a mistake; bookkeeping comes from this command line, except
     --snapshots, which the run keeps unless it is given."""
     args = resolve(args)  # a run started from Python with fields left unset gets its defaults, as from the CLI
-    if args.init is not None and not args.resume:
-        args = adopt_architecture(args, given)
     task = task_of(args)
     run_dir = Path(args.run_dir or default_run_dir(args, task))
     # Paths as the run records them: relative to the working directory (the repository) where they lie inside it.
@@ -63,16 +60,11 @@ def open_run(args: Args, given: set[str]) -> tuple[Args, object, Path, dict | No
     return args, task_of(args), run_dir, resumed
 
 
-# The flags that shape a model's layers: a run started from --init takes the checkpoint's where this command leaves
-# them unset, since its weights fit no other.
-ARCHITECTURE = ("core", "hidden_size", "glimpse_hidden", "g_size", "loc_hidden", "context", "heads", "score",
-                "patch_size", "d_model", "layers")
-
-
-def adopt_architecture(args: Args, given: set[str]) -> Args:
-    """``args`` with --init's architecture (``ARCHITECTURE``) for the flags not given on the command line, e.g. the
-    256-unit glimpse pathways of an agent fine-tuned with a task's recipe of 128; a note on stderr names what it took.
-    A checkpoint of another model is left to ``load_init``, which says so."""
+def adopt_architecture(args: Args, given: set[str]) -> tuple[Args, str]:
+    """``args`` with --init's layer sizes (the model's ``architecture`` fields) for those left unset, e.g. the 256-unit
+    glimpse pathways of an agent fine-tuned under a task's recipe of 128, and a note naming what it took ("" if
+    nothing). Unset: not on the command line (``given``) and, from Python, at the value ``resolve`` fills in. A
+    checkpoint of another model is left to ``load_init``, which says so."""
     path = checkpoint.find(args.init)
     if not path.exists():
         raise UsageError(f"--init {args.init}: no such checkpoint")
@@ -80,14 +72,19 @@ def adopt_architecture(args: Args, given: set[str]) -> Args:
         saved = saved_args(checkpoint.load(path)["args"])
     except (checkpoint.CheckpointError, KeyError, TypeError) as e:
         raise UsageError(f"--init {args.init}: not a training checkpoint ({e})") from None
-    if saved.get("model") != args.model:
-        return args
-    taken = {name: saved[name] for name in ARCHITECTURE
-             if name not in given and name in saved and saved[name] != getattr(args, name)}
-    if taken:
-        flags = ", ".join(f"--{name.replace('_', '-')} {value}" for name, value in taken.items())
-        print(f"train.py: note: --init {args.init}: {flags}, as its run", file=sys.stderr)
-    return replace(args, **taken)
+    if saved["model"] != args.model:
+        return args, ""
+    names = spec(args.model).architecture
+    fields = {f.name: f for f in dataclasses.fields(Args)}
+    filled = resolve(replace(args, **{n: None for n in names if "default" in fields[n].metadata}))
+
+    def unset(name: str) -> bool:
+        default = getattr(filled, name) if "default" in fields[name].metadata else fields[name].default
+        return name not in given and getattr(args, name) == default
+
+    taken = {n: saved[n] for n in names if n in saved and unset(n) and saved[n] != getattr(args, n)}
+    flags = ", ".join(f"--{n.replace('_', '-')} {v}" for n, v in taken.items())
+    return replace(args, **taken), flags and f"--init {args.init}: {flags}, as its run"
 
 
 @dataclass
@@ -162,12 +159,13 @@ def recorded_dataset(dataset: str) -> str:
 
 
 def saved_args(args: dict) -> dict:
-    """A checkpoint's args with the fields it predates: a run saved before --device trained on the CPU, on the env's
-    canvases; before --reward, on the env's reward; before --lr-warmup, without one; before --dataset, on MNIST. Its
+    """A checkpoint's args with the fields it predates: a run saved before --model was RAM; before --device, it
+    trained on the CPU, on the env's canvases; before --reward, on the env's reward; before --lr-warmup, without one;
+    before --dataset, on MNIST. Its
     values are the run's own, so no recipe may fill them (not even a None, such as a --std-final it did not anneal
     to): recipe off."""
-    args = {"device": "cpu", "train_data": "env", "reward": "env", "lr_warmup": 0, "dataset": "mnist", **args,
-            "recipe": False}
+    args = {"model": "ram", "device": "cpu", "train_data": "env", "reward": "env", "lr_warmup": 0, "dataset": "mnist",
+            **args, "recipe": False}
     if "digit_size" in args:  # before datasets: the object's side was digit_size
         args["object_size"] = args.pop("digit_size")
     return args

@@ -277,6 +277,15 @@ def test_init_takes_the_checkpoints_architecture_for_the_flags_left_unset(mnist,
     # Given explicitly, a width that does not fit is still the one-line mistake it was.
     assert run(tmp_path, "narrow", "--samples", "32", "--glimpse-hidden", "16", "--init", str(tmp_path / "wide")) == 2
     assert "different architecture (hg_size, hl_size differ" in capsys.readouterr().err
+    # From Python (no command line), a value other than the default counts as set; a shipped agent.pt serves too.
+    from ram.config import Args, resolve
+    from ram.runs import adopt_architecture
+
+    base = {"task": "mnist28", "glimpses": 3, "hidden_size": 32, "init": str(tmp_path / "wide" / "agent.pt")}
+    args, note = adopt_architecture(resolve(Args(**base)), set())
+    assert args.glimpse_hidden == 24 and "--glimpse-hidden 24" in note
+    args, note = adopt_architecture(resolve(Args(**base, glimpse_hidden=16)), set())
+    assert args.glimpse_hidden == 16 and note == ""
 
 
 def test_snapshots_and_the_test_curve_of_a_fine_tuned_run(mnist, tmp_path, capsys):
