@@ -80,10 +80,20 @@ RECIPES: dict[tuple[str, int | None], dict] = {
 }
 
 
-def recipe_of(task: str, glimpses: int | None) -> dict:
-    """The recipe of ``task`` with ``glimpses`` glimpses (None: the task's own count); {} if it has none."""
+# What a model changes in its task's recipe above (which serves RAM, and DRAM where it has no entry here), by (task,
+# model). DRAM on pairs: a what-and-where product of 512 units, not 256 (its LSTM layers stay 256): ahead at every
+# validation on two seeds of 2M images and on the recipe's 5M (docs/several-objects.md has the A/Bs).
+MODEL_RECIPES: dict[tuple[str, str], dict] = {
+    ("pairs100", "dram"): {"g_size": 512},
+    ("addition100", "dram"): {"g_size": 512},  # the architecture of the pairs agent it starts from (--init)
+}
+
+
+def recipe_of(task: str, glimpses: int | None, model: str = "ram") -> dict:
+    """The recipe of ``task`` with ``glimpses`` glimpses (None: the task's own count) for ``model``; {} if it has
+    none."""
     T = PRESETS[task].n_glimpses if glimpses is None else glimpses
-    return {**RECIPES.get((task, None), {}), **RECIPES.get((task, T), {})}
+    return {**RECIPES.get((task, None), {}), **RECIPES.get((task, T), {}), **MODEL_RECIPES.get((task, model), {})}
 
 
 @dataclass
@@ -93,8 +103,9 @@ class Args:
     task: str = _flag("cluttered60", "task preset (sets the canvas, clutter and the paper's sensor; catch: the game)")
     dataset: str = _flag("mnist", "the images that fill the task's canvases: mnist, fashion-mnist, a folder of class "
                          "folders (PNG/JPEG, grey or RGB) or an .npz of images and labels (docs/datasets.md)")
-    recipe: bool = _flag(True, "fill the flags left unset from the task's recipe for its glimpse count (RECIPES in "
-                         "ram/config.py; --no-recipe: the plain defaults, as commands written before the recipe)")
+    recipe: bool = _flag(True, "fill the flags left unset from the task's recipe for its glimpse count and model "
+                         "(RECIPES and MODEL_RECIPES in ram/config.py; --no-recipe: the plain defaults, as commands "
+                         "written before the recipe)")
     model: str = _flag("ram", "the model, an entry of the registry (ram.registry): ram is hard attention trained "
                        "by REINFORCE; the others see the whole canvas and learn by backpropagation (docs/training.md)")
     score: str = _flag("scaled_dot", "soft attention's score function", choices=("additive", "dot", "scaled_dot",
@@ -202,7 +213,7 @@ def resolve(args: Args) -> Args:
     ``recipe`` is off), else the model's defaults (``ram.registry``), else their own. The one place defaults are
     applied: the command line, a resumed run and a loaded checkpoint all come through here."""
     # RAM's recipes serve DRAM too (the fields it has no use for, such as --core, it ignores).
-    recipe = recipe_of(args.task, args.glimpses) if args.model in ("ram", "dram") and args.recipe else {}
+    recipe = recipe_of(args.task, args.glimpses, args.model) if args.model in ("ram", "dram") and args.recipe else {}
     if args.policy != "learned":
         recipe.pop("policy_core", None)  # random locations have no policy for REINFORCE to route through
         recipe.pop("rollouts", None)  # nor a REINFORCE for the rollouts' baseline to serve
@@ -257,6 +268,8 @@ def add_fields(parser: argparse.ArgumentParser) -> None:
         default = f.metadata.get("default", f.default)
         recipes = "".join(f", --task {task}{'' if T is None else f' --glimpses {T}'}: {recipe[f.name]}"
                           for (task, T), recipe in RECIPES.items() if f.name in recipe)
+        recipes += "".join(f", --task {task} --model {model}: {recipe[f.name]}"
+                           for (task, model), recipe in MODEL_RECIPES.items() if f.name in recipe)
         help = f.metadata["help"] + ("" if default is None else f" (default: {default}{recipes})")
         if f.type in ("bool", bool, "bool | None"):
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help)

@@ -3,7 +3,7 @@ wins; the model's defaults win over a RAM recipe."""
 
 import dataclasses
 
-from ram.config import RECIPES, Args, parse_args, resolve
+from ram.config import MODEL_RECIPES, RECIPES, Args, parse_args, resolve
 from ram.losses import REWARDS
 
 
@@ -53,11 +53,22 @@ def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_pl
     assert not random.policy_core and random.rollouts == 1 and random.core == "lstm"
 
 
+def test_a_model_s_recipe_changes_its_task_s_for_that_model_alone():
+    dram, ram = resolve(Args(task="pairs100", model="dram")), resolve(Args(task="pairs100"))
+    assert (dram.g_size, ram.g_size) == (512, 256)
+    # the rest of the task's recipe is shared
+    assert (dram.rollouts, dram.samples, dram.core, dram.lr) == (ram.rollouts, ram.samples, ram.core, ram.lr)
+    assert parse_args(["--task", "pairs100", "--model", "dram", "--g-size", "256"]).g_size == 256  # given wins
+    assert resolve(Args(task="pairs100", model="dram", recipe=False)).g_size == 256
+    assert resolve(Args(task="addition100", model="dram")).g_size == 512  # as the pairs agent it starts from
+    assert resolve(Args(task="cluttered100", model="dram")).g_size == 256
+
+
 def test_every_value_a_recipe_sets_is_one_it_can_set():
     # Only fields left None on the command line are filled by resolve: a recipe's key on a field with a plain
     # default would be ignored silently.
     settable = {f.name for f in dataclasses.fields(Args) if "default" in f.metadata}
-    assert all(set(recipe) <= settable for recipe in RECIPES.values())
+    assert all(set(recipe) <= settable for recipe in [*RECIPES.values(), *MODEL_RECIPES.values()])
 
 
 def test_the_default_learning_rate_depends_on_the_model_and_a_given_one_wins():
