@@ -30,7 +30,7 @@ import torch
 from envs.mnist import DataError
 from ram import checkpoint, optim, parallel
 from ram.checkpoint import CheckpointError
-from ram.config import Args, Parser, given_flags, loss_settings, parse_args
+from ram.config import Args, Parser, given_flags, loss_settings, parse_args, resolve
 from ram.errors import TrainingError, UsageError
 from ram.kinds import channels_of, data_record, kind_of, n_actions
 from ram.logs import log_steps, log_validation, open_log, progress_bar
@@ -46,6 +46,9 @@ from ram.system import keep_freed_memory, seed_everything
 def train(args: Args, given: set[str] = frozenset()) -> dict:
     """Train (or, with args.resume, continue) a run; ``given`` names the flags set explicitly. Under torchrun, each
     process is one rank of a data-parallel run (ram.parallel); rank 0 alone validates, logs and writes files."""
+    note = ""
+    if args.init is not None and not args.resume:  # the layer sizes left unset: the checkpoint's (and its run's name)
+        args, note = adopt_architecture(resolve(args), given)
     args, task, run_dir, resumed = open_run(args, given)
     s, kind = spec(args.model), kind_of(task)
     device = resolve_device(args.device)
@@ -53,10 +56,8 @@ def train(args: Args, given: set[str] = frozenset()) -> dict:
     args = replace(args, device=str(device), train_data=train_data_of(args.train_data, device, task))
     ranks, device = parallel.start(device)
     parallel.check_world(resumed, ranks, run_dir)
-    if args.init is not None and resumed is None:  # the layer sizes left unset: the checkpoint's
-        args, note = adopt_architecture(args, given)
-        if note and ranks.main:
-            print(f"train.py: note: {note}", file=sys.stderr)
+    if note and ranks.main:
+        print(f"train.py: note: {note}", file=sys.stderr)
     if (advice := kind.advice(args, s)) and ranks.main:
         print(f"train.py: note: {advice}", file=sys.stderr)
     torch.set_num_threads(args.threads)
