@@ -46,9 +46,9 @@ def integral_image(images: Tensor) -> Tensor:
     dtype = wide if images.dtype == torch.uint8 else torch.float64
     # The images copied into a zero table behind a zero row and column (converted as they are copied: no widened copy
     # to pad), then running sums along rows and down columns, in place (faster than cumsums into a slice of a zero
-    # table). On the calling thread's torch threads: call it from the thread that trains. On
-    # another thread, an op big enough to run in parallel starts a second OpenMP thread team, and that team, even
-    # idle, halved the training step's speed (both measured in docs/speed.md).
+    # table). On the calling thread's torch threads: call it from the thread that trains. On another thread, an op
+    # big enough to run in parallel starts a second OpenMP thread team, and that team, even idle, halved the training
+    # step's speed (both measured in docs/speed.md).
     # Colour: the channels stay last, so that the retina gathers a corner's C values together.
     S = images.new_zeros((images.shape[0], H + 1, W + 1, *images.shape[3:]), dtype=dtype)
     S[:, 1:, 1:] = images

@@ -161,9 +161,8 @@ def recorded_dataset(dataset: str) -> str:
 def saved_args(args: dict) -> dict:
     """A checkpoint's args with the fields it predates: a run saved before --model was RAM; before --device, it
     trained on the CPU, on the env's canvases; before --reward, on the env's reward; before --lr-warmup, without one;
-    before --dataset, on MNIST. Its
-    values are the run's own, so no recipe may fill them (not even a None, such as a --std-final it did not anneal
-    to): recipe off."""
+    before --dataset, on MNIST. Its values are the run's own, so no recipe may fill them (not even a None, such as a
+    --std-final it did not anneal to): recipe off."""
     args = {"model": "ram", "device": "cpu", "train_data": "env", "reward": "env", "lr_warmup": 0, "dataset": "mnist",
             **args, "recipe": False}
     if "digit_size" in args:  # before datasets: the object's side was digit_size
