@@ -145,6 +145,9 @@ class Args:
     loc_hidden: int | None = _default(0, "units of a ReLU hidden layer in the location policy (0: the paper's "
                                       "linear map)")
     std: float | None = _default(0.2, "standard deviation of the Gaussian location policy (canvas spans [-1, 1])")
+    loc_limit: float = _flag(0.0, "a restoring gradient on the location policy's pre-tanh output beyond +-this, "
+                             "where tanh passes none and a mean stuck at the canvas's edge stays there (e.g. 2; 0: "
+                             "none, the paper's; docs/several-objects.md)")
     std_final: float | None = _default(None, "anneal the policy's std from --std to this by the end of the run "
                                        "(cosine, like the learning rate); Monte-Carlo tests use it (default: --std "
                                        "throughout; under a recipe that anneals, give --std-final equal to --std)")
@@ -313,6 +316,9 @@ def check(args: Args) -> Args:
         raise UsageError(f"--clutter-spread must be >= 0, got {args.clutter_spread}")
     if not args.std > 0 or not args.lr > 0 or not (args.std_final is None or args.std_final > 0):
         raise UsageError("--std, --std-final and --lr must be > 0")
+    if not args.loc_limit >= 0 or (args.loc_limit and not spec(args.model).policy):
+        raise UsageError(f"--loc-limit must be >= 0 and needs a location policy (--model ram or dram), got "
+                         f"{args.loc_limit} with {args.model}")
     if args.std_final is not None and not spec(args.model).policy:
         raise UsageError(f"--std-final anneals a location policy's std: a {args.model} model has no location policy")
     if args.lr_warmup < 0:

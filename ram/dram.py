@@ -16,7 +16,9 @@ Gradient routing (tests pin it, tests/test_dram.py):
   EmissionNetwork or the ContextNetwork, which only choose where the next glimpse is taken (a draw: no gradient);
 - REINFORCE trains the EmissionNetwork, LSTM_2 and the ContextNetwork; with ``policy_core`` (the recipe's choice for
   RAM) it also reaches LSTM_1 and the GlimpseNetwork through LSTM_2's input r1_t; without it that input is detached;
-- the Baseline's regression trains the Baseline alone (its input r2_t is detached), unless ``baseline_core``.
+- the Baseline's regression trains the Baseline alone (its input r2_t is detached), unless ``baseline_core``;
+- with ``loc_limit``, the EmissionNetwork's pre-tanh output beyond +-loc_limit is pulled back along REINFORCE's
+  route (``ram.model.LocationPolicy``): the one gradient a mean saturated at the canvas's edge still gets.
 The context never reaches the lower layer, so the labels cannot be read off the coarse view (the paper keeps it
 away from the classifier for that reason). Without ``context`` (the paper's "DRAM w/o context"), the first
 observation is a glimpse like the others and the upper layer starts from zero.
@@ -55,6 +57,7 @@ class DRAMConfig:
     baseline_core: bool = False  # the baseline's regression trains LSTM_2 and the context too (and, with
     # policy_core, what lies below)
     policy: str = "learned"  # only learned: the paper's model chooses where it looks
+    loc_limit: float = 0.0  # a restoring gradient on the EmissionNetwork's pre-tanh output beyond +-this (0: none)
 
     def __post_init__(self) -> None:
         if len(tuple(self.glimpse_shape)) not in (3, 4):
@@ -107,7 +110,8 @@ class DeepRecurrentAttention(nn.Module):
         self.lower = nn.LSTMCell(c.g_size, c.hidden_size)
         self.upper = nn.LSTMCell(c.hidden_size, c.hidden_size)
         # The name the training loop anneals the std through (model.location.std), as for RAM.
-        self.location = LocationPolicy(hidden_size=c.hidden_size, std=c.std, loc_hidden=c.loc_hidden)
+        self.location = LocationPolicy(hidden_size=c.hidden_size, std=c.std, loc_hidden=c.loc_hidden,
+                                       limit=c.loc_limit)
         self.context = ContextNetwork(view_size=math.prod(shape[1:]), hidden_size=c.hidden_size) if c.context else None
         self.classifier = Classifier(hidden_size=c.hidden_size, n_classes=c.n_classes)
         self.baseline = Baseline(hidden_size=c.hidden_size)

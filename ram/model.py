@@ -18,6 +18,9 @@ Gradient routing (the design; tests pin it, see tests/test_model.py):
   also reaches CoreNetwork and GlimpseNetwork through h_t, back through time (the Torch7 implementation's route);
 - the baseline's regression trains the Baseline only (its input h_t is detached too), unless ``baseline_core``:
   then it trains CoreNetwork and GlimpseNetwork as well, as the critic of an actor-critic shares their state.
+- with ``loc_limit`` X > 0, the LocationPolicy's pre-tanh output z gets, beside the gradients above, a pull back to
+  +-X where it lies beyond (the gradient of 0.5 * (|z| - X)^2, a batch mean): it trains the LocationPolicy, and
+  under ``policy_core`` what lies below it, and is there only because a saturated tanh passes nothing else.
 In a game (``act_every_step``) there are no labels and no cross-entropy: the REINFORCE term of the game actions
 takes its place and trains Classifier, CoreNetwork and GlimpseNetwork (through time), never the LocationPolicy; the
 locations' REINFORCE and the baseline are routed as above (``ram.losses.game_loss``).
@@ -68,6 +71,8 @@ class RAMConfig:
     # REINFORCE's gradient reaches the core and the glimpse network through the location policy's input h_t (as
     # Element-Research/rnn's RecurrentAttention routes it); False: it trains the LocationPolicy alone.
     policy_core: bool = False
+    # A restoring gradient on the location policy's pre-tanh output beyond +-loc_limit (0: none; LocationPolicy).
+    loc_limit: float = 0.0
     # The Classifier also names the class at every glimpse before the last (``Rollout.step_logits``), for a loss
     # there (``--glimpse-loss``); False: only after the last, as the paper (and no compute spent on the others).
     classify_every_glimpse: bool = False
@@ -134,20 +139,42 @@ class CoreNetwork(nn.Module):
         return h_t, h_t
 
 
+class _Wall(torch.autograd.Function):
+    """Identity forward; backward adds to z's gradient that of 0.5 * mean over the batch of sum (|z| - limit)^2 over
+    the elements beyond +-limit: a pull back towards the range, nothing inside it."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, limit: float) -> Tensor:
+        ctx.save_for_backward(z)
+        ctx.limit = limit
+        return z.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (z,) = ctx.saved_tensors
+        return grad + (z - z.clamp(-ctx.limit, ctx.limit)) / z.shape[0], None
+
+
 class LocationPolicy(nn.Module):
     """l_t ~ N(mu, std^2 I), mu = tanh(Linear(h_t)) (or tanh(Linear(ReLU(Linear(h_t)))) with a hidden layer): a
-    Gaussian policy with fixed std over [-1, 1]^2."""
+    Gaussian policy with fixed std over [-1, 1]^2. ``limit`` > 0: a restoring gradient on the pre-tanh output z
+    beyond +-limit (``_Wall``); 0: none, the paper's."""
 
-    def __init__(self, *, hidden_size: int, std: float, loc_hidden: int = 0):
+    def __init__(self, *, hidden_size: int, std: float, loc_hidden: int = 0, limit: float = 0.0):
         super().__init__()
         self.hidden = nn.Linear(hidden_size, loc_hidden) if loc_hidden else None
         self.fc = nn.Linear(loc_hidden or hidden_size, 2)
         self.std = std
+        self.limit = limit
 
     def forward(self, h_t: Tensor, *, greedy: bool = False) -> tuple[Tensor, Tensor]:
         """(mu, l_t): the mean and the location drawn (mu itself if greedy)."""
         # float32 even under bf16 autocast: l_t - mu is the policy's noise, which bf16's 8 bits would round away.
-        mu = torch.tanh(self.fc(h_t if self.hidden is None else F.relu(self.hidden(h_t))).float())
+        z = self.fc(h_t if self.hidden is None else F.relu(self.hidden(h_t))).float()
+        # A saturated tanh passes no gradient: a mean driven to the canvas's edge (|z| of 7 to 30, seen in a DRAM
+        # run that stopped learning) stays there whatever REINFORCE says. With a limit, the backward pass adds a
+        # pull on z back to +-limit (tanh(2) = 0.96 is still the edge); forward values are unchanged.
+        mu = torch.tanh(_Wall.apply(z, self.limit) if self.limit > 0 and z.requires_grad else z)
         # The draw itself carries no gradient: REINFORCE reaches mu through log_prob alone.
         l_t = mu.detach() if greedy else (mu.detach() + self.std * torch.randn_like(mu))
         return mu, l_t
@@ -240,7 +267,8 @@ class RecurrentAttention(nn.Module):
         self.glimpse = GlimpseNetwork(glimpse_size=math.prod(c.glimpse_shape), hg_size=c.hg_size, hl_size=c.hl_size,
                                       g_size=c.g_size)
         self.core = CoreNetwork(g_size=c.g_size, hidden_size=c.hidden_size, core=c.core)
-        self.location = LocationPolicy(hidden_size=c.hidden_size, std=c.std, loc_hidden=c.loc_hidden)
+        self.location = LocationPolicy(hidden_size=c.hidden_size, std=c.std, loc_hidden=c.loc_hidden,
+                                       limit=c.loc_limit)
         self.classifier = Classifier(hidden_size=c.hidden_size, n_classes=c.n_classes)
         self.baseline = Baseline(hidden_size=c.hidden_size)
 

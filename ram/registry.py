@@ -113,6 +113,7 @@ def _build_ram(args: Args, task: Task, n_classes: int, channels: int = 1):
                       hidden_size=args.hidden_size, core=args.core, policy=args.policy, loc_hidden=args.loc_hidden,
                       act_every_step=kind_of(task).acts_every_step, baseline_core=args.baseline_core,
                       policy_core=args.policy_core, classify_every_glimpse=args.glimpse_loss > 0,
+                      loc_limit=args.loc_limit,
                       # the std the trained agent keeps (the training loop anneals towards it)
                       std=args.std if args.std_final is None else args.std_final)
 
@@ -158,7 +159,8 @@ def _build_dram(args: Args, task: Task, n_classes: int, channels: int = 1):
     return configured(DeepRecurrentAttention, DRAMConfig, glimpse_shape=shape, n_classes=n_classes,
                       g_size=args.g_size, hidden_size=args.hidden_size, loc_hidden=args.loc_hidden,
                       policy=args.policy, policy_core=args.policy_core, baseline_core=args.baseline_core,
-                      context=args.context, std=args.std if args.std_final is None else args.std_final)
+                      context=args.context, loc_limit=args.loc_limit,
+                      std=args.std if args.std_final is None else args.std_final)
 
 
 register(ModelSpec("dram", _build_dram, reads="glimpses", policy=True, steps=True, draw=_draw_glimpses,

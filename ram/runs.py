@@ -216,11 +216,11 @@ def load_model(state: dict, args: Args, task: Task):
 
 def load_init(model, config, args: Args) -> tuple[int, str]:
     """Load --init's weights into ``model``; returns the samples they were trained on and what the caller should say
-    of the load ("" when every tensor loaded). The architecture must match
-    (the policy's std may differ: that is what fine-tuning usually changes; so may the gradient routes
-    ``baseline_core`` and ``policy_core``), except for the classifier's width ``n_classes``: a checkpoint of another
-    task's labels (pairs100's digits for addition100's sums, another dataset's classes) starts this run with every
-    layer but its output layer, which starts fresh (the note names those tensors)."""
+    of the load ("" when every tensor loaded). The architecture must match (the policy's std may differ: that is
+    what fine-tuning usually changes; so may the gradient routes ``baseline_core``, ``policy_core`` and
+    ``loc_limit``), except for the classifier's width ``n_classes``: a checkpoint of another task's labels
+    (pairs100's digits for addition100's sums, another dataset's classes) starts this run with every layer but its
+    output layer, which starts fresh (the note names those tensors)."""
     path = checkpoint.find(args.init)
     if not path.exists():
         raise UsageError(f"--init {args.init}: no such checkpoint")
@@ -228,7 +228,8 @@ def load_init(model, config, args: Args) -> tuple[int, str]:
     # Through JSON, so that tuples and lists compare equal; a config saved before a field existed has its default.
     theirs = json.loads(json.dumps({**dataclasses.asdict(type(config)()), **state["model_config"]}))
     ours = json.loads(json.dumps(dataclasses.asdict(config)))
-    for routing in ("std", "baseline_core", "policy_core"):  # noise and gradient routes, not architecture
+    # Noise and gradient routes, not architecture.
+    for routing in ("std", "baseline_core", "policy_core", "loc_limit"):
         theirs.pop(routing, None), ours.pop(routing, None)
     if state["args"]["model"] != args.model:
         raise UsageError(f"--init {path} is a {state['args']['model']} model; this run's is {args.model}")

@@ -93,3 +93,20 @@ def test_the_glimpse_loss_is_for_ram_on_a_classification_and_not_negative():
                           "applies to --model ram"), (["--task", "catch", "--glimpse-loss", "1"], "names none")):
         with pytest.raises(UsageError, match=message):
             parse_args(argv)
+
+
+def test_the_loc_limit_reaches_both_glimpse_models_and_a_wrong_one_is_one_line():
+    import pytest
+
+    from ram.config import task_of
+    from ram.errors import UsageError
+    from ram.registry import spec
+
+    for model in ("ram", "dram"):
+        args = parse_args(["--task", "pairs100", "--model", model, "--loc-limit", "2"])
+        built, config = spec(model).build(args, task_of(args), 10)
+        assert config.loc_limit == 2.0 and built.location.limit == 2.0
+    assert spec("ram").build(parse_args([]), task_of(parse_args([])), 10)[0].location.limit == 0.0  # the paper's
+    for argv in (["--loc-limit", "-1"], ["--model", "cnn", "--loc-limit", "2"]):
+        with pytest.raises(UsageError, match="--loc-limit must be >= 0 and needs a location policy"):
+            parse_args(argv)

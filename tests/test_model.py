@@ -5,7 +5,7 @@ import torch
 
 from envs.retina import Retina
 from ram.losses import hybrid_loss
-from ram.model import RAMConfig, RecurrentAttention, log_normal
+from ram.model import LocationPolicy, RAMConfig, RecurrentAttention, log_normal
 
 
 def make(core="rnn", glimpse_shape=(2, 6, 6), loc_hidden=0):
@@ -161,3 +161,44 @@ def test_the_earlier_glimpses_classify_through_the_core_and_never_the_policy():
     game = RecurrentAttention(RAMConfig(glimpse_shape=(2, 6, 6), hg_size=8, hl_size=8, g_size=16, hidden_size=16,
                                         n_classes=3, act_every_step=True, classify_every_glimpse=True))
     assert roll(game)[0].step_logits.shape == (5, 0, 3)
+
+
+def policy_of(limit):
+    """A LocationPolicy whose pre-tanh output z is its input h_t (identity weights, no bias, no hidden layer)."""
+    policy = LocationPolicy(hidden_size=2, std=0.1, limit=limit)
+    with torch.no_grad():
+        policy.fc.weight.copy_(torch.eye(2))
+        policy.fc.bias.zero_()
+    return policy
+
+
+def test_loc_limit_pulls_z_back_beyond_the_limit_and_changes_nothing_else():
+    h = torch.tensor([[0.5, 5.0], [-3.0, 1.0]])
+    values, gradients = {}, {}
+    for limit in (0.0, 2.0):
+        x = h.clone().requires_grad_()
+        mu, _ = policy_of(limit)(x, greedy=True)
+        mu.sum().backward()
+        values[limit], gradients[limit] = mu.detach(), x.grad
+    torch.testing.assert_close(values[2.0], torch.tanh(h), rtol=0, atol=0)  # forward: the paper's mean
+    torch.testing.assert_close(values[0.0], values[2.0], rtol=0, atol=0)
+    tanh_grad = 1 - torch.tanh(h) ** 2
+    torch.testing.assert_close(gradients[0.0], tanh_grad)
+    # Known answer: tanh' plus (z - clamp(z, -2, 2)) / B, B = 2: +1.5 at z = 5, -0.5 at z = -3, nothing inside.
+    torch.testing.assert_close(gradients[2.0], tanh_grad + torch.tensor([[0.0, 1.5], [-0.5, 0.0]]))
+
+
+def test_loc_limit_brings_a_mean_stuck_at_the_edge_back_where_tanh_has_a_gradient():
+    """A saturated mean (z = 20: tanh' ~ 1e-17) gets no gradient from any loss of mu; with the limit, even a loss
+    that says nothing moves z back towards +-limit, and not past it."""
+    for limit, expected in ((0.0, 20.0), (2.0, 2.0)):
+        policy = policy_of(limit)
+        optimiser = torch.optim.SGD(policy.parameters(), lr=1e-3)  # each step: z - 2 shrinks by 40%
+        h = torch.tensor([[20.0, -20.0]])
+        for _ in range(200):
+            optimiser.zero_grad()
+            mu, _ = policy(h, greedy=True)
+            (0.0 * mu).sum().backward()
+            optimiser.step()
+        z = policy.fc(h).detach()
+        torch.testing.assert_close(z.abs(), torch.full_like(z, expected), atol=1e-3, rtol=0)
