@@ -1,6 +1,8 @@
 """DRAM (ram.dram): its gradient routing, its context, and a tiny run through train, evaluate and the Agent."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -81,8 +83,9 @@ def test_a_tiny_dram_run_on_pairs_trains_evaluates_and_reloads(mnist, tmp_path, 
     folder = tmp_path / "dram"
     argv = ["--task", "pairs100", "--model", "dram", "--glimpses", "2", "--batch-size", "16", "--hidden-size", "32",
             "--g-size", "32", "--eval-batch", "500", "--mc-samples", "2", "--threads", "1", "--no-progress",
-            "--samples", "32", "--eval-every", "32", "--run-dir", str(folder)]
+            "--samples", "32", "--eval-every", "32", "--loc-limit", "2", "--run-dir", str(folder)]
     assert train.main(argv) == 0
+    assert json.loads((folder / "config.json").read_text())["model_config"]["loc_limit"] == 2.0
     results = json.loads((folder / "results.json").read_text())
     assert 0 <= results["test"]["object_error"] <= results["test"]["sequence_error"] <= 100
     assert {"glimpses.png", "glimpses.gif"} <= {p.name for p in folder.iterdir()}
@@ -90,6 +93,14 @@ def test_a_tiny_dram_run_on_pairs_trains_evaluates_and_reloads(mnist, tmp_path, 
     assert isinstance(agent.model, DeepRecurrentAttention) and agent.model.config.context
     pred = agent.predict(fixed(mnist, SEVERAL["pairs100"], "test", 0, 2).images)
     assert pred.labels.shape == (2, 2) and pred.locations.shape == (2, 4, 2)
+    # benchmarks/emission_saturation.py reads its policy: one row per location chosen (2 x 2 steps, the last none).
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from emission_saturation import main, saturation
+
+    samples, rows = saturation(str(folder), 50)
+    assert samples == 32 and len(rows) == 3
+    assert all(0 <= median <= largest and 0 <= edge <= 1 for median, largest, edge in rows)
+    assert main([str(tmp_path / "nothing")]) == 2
     capsys.readouterr()
     assert train.main(["--no-context", "--samples", "16"]) == 2
     assert "--no-context removes DRAM's context network" in capsys.readouterr().err
