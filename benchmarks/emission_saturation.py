@@ -2,8 +2,9 @@
 
 mu = tanh(z) passes no gradient where |z| is large (tanh'(5) = 2e-4, tanh'(10) = 8e-9): a mean driven to the
 canvas's edge there stays, whatever REINFORCE says (``--loc-limit`` pulls it back). This plays the fixed validation
-canvases greedily from a run's checkpoint (nothing is trained) and prints, for each emission, the median and the
-largest |z| and the fraction of means beyond 0.95 of the way to the edge.
+canvases greedily from a run's checkpoint (nothing is trained) and prints, for each location chosen (emission 1:
+the second glimpse's, or with DRAM's context the first real one's), the median and the largest |z| over both
+coordinates and the share of means with a coordinate beyond 0.95 of the way to the edge.
 
     python benchmarks/emission_saturation.py runs/pairs100-4g-dram-s0
     python benchmarks/emission_saturation.py runs/A runs/B --canvases 1000
@@ -22,6 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from envs.mnist import DataError  # noqa: E402
 from ram.checkpoint import CheckpointError  # noqa: E402
 from ram.errors import UsageError  # noqa: E402
 from ram.kinds import make_env, play  # noqa: E402
@@ -31,11 +33,12 @@ from ram.runs import load_model, load_run  # noqa: E402
 
 @torch.no_grad()
 def saturation(run: str, canvases: int) -> tuple[int, list[tuple[float, float, float]]]:
-    """(the samples the checkpoint trained on, [(median |z|, max |z|, fraction |mu| > 0.95)] per emission)."""
+    """(the samples the checkpoint trained on, [(median |z|, max |z|, share of means with |mu| > 0.95 in a
+    coordinate)] per location chosen)."""
     _, state, args, task = load_run(run, None)
     s = spec(args.model)
-    if not s.policy:
-        raise UsageError(f"{run}: a {args.model} model has no location policy")
+    if not s.policy or args.policy != "learned":
+        raise UsageError(f"{run}: a {args.model} model with --policy {args.policy} has no learned location policy")
     model = load_model(state, args, task).eval()
     z = []
     hook = model.location.fc.register_forward_hook(lambda module, inputs, out: z.append(out.float()))
@@ -45,8 +48,10 @@ def saturation(run: str, canvases: int) -> tuple[int, list[tuple[float, float, f
         play(s, model, env, greedy=True)
     finally:
         hook.remove()
+    # RAM computes a policy at its last glimpse too, a location never taken: one row per location chosen.
     return int(state["samples"]), [(e.abs().median().item(), e.abs().max().item(),
-                                    (e.tanh().abs() > 0.95).float().mean().item()) for e in z]
+                                    (e.tanh().abs().amax(-1) > 0.95).float().mean().item())
+                                   for e in z[:task.steps - 1]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--canvases", type=int, default=500, help="validation canvases played (default: 500)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     a = parser.parse_args(argv)
+    if a.canvases < 1 or a.threads < 1:
+        parser.error(f"--canvases and --threads must be >= 1, got {a.canvases} and {a.threads}")
     torch.set_num_threads(a.threads)
     try:
         for run in a.runs:
@@ -62,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run} ({samples:,} images)")
             for t, (median, largest, edge) in enumerate(rows, 1):
                 print(f"  emission {t}: |z| median {median:.2f}, max {largest:.2f}; |mu| > 0.95: {edge:.0%}")
-    except (UsageError, CheckpointError) as e:
+    except (UsageError, CheckpointError, DataError, OSError) as e:
         print(f"emission_saturation.py: error: {e}", file=sys.stderr)
         return 2
     return 0

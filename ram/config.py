@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from envs.tasks import PRESETS, Task, get_task
@@ -316,9 +317,10 @@ def check(args: Args) -> Args:
         raise UsageError(f"--clutter-spread must be >= 0, got {args.clutter_spread}")
     if not args.std > 0 or not args.lr > 0 or not (args.std_final is None or args.std_final > 0):
         raise UsageError("--std, --std-final and --lr must be > 0")
-    if not args.loc_limit >= 0 or (args.loc_limit and not spec(args.model).policy):
-        raise UsageError(f"--loc-limit must be >= 0 and needs a location policy (--model ram or dram), got "
-                         f"{args.loc_limit} with {args.model}")
+    if not (args.loc_limit >= 0 and math.isfinite(args.loc_limit)):
+        raise UsageError(f"--loc-limit must be a finite number >= 0, got {args.loc_limit}")
+    if args.loc_limit and (not spec(args.model).policy or args.policy != "learned"):
+        raise UsageError("--loc-limit bounds a learned location policy (--model ram or dram, not --policy random)")
     if args.std_final is not None and not spec(args.model).policy:
         raise UsageError(f"--std-final anneals a location policy's std: a {args.model} model has no location policy")
     if args.lr_warmup < 0:

@@ -107,6 +107,9 @@ def test_the_loc_limit_reaches_both_glimpse_models_and_a_wrong_one_is_one_line()
         built, config = spec(model).build(args, task_of(args), 10)
         assert config.loc_limit == 2.0 and built.location.limit == 2.0
     assert spec("ram").build(parse_args([]), task_of(parse_args([])), 10)[0].location.limit == 0.0  # the paper's
-    for argv in (["--loc-limit", "-1"], ["--model", "cnn", "--loc-limit", "2"]):
-        with pytest.raises(UsageError, match="--loc-limit must be >= 0 and needs a location policy"):
+    for argv, message in ((["--loc-limit", "-1"], "a finite number >= 0, got -1"),
+                          (["--loc-limit", "inf"], "a finite number >= 0, got inf"),
+                          (["--model", "cnn", "--loc-limit", "2"], "bounds a learned location policy"),
+                          (["--policy", "random", "--loc-limit", "2"], "bounds a learned location policy")):
+        with pytest.raises(UsageError, match=message):
             parse_args(argv)

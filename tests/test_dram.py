@@ -91,6 +91,7 @@ def test_a_tiny_dram_run_on_pairs_trains_evaluates_and_reloads(mnist, tmp_path, 
     assert {"glimpses.png", "glimpses.gif"} <= {p.name for p in folder.iterdir()}
     agent = Agent.from_checkpoint(folder)
     assert isinstance(agent.model, DeepRecurrentAttention) and agent.model.config.context
+    assert agent.model.location.limit == 2.0
     pred = agent.predict(fixed(mnist, SEVERAL["pairs100"], "test", 0, 2).images)
     assert pred.labels.shape == (2, 2) and pred.locations.shape == (2, 4, 2)
     # benchmarks/emission_saturation.py reads its policy: one row per location chosen (2 x 2 steps, the last none).
@@ -100,7 +101,9 @@ def test_a_tiny_dram_run_on_pairs_trains_evaluates_and_reloads(mnist, tmp_path, 
     samples, rows = saturation(str(folder), 50)
     assert samples == 32 and len(rows) == 3
     assert all(0 <= median <= largest and 0 <= edge <= 1 for median, largest, edge in rows)
-    assert main([str(tmp_path / "nothing")]) == 2
     capsys.readouterr()
+    assert main([str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("emission_saturation.py: error: no checkpoint") and err.count("\n") == 1
     assert train.main(["--no-context", "--samples", "16"]) == 2
     assert "--no-context removes DRAM's context network" in capsys.readouterr().err

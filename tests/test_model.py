@@ -193,7 +193,7 @@ def test_loc_limit_brings_a_mean_stuck_at_the_edge_back_where_tanh_has_a_gradien
     that says nothing moves z back towards +-limit, and not past it."""
     for limit, expected in ((0.0, 20.0), (2.0, 2.0)):
         policy = policy_of(limit)
-        optimiser = torch.optim.SGD(policy.parameters(), lr=1e-3)  # each step: z - 2 shrinks by 40%
+        optimiser = torch.optim.SGD(policy.parameters(), lr=1e-3)  # each step: z - 2 shrinks by 80%
         h = torch.tensor([[20.0, -20.0]])
         for _ in range(200):
             optimiser.zero_grad()
@@ -202,3 +202,17 @@ def test_loc_limit_brings_a_mean_stuck_at_the_edge_back_where_tanh_has_a_gradien
             optimiser.step()
         z = policy.fc(h).detach()
         torch.testing.assert_close(z.abs(), torch.full_like(z, expected), atol=1e-3, rtol=0)
+
+
+def test_loc_limit_s_pull_stops_at_the_location_policy_without_policy_core():
+    """The pull follows REINFORCE's route: without policy_core h_t is detached, so it trains the LocationPolicy
+    alone; with it, the core and the glimpse network too."""
+    for policy_core, reached in ((False, {"location"}), (True, {"location", "core", "glimpse"})):
+        torch.manual_seed(0)
+        model = RecurrentAttention(RAMConfig(glimpse_shape=(2, 6, 6), hg_size=8, hl_size=8, g_size=16, hidden_size=16,
+                                             std=0.2, loc_limit=2.0, policy_core=policy_core))
+        with torch.no_grad():
+            model.location.fc.bias.fill_(50.0)  # every mean saturated at the corner: z about 50
+        out, _ = roll(model)
+        g = grads(model, 0.0 * out.log_pi.sum())  # no REINFORCE signal at all: the pull alone
+        assert {name.split(".")[0] for name, v in g.items() if v is not None and v.abs().sum() > 0} == reached
