@@ -9,7 +9,7 @@ coordinates and the share of means with a coordinate beyond 0.95 of the way to t
     python benchmarks/emission_saturation.py runs/pairs100-4g-dram-s0
     python benchmarks/emission_saturation.py runs/A runs/B --canvases 1000
 
-docs/several-objects.md ("A start that stalled") has its readings.
+docs/several-objects.md ("Twice the images, and a start that stalled") has its readings.
 """
 
 from __future__ import annotations
