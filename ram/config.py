@@ -40,55 +40,54 @@ def _default(value, help: str, **kw):
     return field(default=None, metadata={"help": help, "default": value, **kw})
 
 
-# The RAM agent's recipes: the values its flags take when the command line leaves them unset, so that
-# `python train.py --task T` trains a good agent for T with its default number of glimpses (measured in
-# docs/results.md and docs/catch.md). Keyed by (task, glimpses); glimpses None: every count.
+# The recipes of the agents trained by REINFORCE (RAM and DRAM): the values their flags take when the command line
+# leaves them unset, so that `python train.py --task T` trains a good agent for T with its default number of
+# glimpses (measured in docs/results.md, docs/catch.md and docs/several-objects.md). Keyed by (task, glimpses,
+# model), None meaning every count or every model: a run takes its task's entry, then its glimpse count's, then its
+# model's, the later winning (``recipe_of``).
 # The cluttered tasks' agent: the LSTM core, a hidden layer in the location policy, the first glimpse at the centre,
 # the std annealed from 0.15 to 0.04, batches of 1,024 with the learning rate scaled by sqrt(1024 / 128) after a
 # 200k-image warm-up, REINFORCE paid p(y | h_T), and its gradient reaching the core through the policy's input (the
 # Torch7 route; docs/results.md and docs/scaling.md have the A/Bs behind each choice).
 _ATTEND = {"core": "lstm", "loc_hidden": 128, "start": "center", "std": 0.15, "std_final": 0.04, "batch_size": 1024,
            "lr": 2.83e-3, "lr_warmup": 200_000, "reward": "prob", "policy_core": True, "eval_every": 500_000}
-RECIPES: dict[tuple[str, int | None], dict] = {
+RECIPES: dict[tuple[str, int | None, str | None], dict] = {
     # A small LSTM agent trained by REINFORCE; its baseline shapes its state too (as an actor-critic's critic); a
     # little entropy keeps the moves from settling on one move early (docs/catch.md has the runs behind each choice).
-    ("catch", None): {"core": "lstm", "hidden_size": 64, "g_size": 64, "glimpse_hidden": 32, "baseline_core": True,
-                      "entropy": 0.01, "lr": 2e-3, "samples": 5_000_000, "eval_every": 100_000},
+    ("catch", None, None): {"core": "lstm", "hidden_size": 64, "g_size": 64, "glimpse_hidden": 32,
+                            "baseline_core": True, "entropy": 0.01, "lr": 2e-3, "samples": 5_000_000,
+                            "eval_every": 100_000},
     # 10M images (40 to 61 minutes on 2 cores with 6 glimpses, two seeds; measured with 6 and 4).
-    ("cluttered60", None): {**_ATTEND, "samples": 10_000_000},
+    ("cluttered60", None, None): {**_ATTEND, "samples": 10_000_000},
     # With the task's 6 glimpses: half the images, each canvas played twice with the leave-one-out baseline
     # (`--rollouts 2`); below the paper's 4.08% greedily on 5M images with two seeds, where one rollout missed it.
     # Glimpse-network pathways of 256 units, not the paper's 128: the reader, not the search, makes most errors
     # (benchmarks/val_test_gap.py), and the wider one was ahead at every validation with two seeds.
-    ("cluttered60", 6): {"samples": 5_000_000, "rollouts": 2, "glimpse_hidden": 256},
+    ("cluttered60", 6, None): {"samples": 5_000_000, "rollouts": 2, "glimpse_hidden": 256},
     # With 8: the 10M images, each canvas played twice (3.34% greedy where 8M with one rollout gave 3.56%).
-    ("cluttered60", 8): {"rollouts": 2},
+    ("cluttered60", 8, None): {"rollouts": 2},
     # The same agent on the larger canvas: 10M images, each canvas played twice (4.64% greedy where one rollout gave
     # 5.33%; about 92 minutes with one thread beside other runs, 95 alone with one rollout). 8 glimpses measured.
-    ("cluttered100", None): {**_ATTEND, "samples": 10_000_000, "rollouts": 2},
+    ("cluttered100", None, None): {**_ATTEND, "samples": 10_000_000, "rollouts": 2},
     # Two digits on the cluttered 100 x 100 canvas (Ba et al. 2015), read in order or summed: the same agent, each
     # canvas played twice (docs/several-objects.md has the runs). pairs100 on 5M images; addition100 on 3M, started
     # from a pairs100 agent (--init runs/pairs100-4g-s0): from scratch it learned nothing in 2.5M images.
-    ("pairs100", None): {**_ATTEND, "samples": 5_000_000, "rollouts": 2},
-    ("addition100", None): {**_ATTEND, "samples": 3_000_000, "rollouts": 2},
+    ("pairs100", None, None): {**_ATTEND, "samples": 5_000_000, "rollouts": 2},
+    ("addition100", None, None): {**_ATTEND, "samples": 3_000_000, "rollouts": 2},
     # The same agent on the uncluttered 60 x 60 canvas: 8M images, about 33 minutes on 2 cores.
-    ("translated60", None): {**_ATTEND, "samples": 8_000_000},
+    ("translated60", None, None): {**_ATTEND, "samples": 8_000_000},
     # One 8 x 8 scale on 28 pixels: the paper's RNN agent with a random first glimpse at batch 128 (the cluttered
     # agent does worse here), with the std annealed, a hidden layer in the policy, p(y | h_T) and the Torch7 route,
     # on 10M images (about 35 minutes on one core beside another run; 6M left greedy error above the paper's).
-    ("mnist28", None): {"loc_hidden": 128, "std": 0.2, "std_final": 0.05, "reward": "prob", "policy_core": True,
-                        "samples": 10_000_000, "eval_every": 500_000},
-}
-
-
-# What a model changes in its task's recipe above (which serves RAM, and DRAM where it has no entry here), by (task,
-# model). DRAM on pairs: a what-and-where product of 512 units, not 256 (its LSTM layers stay 256): ahead at every
-# validation on two seeds of 2M images and on the recipe's 5M (docs/several-objects.md has the A/Bs).
-MODEL_RECIPES: dict[tuple[str, str], dict] = {
-    ("pairs100", "dram"): {"g_size": 512},
+    ("mnist28", None, None): {"loc_hidden": 128, "std": 0.2, "std_final": 0.05, "reward": "prob",
+                              "policy_core": True, "samples": 10_000_000, "eval_every": 500_000},
+    # What DRAM changes in its task's entry: on pairs, a what-and-where product of 512 units, not 256 (its LSTM
+    # layers stay 256): ahead at every validation on two seeds of 2M images and on the 5M budget
+    # (docs/several-objects.md has the A/Bs).
+    ("pairs100", None, "dram"): {"g_size": 512},
     # addition100 starts from a pairs agent (--init), whose sizes win anyway; unmeasured from scratch (at 256 it learned
     # nothing), this keeps the two tasks' DRAM alike.
-    ("addition100", "dram"): {"g_size": 512},
+    ("addition100", None, "dram"): {"g_size": 512},
 }
 
 
@@ -96,7 +95,8 @@ def recipe_of(task: str, glimpses: int | None, model: str = "ram") -> dict:
     """The recipe of ``task`` with ``glimpses`` glimpses (None: the task's own count) for ``model``; {} if it has
     none."""
     T = PRESETS[task].n_glimpses if glimpses is None else glimpses
-    return {**RECIPES.get((task, None), {}), **RECIPES.get((task, T), {}), **MODEL_RECIPES.get((task, model), {})}
+    keys = ((task, None, None), (task, T, None), (task, None, model), (task, T, model))
+    return {k: v for key in keys for k, v in RECIPES.get(key, {}).items()}
 
 
 @dataclass
@@ -107,7 +107,7 @@ class Args:
     dataset: str = _flag("mnist", "the images that fill the task's canvases: mnist, fashion-mnist, a folder of class "
                          "folders (PNG/JPEG, grey or RGB) or an .npz of images and labels (docs/datasets.md)")
     recipe: bool = _flag(True, "fill the flags left unset from the task's recipe for its glimpse count and model "
-                         "(RECIPES and MODEL_RECIPES in ram/config.py; --no-recipe: the plain defaults, as commands "
+                         "(RECIPES in ram/config.py; --no-recipe: the plain defaults, as commands "
                          "written before the recipe)")
     model: str = _flag("ram", "the model, an entry of the registry (ram.registry): ram is hard attention trained "
                        "by REINFORCE; the others see the whole canvas and learn by backpropagation (docs/training.md)")
@@ -272,10 +272,9 @@ def add_fields(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(Args):
         name = "--" + f.name.replace("_", "-")
         default = f.metadata.get("default", f.default)
-        recipes = "".join(f", --task {task}{'' if T is None else f' --glimpses {T}'}: {recipe[f.name]}"
-                          for (task, T), recipe in RECIPES.items() if f.name in recipe)
-        recipes += "".join(f", --task {task} --model {model}: {recipe[f.name]}"
-                           for (task, model), recipe in MODEL_RECIPES.items() if f.name in recipe)
+        recipes = "".join(f", --task {task}{'' if T is None else f' --glimpses {T}'}"
+                          f"{'' if model is None else f' --model {model}'}: {recipe[f.name]}"
+                          for (task, T, model), recipe in RECIPES.items() if f.name in recipe)
         help = f.metadata["help"] + ("" if default is None else f" (default: {default}{recipes})")
         if f.type in ("bool", bool, "bool | None"):
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help)

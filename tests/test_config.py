@@ -3,14 +3,14 @@ wins; the model's defaults win over a RAM recipe."""
 
 import dataclasses
 
-from ram.config import MODEL_RECIPES, RECIPES, Args, parse_args, resolve
+from ram.config import RECIPES, Args, parse_args, resolve
 from ram.losses import REWARDS
 
 
 def test_the_catch_recipe_fills_what_the_command_line_leaves_unset():
     args = parse_args(["--task", "catch", "--hidden-size", "32"])
     assert args.hidden_size == 32  # given: it wins
-    assert all(getattr(args, k) == v for k, v in RECIPES[("catch", None)].items() if k != "hidden_size")
+    assert all(getattr(args, k) == v for k, v in RECIPES[("catch", None, None)].items() if k != "hidden_size")
     assert resolve(Args(task="catch")).core == "lstm" and resolve(Args(task="mnist28")).core == "rnn"
     assert resolve(Args(task="catch")).samples == 5_000_000
     assert resolve(Args(task="catch", recipe=False)).samples == 3_000_000
@@ -18,7 +18,7 @@ def test_the_catch_recipe_fills_what_the_command_line_leaves_unset():
 
 
 def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_plain_defaults():
-    c60 = RECIPES[("cluttered60", None)]  # every glimpse count
+    c60 = RECIPES[("cluttered60", None, None)]  # every glimpse count
     assert all(getattr(resolve(Args(glimpses=4)), k) == v for k, v in c60.items())
     assert resolve(Args(glimpses=4)).rollouts == 1 and resolve(Args(glimpses=8)).samples == 10_000_000
     assert resolve(Args(glimpses=8)).rollouts == 2
@@ -68,7 +68,7 @@ def test_every_value_a_recipe_sets_is_one_it_can_set():
     # Only fields left None on the command line are filled by resolve: a recipe's key on a field with a plain
     # default would be ignored silently.
     settable = {f.name for f in dataclasses.fields(Args) if "default" in f.metadata}
-    assert all(set(recipe) <= settable for recipe in [*RECIPES.values(), *MODEL_RECIPES.values()])
+    assert all(set(recipe) <= settable for recipe in RECIPES.values())
 
 
 def test_the_default_learning_rate_depends_on_the_model_and_a_given_one_wins():
