@@ -44,7 +44,7 @@ def _default(value, help: str, **kw):
 # leaves them unset, so that `python train.py --task T` trains a good agent for T with its default number of
 # glimpses (measured in docs/results.md, docs/catch.md and docs/several-objects.md). Keyed by (task, glimpses,
 # model), None meaning every count or every model: a run takes its task's entry, then its glimpse count's, then its
-# model's, the later winning (``recipe_of``).
+# model's, then its model's with its glimpse count, the later winning (``recipe_of``).
 # The cluttered tasks' agent: the LSTM core, a hidden layer in the location policy, the first glimpse at the centre,
 # the std annealed from 0.15 to 0.04, batches of 1,024 with the learning rate scaled by sqrt(1024 / 128) after a
 # 200k-image warm-up, REINFORCE paid p(y | h_T), and its gradient reaching the core through the policy's input (the
