@@ -56,8 +56,13 @@ def test_a_recipe_is_the_task_s_for_its_glimpse_count_and_no_recipe_gives_the_pl
 def test_a_model_s_recipe_changes_its_task_s_for_that_model_alone():
     dram, ram = resolve(Args(task="pairs100", model="dram")), resolve(Args(task="pairs100"))
     assert (dram.g_size, ram.g_size) == (512, 256)
+    assert (dram.samples, ram.samples, dram.loc_limit, ram.loc_limit) == (10_000_000, 5_000_000, 2.0, 0.0)
     # the rest of the task's recipe is shared
-    assert (dram.rollouts, dram.samples, dram.core, dram.lr) == (ram.rollouts, ram.samples, ram.core, ram.lr)
+    assert (dram.rollouts, dram.core, dram.lr) == (ram.rollouts, ram.core, ram.lr)
+    # a given value wins (0: the paper's policy), and random locations have no policy to bound
+    assert parse_args(["--task", "pairs100", "--model", "dram", "--loc-limit", "0"]).loc_limit == 0.0
+    assert resolve(Args(task="pairs100", model="dram", policy="random")).loc_limit == 0.0
+    assert resolve(Args(task="pairs100", model="dram", recipe=False)).loc_limit == 0.0
     assert parse_args(["--task", "pairs100", "--model", "dram", "--g-size", "256"]).g_size == 256  # given wins
     assert resolve(Args(task="pairs100", model="dram", recipe=False)).g_size == 256
     assert resolve(Args(task="addition100", model="dram")).g_size == 512  # as the pairs agent it starts from
