@@ -481,11 +481,11 @@ def test_init_from_another_tasks_labels_keeps_all_but_the_output_layer(tmp_path,
         torch.manual_seed(seed)
         return (*spec(model_name).build(args, task, n), args)
 
-    pairs, pairs_config, pairs_args = built("pairs100", 0)
+    policy = spec(model_name).policy
+    pairs, pairs_config, pairs_args = built("pairs100", 0, **({"loc_limit": 0.0} if policy else {}))
     checkpoint.save({"args": dataclasses.asdict(pairs_args), "task": {}, "model": pairs.state_dict(), "samples": 5,
                      "model_config": dataclasses.asdict(pairs_config)}, tmp_path / "pairs.pt")
     # A gradient route of its own (--loc-limit) is not architecture: the checkpoint, trained without, still loads.
-    policy = spec(model_name).policy
     sums, sums_config, args = built("addition100", 1, **({"loc_limit": 2.0} if policy else {}))
     assert not policy or (sums.location.limit, pairs.location.limit) == (2.0, 0.0)
     before = {k: v.clone() for k, v in sums.state_dict().items()}
