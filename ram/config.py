@@ -88,7 +88,7 @@ RECIPES: dict[tuple[str, int | None, str | None], dict] = {
     # images. docs/several-objects.md has the A/Bs.
     ("pairs100", None, "dram"): {"g_size": 512, "samples": 10_000_000, "loc_limit": 2.0},
     # addition100 starts from a pairs agent (--init), whose sizes win anyway; unmeasured from scratch (at 256 it learned
-    # nothing), this keeps the two tasks' DRAM alike.
+    # nothing), this keeps the two tasks' DRAM alike. No --loc-limit: the measured fine-tune ran without it.
     ("addition100", None, "dram"): {"g_size": 512},
 }
 
